@@ -1,1 +1,20 @@
-//! placeholder
+//! Unity's write side: the event store in PostgreSQL, command handling, the secrets vault, and
+//! the relay that broadcasts the log over NATS JetStream.
+
+pub mod canonical;
+pub mod handler;
+pub mod identity;
+pub mod integrity;
+pub mod relay;
+pub mod store;
+pub mod vault;
+pub mod wakeup;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+#[cfg(test)]
+mod tests;
+
+/// Every migration in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

@@ -109,6 +109,22 @@ pub enum IdentityError {
     ApiKeyRoleAboveCreator { creator: Role },
     #[error("the expiry time is in the past")]
     ExpiryInThePast,
+    #[error("a password needs at least {MIN_PASSWORD_CHARS} characters")]
+    PasswordTooShort,
+    #[error("a password may have at most {MAX_PASSWORD_CHARS} characters")]
+    PasswordTooLong,
+}
+
+pub const MIN_PASSWORD_CHARS: usize = 12;
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+
+/// The password policy, checked before anything is hashed.
+pub fn check_password_policy(password: &str) -> Result<(), IdentityError> {
+    match password.chars().count() {
+        n if n < MIN_PASSWORD_CHARS => Err(IdentityError::PasswordTooShort),
+        n if n > MAX_PASSWORD_CHARS => Err(IdentityError::PasswordTooLong),
+        _ => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,6 +484,13 @@ mod tests {
         for bad in ["", "a b", "ädmin", &"x".repeat(65), "root;drop"] {
             assert!(matches!(Username::parse(bad), Err(IdentityError::InvalidUsername(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn passwords_need_a_minimum_length() {
+        assert_eq!(check_password_policy("short"), Err(IdentityError::PasswordTooShort));
+        assert_eq!(check_password_policy(&"x".repeat(2000)), Err(IdentityError::PasswordTooLong));
+        assert_eq!(check_password_policy("correct horse battery"), Ok(()));
     }
 
     #[test]

@@ -1,0 +1,112 @@
+//! The canonical encoding that event and seal hashes cover.
+//!
+//! It must give the same bytes for a payload before it is stored and after PostgreSQL's JSONB has
+//! round-tripped it. JSONB sorts keys its own way and keeps numbers as `numeric`, so `1e16`
+//! comes back as `10000000000000000` and `-0.0` as `0.0`. The encoding therefore sorts object
+//! keys by their UTF-8 bytes, writes every integral number that fits 64 bits as an integer, and
+//! every other number in the shortest form that reads back as the same `f64`.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+pub fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => write_number(n, out),
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(fields) => {
+            let mut keys: Vec<&String> = fields.keys().collect();
+            keys.sort_unstable();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(key, out);
+                out.push(':');
+                write_canonical(&fields[key], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_number(n: &serde_json::Number, out: &mut String) {
+    if let Some(i) = n.as_i64() {
+        let _ = write!(out, "{i}");
+    } else if let Some(u) = n.as_u64() {
+        let _ = write!(out, "{u}");
+    } else if let Some(f) = n.as_f64() {
+        // 2^63: every integral f64 below it is exactly an i64.
+        if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775_808e18 {
+            let _ = write!(out, "{}", f as i64);
+        } else {
+            // Rust's Display for f64 is the shortest representation that reads back exactly.
+            let _ = write!(out, "{f:e}");
+        }
+    }
+}
+
+pub fn write_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// JSONB cannot store the NUL character; reject it before the database does, with a clear reason.
+pub fn find_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(find_nul),
+        Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || find_nul(v)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn canonical(v: &Value) -> String {
+        let mut s = String::new();
+        write_canonical(v, &mut s);
+        s
+    }
+
+    #[test]
+    fn key_order_and_number_spelling_do_not_matter() {
+        let a: Value = serde_json::from_str(r#"{"b": 1e16, "a": [1.5, -0.0, "é\n"], "aa": 3.0}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"aa": 3, "a": [1.50, 0, "\u00e9\u000a"], "b": 10000000000000000}"#).unwrap();
+        assert_eq!(canonical(&a), canonical(&b));
+        assert_eq!(canonical(&a), r#"{"a":[1.5e0,0,"é\u000a"],"aa":3,"b":10000000000000000}"#);
+    }
+
+    #[test]
+    fn different_values_encode_differently() {
+        assert_ne!(canonical(&json!({"a": "1"})), canonical(&json!({"a": 1})));
+        assert_ne!(canonical(&json!({"a": 0.1})), canonical(&json!({"a": 0.10000000000000002})));
+    }
+}

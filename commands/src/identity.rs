@@ -1,0 +1,235 @@
+//! Identity commands: everything that changes users, API keys and login records. Passwords are
+//! hashed with argon2id here and sealed in the vault before any event mentions them.
+
+use argon2::{password_hash::SaltString, Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use chrono::{DateTime, Utc};
+use ring::{
+    digest,
+    rand::{SecureRandom, SystemRandom},
+};
+use unity_domain::{
+    identity::{
+        check_password_policy, username_stream_uuid, ApiKey, ApiKeyCommand, ApiKeyEvent, IdentityError, Login, LoginEvent,
+        RecordLogin, ReserveUsername, Role, User, UserCommand, UserEvent, UserState, Username, UsernameEvent,
+        UsernameReservation,
+    },
+    Decider, DomainEvent, EventMetadata, SecretRef,
+};
+use uuid::Uuid;
+
+use crate::{
+    handler::{execute, load, stream_of, CommandError, MAX_ATTEMPTS},
+    store::{Appended, EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend},
+    vault::{Vault, VaultError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityCommandError {
+    #[error(transparent)]
+    Rejected(#[from] IdentityError),
+    #[error(transparent)]
+    Command(CommandError<IdentityError>),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+impl From<CommandError<IdentityError>> for IdentityCommandError {
+    fn from(e: CommandError<IdentityError>) -> IdentityCommandError {
+        match e {
+            CommandError::Rejected(e) => IdentityCommandError::Rejected(e),
+            e => IdentityCommandError::Command(e),
+        }
+    }
+}
+
+impl From<StoreError> for IdentityCommandError {
+    fn from(e: StoreError) -> IdentityCommandError {
+        IdentityCommandError::Command(e.into())
+    }
+}
+
+type Result<T> = std::result::Result<T, IdentityCommandError>;
+
+/// An API key as shown once at creation: the secret token is never stored, only its SHA-256.
+pub struct IssuedApiKey {
+    pub key_id: Uuid,
+    pub token: String,
+    pub appended: Option<Appended>,
+}
+
+#[derive(Clone)]
+pub struct IdentityCommands {
+    store: EventStore,
+    vault: Vault,
+}
+
+impl IdentityCommands {
+    pub fn new(store: EventStore, vault: Vault) -> IdentityCommands {
+        IdentityCommands { store, vault }
+    }
+
+    /// Creates a user, reserving the username in the same atomic append.
+    pub async fn create_user(&self, username: &str, password: &str, role: Role, metadata: &EventMetadata) -> Result<(Uuid, Appended)> {
+        let username = Username::parse(username)?;
+        check_password_policy(password)?;
+        let password_hash = self.seal_password(password).await?;
+        let user_id = Uuid::now_v7();
+        let reservation_stream = stream_of::<UsernameEvent>(username_stream_uuid(&username));
+        let user_stream = stream_of::<UserEvent>(user_id);
+        for _ in 0..MAX_ATTEMPTS {
+            let (reserved, version) = load::<UsernameReservation>(&self.store, &reservation_stream).await?;
+            let reserve = ReserveUsername { username: username.clone(), user_id };
+            let reservation = UsernameReservation::decide(&reserve, &reserved)?;
+            let create = UserCommand::Create { user_id, username: username.clone(), role, password_hash: password_hash.clone() };
+            let created = User::decide(&create, &UserState::Absent)?;
+            let appended = self
+                .store
+                .append(vec![
+                    StreamAppend {
+                        stream_id: reservation_stream.clone(),
+                        expected: if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exactly(version) },
+                        events: reservation.iter().map(|e| NewEvent::from_domain(e, metadata)).collect(),
+                    },
+                    StreamAppend {
+                        stream_id: user_stream.clone(),
+                        expected: ExpectedVersion::NoStream,
+                        events: created.iter().map(|e| NewEvent::from_domain(e, metadata)).collect(),
+                    },
+                ])
+                .await;
+            match appended {
+                Ok(appended) => return Ok((user_id, appended)),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(IdentityCommandError::Command(CommandError::Contended(reservation_stream.to_string())))
+    }
+
+    pub async fn change_role(&self, user_id: Uuid, role: Role, metadata: &EventMetadata) -> Result<Option<Appended>> {
+        let (_, appended) = execute::<User>(&self.store, &stream_of::<UserEvent>(user_id), &UserCommand::ChangeRole { role }, metadata).await?;
+        Ok(appended)
+    }
+
+    /// Sets a new password (the caller has checked the old one) and shreds the old hash.
+    pub async fn change_password(&self, user_id: Uuid, new_password: &str, metadata: &EventMetadata) -> Result<Option<Appended>> {
+        check_password_policy(new_password)?;
+        let stream = stream_of::<UserEvent>(user_id);
+        let (state, _) = load::<User>(&self.store, &stream).await?;
+        let old_secret = match state {
+            UserState::Active { password_secret, .. } => password_secret,
+            UserState::Absent => return Err(IdentityError::UserNotFound.into()),
+            UserState::Disabled { .. } => return Err(IdentityError::UserDisabled.into()),
+        };
+        let password_hash = self.seal_password(new_password).await?;
+        let (_, appended) = execute::<User>(&self.store, &stream, &UserCommand::ChangePassword { password_hash }, metadata).await?;
+        self.vault.shred(old_secret, metadata).await?;
+        Ok(appended)
+    }
+
+    pub async fn disable_user(&self, user_id: Uuid, reason: Option<String>, metadata: &EventMetadata) -> Result<Option<Appended>> {
+        let (_, appended) = execute::<User>(&self.store, &stream_of::<UserEvent>(user_id), &UserCommand::Disable { reason }, metadata).await?;
+        Ok(appended)
+    }
+
+    /// Checks a password against the user's sealed argon2id hash.
+    pub async fn verify_password(&self, password_hash: &SecretRef, password: &str) -> Result<bool> {
+        let phc = self.vault.decrypt(password_hash).await?;
+        let phc = String::from_utf8(phc).map_err(|_| VaultError::Corrupt(password_hash.secret_id))?;
+        PasswordHash::new(&phc).map_err(|_| VaultError::Corrupt(password_hash.secret_id))?;
+        let password = password.to_owned();
+        // argon2 is deliberately slow: keep it off the async workers.
+        let ok = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&phc).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        })
+        .await
+        .unwrap_or(false);
+        Ok(ok)
+    }
+
+    pub async fn record_login(&self, attempt: RecordLogin, metadata: &EventMetadata) -> Result<Option<Appended>> {
+        let stream = stream_of::<LoginEvent>(username_stream_uuid(&attempt.username));
+        let events = Login::decide(&attempt, &())?;
+        let appended = self
+            .store
+            .append(vec![StreamAppend {
+                stream_id: stream,
+                expected: ExpectedVersion::Any,
+                events: events.iter().map(|e| NewEvent::from_domain(e, metadata)).collect(),
+            }])
+            .await?;
+        Ok(Some(appended))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn issue_api_key(
+        &self,
+        owner_id: Uuid,
+        owner_role: Role,
+        name: &str,
+        role: Role,
+        expires_at: Option<DateTime<Utc>>,
+        metadata: &EventMetadata,
+    ) -> Result<IssuedApiKey> {
+        let mut secret = [0u8; 32];
+        SystemRandom::new().fill(&mut secret).expect("system randomness");
+        let token = format!("unity_{}", hex::encode(secret));
+        let key_id = Uuid::now_v7();
+        let command = ApiKeyCommand::Issue {
+            key_id,
+            owner_id,
+            owner_role,
+            name: name.to_owned(),
+            role,
+            token_sha256: token_sha256(&token),
+            expires_at,
+            now: Utc::now(),
+        };
+        let (_, appended) = execute::<ApiKey>(&self.store, &stream_of::<ApiKeyEvent>(key_id), &command, metadata).await?;
+        Ok(IssuedApiKey { key_id, token, appended })
+    }
+
+    pub async fn revoke_api_key(&self, key_id: Uuid, metadata: &EventMetadata) -> Result<Option<Appended>> {
+        let (_, appended) = execute::<ApiKey>(&self.store, &stream_of::<ApiKeyEvent>(key_id), &ApiKeyCommand::Revoke, metadata).await?;
+        Ok(appended)
+    }
+
+    async fn seal_password(&self, password: &str) -> Result<SecretRef> {
+        let mut salt = [0u8; 16];
+        SystemRandom::new().fill(&mut salt).expect("system randomness");
+        let password = password.to_owned();
+        let phc = tokio::task::spawn_blocking(move || {
+            let salt = SaltString::encode_b64(&salt).expect("16-byte salt");
+            Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+        })
+        .await
+        .expect("argon2 task")
+        // Only invalid parameters fail, and these are argon2's defaults with a bounded password.
+        .expect("argon2id hashes any password within the policy's length");
+        Ok(self.vault.seal(phc.as_bytes()).await?)
+    }
+}
+
+/// The lookup key of a token (session or API key): hex SHA-256. Tokens are 256 random bits, so
+/// their hashes need no salt and reveal nothing.
+pub fn token_sha256(token: &str) -> String {
+    hex::encode(digest::digest(&digest::SHA256, token.as_bytes()))
+}
+
+/// For `unity replay --as-of`: folds a stream's events into its aggregate's state as text.
+pub fn describe_state(stream_type: &str, events: &[crate::store::RecordedEvent]) -> std::result::Result<String, crate::store::DecodeError> {
+    fn fold<D: Decider>(events: &[crate::store::RecordedEvent]) -> std::result::Result<String, crate::store::DecodeError> {
+        let mut state = D::State::default();
+        for e in events {
+            state = D::evolve(state, &e.decode::<D::Event>()?);
+        }
+        Ok(format!("{state:#?}"))
+    }
+    match stream_type {
+        t if t == UserEvent::STREAM_TYPE => fold::<User>(events),
+        t if t == ApiKeyEvent::STREAM_TYPE => fold::<ApiKey>(events),
+        t if t == UsernameEvent::STREAM_TYPE => fold::<UsernameReservation>(events),
+        t if t == LoginEvent::STREAM_TYPE => Ok(format!("{} login attempts", events.len())),
+        _ => Ok(format!("{} events (no aggregate state is defined for stream type '{stream_type}')", events.len())),
+    }
+}

@@ -1,0 +1,296 @@
+//! The NATS relay: publishes every committed event to JetStream in store order, at least once.
+//!
+//! Exactly one relay is active per JetStream stream (a PostgreSQL advisory lock held on a
+//! dedicated connection); the others stand by. Where to resume is decided by JetStream itself:
+//! the stream's last message names the last event that made it, so a relay that died between
+//! publishing and checkpointing republishes nothing. Every message also carries
+//! `Nats-Expected-Last-Sequence`, so if one publish in a pipelined batch is lost, every later one
+//! is refused rather than stored out of order; the relay then resynchronises and carries on.
+//! `Nats-Msg-Id` (the event id) lets JetStream drop any duplicate within its window as well.
+
+use std::time::Duration;
+
+use async_nats::{
+    jetstream::{self, message::PublishMessage, stream},
+    HeaderMap,
+};
+use serde_json::json;
+use sqlx::{pool::PoolConnection, Postgres, Row};
+use tokio::sync::watch;
+
+use crate::store::{read_after, Cursor, EventStore, RecordedEvent, StoreError};
+
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// JetStream stream name (`UNITY_NATS_STREAM`).
+    pub stream_name: String,
+    /// Subject prefix (`UNITY_NATS_SUBJECT_PREFIX`); subjects are `<prefix>.<stream_type>.<event_type>`.
+    pub subject_prefix: String,
+    pub batch_size: i64,
+    /// How long to wait for JetStream's answers.
+    pub timeout: Duration,
+    /// Polling interval when no wake-up arrives.
+    pub poll_interval: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> RelayConfig {
+        RelayConfig {
+            stream_name: "UNITY_EVENTS".into(),
+            subject_prefix: "unity.events".into(),
+            batch_size: 500,
+            timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("NATS: {0}")]
+    Nats(String),
+    #[error("another relay holds the lease")]
+    NotLeader,
+}
+
+impl From<sqlx::Error> for RelayError {
+    fn from(e: sqlx::Error) -> RelayError {
+        RelayError::Store(e.into())
+    }
+}
+
+fn nats_err(e: impl std::fmt::Display) -> RelayError {
+    RelayError::Nats(e.to_string())
+}
+
+/// Where the next publish goes: after `cursor`, expecting JetStream's last sequence to be `sequence`.
+#[derive(Clone, Copy, Debug)]
+struct Resume {
+    cursor: Cursor,
+    sequence: u64,
+}
+
+pub struct NatsRelay {
+    store: EventStore,
+    jetstream: jetstream::Context,
+    config: RelayConfig,
+    /// Holds the advisory lock while this relay is the active one.
+    lease: Option<PoolConnection<Postgres>>,
+    resume: Option<Resume>,
+}
+
+impl NatsRelay {
+    /// Connects the relay to a JetStream context, creating the stream if it does not exist.
+    pub async fn new(store: EventStore, client: async_nats::Client, config: RelayConfig) -> Result<NatsRelay, RelayError> {
+        let jetstream = jetstream::context::ContextBuilder::new().timeout(config.timeout).build(client);
+        jetstream
+            .get_or_create_stream(stream::Config {
+                name: config.stream_name.clone(),
+                subjects: vec![format!("{}.>", config.subject_prefix)],
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(nats_err)?;
+        Ok(NatsRelay { store, jetstream, config, lease: None, resume: None })
+    }
+
+    fn checkpoint_name(&self) -> String {
+        format!("nats-relay:{}", self.config.stream_name)
+    }
+
+    /// Tries to become the active relay. Returns whether this relay holds the lease now.
+    pub async fn acquire_lease(&mut self) -> Result<bool, RelayError> {
+        if self.lease.is_some() {
+            return Ok(true);
+        }
+        let mut conn = self.store.pool().acquire().await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(self.checkpoint_name())
+            .fetch_one(&mut *conn)
+            .await?;
+        if got {
+            self.lease = Some(conn);
+            self.resume = None;
+        }
+        Ok(got)
+    }
+
+    /// Publishes the next batch and moves the checkpoint. Returns how many events went out.
+    pub async fn run_once(&mut self) -> Result<usize, RelayError> {
+        let published = self.publish_batch().await?;
+        if let Some(last) = published.last() {
+            self.commit_checkpoint(last.cursor()).await?;
+        }
+        Ok(published.len())
+    }
+
+    /// Publishes the next batch and waits for every acknowledgement, without checkpointing.
+    /// (Split from [`NatsRelay::run_once`] so tests can kill a relay in between.)
+    pub async fn publish_batch(&mut self) -> Result<Vec<RecordedEvent>, RelayError> {
+        if !self.acquire_lease().await? {
+            return Err(RelayError::NotLeader);
+        }
+        let resume = match self.resume {
+            Some(r) => r,
+            None => self.resynchronise().await?,
+        };
+        let lease = self.lease.as_mut().expect("lease held");
+        let events = match read_after(lease, resume.cursor, self.config.batch_size).await {
+            Ok(events) => events,
+            Err(e) => {
+                self.lease = None;
+                return Err(e.into());
+            }
+        };
+        let mut acks = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let message = self.message(event).expected_last_sequence(resume.sequence + i as u64);
+            let subject = format!("{}.{}.{}", self.config.subject_prefix, event.stream_type, event.event_type);
+            match self.jetstream.send_publish(subject, message).await {
+                Ok(ack) => acks.push(ack),
+                Err(e) => {
+                    self.resume = None;
+                    return Err(nats_err(e));
+                }
+            }
+        }
+        let mut sequence = resume.sequence;
+        for ack in acks {
+            match ack.await {
+                Ok(ack) => sequence = ack.sequence,
+                Err(e) => {
+                    self.resume = None;
+                    return Err(nats_err(e));
+                }
+            }
+        }
+        if let Some(last) = events.last() {
+            self.resume = Some(Resume { cursor: last.cursor(), sequence });
+        }
+        Ok(events)
+    }
+
+    /// Records progress; done on the lease's connection, so a relay that lost its lease cannot.
+    pub async fn commit_checkpoint(&mut self, cursor: Cursor) -> Result<(), RelayError> {
+        let name = self.checkpoint_name();
+        let lease = self.lease.as_mut().ok_or(RelayError::NotLeader)?;
+        let result = sqlx::query(
+            "INSERT INTO checkpoints (name, transaction_id, global_position, updated_at) VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (name) DO UPDATE SET transaction_id = $2, global_position = $3, updated_at = now()",
+        )
+        .bind(name)
+        .bind(cursor.transaction_id)
+        .bind(cursor.global_position)
+        .execute(&mut **lease)
+        .await;
+        if let Err(e) = result {
+            self.lease = None;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Finds where to resume: after the event in JetStream's last message, or after the
+    /// checkpoint if that is further (the stream was purged) or the stream is empty.
+    async fn resynchronise(&mut self) -> Result<Resume, RelayError> {
+        let mut stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(nats_err)?;
+        let last_sequence = stream.info().await.map_err(nats_err)?.state.last_sequence;
+        let mut from_stream = None;
+        if last_sequence > 0 {
+            if let Ok(message) = stream.get_raw_message(last_sequence).await {
+                let event_id = message.headers.get("Nats-Msg-Id").and_then(|v| v.as_str().parse::<uuid::Uuid>().ok());
+                if let Some(event_id) = event_id {
+                    from_stream = sqlx::query("SELECT transaction_id, global_position FROM events WHERE event_id = $1")
+                        .bind(event_id)
+                        .fetch_optional(self.store.pool())
+                        .await?
+                        .map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) });
+                }
+            }
+        }
+        let checkpoint = self.checkpoint().await?;
+        let cursor = from_stream.map_or(checkpoint, |c| c.max(checkpoint));
+        let resume = Resume { cursor, sequence: last_sequence };
+        self.resume = Some(resume);
+        Ok(resume)
+    }
+
+    pub async fn checkpoint(&self) -> Result<Cursor, RelayError> {
+        let row = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")
+            .bind(self.checkpoint_name())
+            .fetch_optional(self.store.pool())
+            .await?;
+        Ok(row.map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) }).unwrap_or_default())
+    }
+
+    fn message(&self, event: &RecordedEvent) -> PublishMessage {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
+        headers.insert("Unity-Global-Position", event.global_position.to_string().as_str());
+        headers.insert("Unity-Stream-Id", event.stream_id.as_str());
+        headers.insert("Unity-Stream-Version", event.stream_version.to_string().as_str());
+        headers.insert("Unity-Event-Type", event.event_type.as_str());
+        PublishMessage::build().headers(headers).payload(envelope(event).into())
+    }
+
+    /// Runs until `shutdown` turns true: standing by while another relay is active, publishing
+    /// when woken or every poll interval, backing off while NATS or PostgreSQL are away.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut wakeups = self.store.wakeup().subscribe();
+        let mut backoff = Duration::from_millis(200);
+        let mut was_leader = false;
+        while !*shutdown.borrow() {
+            let pause = match self.run_once().await {
+                Ok(n) => {
+                    if !was_leader {
+                        tracing::info!(stream = %self.config.stream_name, "This relay is now the active one.");
+                        was_leader = true;
+                    }
+                    backoff = Duration::from_millis(200);
+                    if n > 0 {
+                        continue;
+                    }
+                    None
+                }
+                Err(RelayError::NotLeader) => Some(Duration::from_secs(5)),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "Relaying events to NATS failed; they wait in PostgreSQL.");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    Some(pause)
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = async {
+                    match pause {
+                        Some(p) => tokio::time::sleep(p).await,
+                        None => wakeups.wait(self.config.poll_interval).await,
+                    }
+                } => {}
+            }
+        }
+    }
+}
+
+/// The message body: the event envelope of DESIGN.md §3. Payloads hold secrets only as
+/// ciphertext references, so the envelope is safe to publish as it is.
+pub fn envelope(event: &RecordedEvent) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "event_id": event.event_id,
+        "stream_id": event.stream_id,
+        "stream_type": event.stream_type,
+        "stream_version": event.stream_version,
+        "global_position": event.global_position,
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "recorded_at": event.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "payload": event.payload,
+        "metadata": event.metadata,
+        "hash": hex::encode(&event.hash),
+    }))
+    .expect("envelopes serialize")
+}

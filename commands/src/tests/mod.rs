@@ -1,0 +1,5 @@
+//! Tests of the write side against a real PostgreSQL (and a real nats-server for the relay).
+
+mod relay;
+mod store;
+mod vault;

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against real PostgreSQL and NATS (provisioned if needed).
+# Extra arguments go to `cargo test` (for example a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/provision.sh
+# Tests create a database each, from a migrated template, as the unprivileged `unity` role; only
+# the tamper tests use the superuser below, to do what an attacker with the database would.
+if [ "$(psql_admin "-c \"select count(*) from pg_roles where rolname='unity_test_admin'\"")" = 0 ]; then
+  psql_admin "-c \"CREATE ROLE unity_test_admin LOGIN SUPERUSER PASSWORD 'unity_test_admin'\""
+fi
+export UNITY_TEST_DATABASE_URL=${UNITY_TEST_DATABASE_URL:-postgres://unity:$UNITY_PG_PASSWORD@127.0.0.1:$pg_port/postgres}
+export UNITY_TEST_SUPERUSER_URL=${UNITY_TEST_SUPERUSER_URL:-postgres://unity_test_admin:unity_test_admin@127.0.0.1:$pg_port/postgres}
+export UNITY_FIXTURES=${UNITY_FIXTURES:-$(cd .. && pwd)/shared/fixtures}
+cargo test --workspace "$@"
