@@ -99,7 +99,8 @@ mod tests {
     #[test]
     fn key_order_and_number_spelling_do_not_matter() {
         let a: Value = serde_json::from_str(r#"{"b": 1e16, "a": [1.5, -0.0, "é\n"], "aa": 3.0}"#).unwrap();
-        let b: Value = serde_json::from_str(r#"{"aa": 3, "a": [1.50, 0, "\u00e9\u000a"], "b": 10000000000000000}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"aa": 3, "a": [1.50, 0, "\u00e9\u000a"], "b": 10000000000000000}"#).unwrap();
         assert_eq!(canonical(&a), canonical(&b));
         assert_eq!(canonical(&a), r#"{"a":[1.5e0,0,"é\u000a"],"aa":3,"b":10000000000000000}"#);
     }

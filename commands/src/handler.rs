@@ -20,7 +20,10 @@ pub enum CommandError<E: std::error::Error> {
 }
 
 /// The state of one aggregate and the version it was read at.
-pub async fn load<D: Decider>(store: &EventStore, stream_id: &StreamId) -> Result<(D::State, i64), CommandError<D::Error>> {
+pub async fn load<D: Decider>(
+    store: &EventStore,
+    stream_id: &StreamId,
+) -> Result<(D::State, i64), CommandError<D::Error>> {
     let events = store.read_stream(&stream_id.to_string(), None).await?;
     let version = events.last().map_or(0, |e| e.stream_version);
     let mut state = D::State::default();

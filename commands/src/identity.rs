@@ -9,9 +9,9 @@ use ring::{
 };
 use unity_domain::{
     identity::{
-        check_password_policy, username_stream_uuid, ApiKey, ApiKeyCommand, ApiKeyEvent, IdentityError, Login, LoginEvent,
-        RecordLogin, ReserveUsername, Role, User, UserCommand, UserEvent, UserState, Username, UsernameEvent,
-        UsernameReservation,
+        check_password_policy, username_stream_uuid, ApiKey, ApiKeyCommand, ApiKeyEvent, IdentityError, Login,
+        LoginEvent, RecordLogin, ReserveUsername, Role, User, UserCommand, UserEvent, UserState, Username,
+        UsernameEvent, UsernameReservation,
     },
     Decider, DomainEvent, EventMetadata, SecretRef,
 };
@@ -69,7 +69,13 @@ impl IdentityCommands {
     }
 
     /// Creates a user, reserving the username in the same atomic append.
-    pub async fn create_user(&self, username: &str, password: &str, role: Role, metadata: &EventMetadata) -> Result<(Uuid, Appended)> {
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        role: Role,
+        metadata: &EventMetadata,
+    ) -> Result<(Uuid, Appended)> {
         let username = Username::parse(username)?;
         check_password_policy(password)?;
         let password_hash = self.seal_password(password).await?;
@@ -80,14 +86,19 @@ impl IdentityCommands {
             let (reserved, version) = load::<UsernameReservation>(&self.store, &reservation_stream).await?;
             let reserve = ReserveUsername { username: username.clone(), user_id };
             let reservation = UsernameReservation::decide(&reserve, &reserved)?;
-            let create = UserCommand::Create { user_id, username: username.clone(), role, password_hash: password_hash.clone() };
+            let create =
+                UserCommand::Create { user_id, username: username.clone(), role, password_hash: password_hash.clone() };
             let created = User::decide(&create, &UserState::Absent)?;
             let appended = self
                 .store
                 .append(vec![
                     StreamAppend {
                         stream_id: reservation_stream.clone(),
-                        expected: if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exactly(version) },
+                        expected: if version == 0 {
+                            ExpectedVersion::NoStream
+                        } else {
+                            ExpectedVersion::Exactly(version)
+                        },
                         events: reservation.iter().map(|e| NewEvent::from_domain(e, metadata)).collect(),
                     },
                     StreamAppend {
@@ -107,12 +118,19 @@ impl IdentityCommands {
     }
 
     pub async fn change_role(&self, user_id: Uuid, role: Role, metadata: &EventMetadata) -> Result<Option<Appended>> {
-        let (_, appended) = execute::<User>(&self.store, &stream_of::<UserEvent>(user_id), &UserCommand::ChangeRole { role }, metadata).await?;
+        let (_, appended) =
+            execute::<User>(&self.store, &stream_of::<UserEvent>(user_id), &UserCommand::ChangeRole { role }, metadata)
+                .await?;
         Ok(appended)
     }
 
     /// Sets a new password (the caller has checked the old one) and shreds the old hash.
-    pub async fn change_password(&self, user_id: Uuid, new_password: &str, metadata: &EventMetadata) -> Result<Option<Appended>> {
+    pub async fn change_password(
+        &self,
+        user_id: Uuid,
+        new_password: &str,
+        metadata: &EventMetadata,
+    ) -> Result<Option<Appended>> {
         check_password_policy(new_password)?;
         let stream = stream_of::<UserEvent>(user_id);
         let (state, _) = load::<User>(&self.store, &stream).await?;
@@ -122,13 +140,21 @@ impl IdentityCommands {
             UserState::Disabled { .. } => return Err(IdentityError::UserDisabled.into()),
         };
         let password_hash = self.seal_password(new_password).await?;
-        let (_, appended) = execute::<User>(&self.store, &stream, &UserCommand::ChangePassword { password_hash }, metadata).await?;
+        let (_, appended) =
+            execute::<User>(&self.store, &stream, &UserCommand::ChangePassword { password_hash }, metadata).await?;
         self.vault.shred(old_secret, metadata).await?;
         Ok(appended)
     }
 
-    pub async fn disable_user(&self, user_id: Uuid, reason: Option<String>, metadata: &EventMetadata) -> Result<Option<Appended>> {
-        let (_, appended) = execute::<User>(&self.store, &stream_of::<UserEvent>(user_id), &UserCommand::Disable { reason }, metadata).await?;
+    pub async fn disable_user(
+        &self,
+        user_id: Uuid,
+        reason: Option<String>,
+        metadata: &EventMetadata,
+    ) -> Result<Option<Appended>> {
+        let (_, appended) =
+            execute::<User>(&self.store, &stream_of::<UserEvent>(user_id), &UserCommand::Disable { reason }, metadata)
+                .await?;
         Ok(appended)
     }
 
@@ -140,7 +166,8 @@ impl IdentityCommands {
         let password = password.to_owned();
         // argon2 is deliberately slow: keep it off the async workers.
         let ok = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&phc).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            PasswordHash::new(&phc)
+                .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         })
         .await
         .unwrap_or(false);
@@ -185,12 +212,14 @@ impl IdentityCommands {
             expires_at,
             now: Utc::now(),
         };
-        let (_, appended) = execute::<ApiKey>(&self.store, &stream_of::<ApiKeyEvent>(key_id), &command, metadata).await?;
+        let (_, appended) =
+            execute::<ApiKey>(&self.store, &stream_of::<ApiKeyEvent>(key_id), &command, metadata).await?;
         Ok(IssuedApiKey { key_id, token, appended })
     }
 
     pub async fn revoke_api_key(&self, key_id: Uuid, metadata: &EventMetadata) -> Result<Option<Appended>> {
-        let (_, appended) = execute::<ApiKey>(&self.store, &stream_of::<ApiKeyEvent>(key_id), &ApiKeyCommand::Revoke, metadata).await?;
+        let (_, appended) =
+            execute::<ApiKey>(&self.store, &stream_of::<ApiKeyEvent>(key_id), &ApiKeyCommand::Revoke, metadata).await?;
         Ok(appended)
     }
 
@@ -217,8 +246,13 @@ pub fn token_sha256(token: &str) -> String {
 }
 
 /// For `unity replay --as-of`: folds a stream's events into its aggregate's state as text.
-pub fn describe_state(stream_type: &str, events: &[crate::store::RecordedEvent]) -> std::result::Result<String, crate::store::DecodeError> {
-    fn fold<D: Decider>(events: &[crate::store::RecordedEvent]) -> std::result::Result<String, crate::store::DecodeError> {
+pub fn describe_state(
+    stream_type: &str,
+    events: &[crate::store::RecordedEvent],
+) -> std::result::Result<String, crate::store::DecodeError> {
+    fn fold<D: Decider>(
+        events: &[crate::store::RecordedEvent],
+    ) -> std::result::Result<String, crate::store::DecodeError> {
         let mut state = D::State::default();
         for e in events {
             state = D::evolve(state, &e.decode::<D::Event>()?);

@@ -45,7 +45,11 @@ pub async fn seal(pool: &PgPool) -> Result<Option<Seal>, StoreError> {
     .fetch_optional(&mut *tx)
     .await?;
     let (number, after, prev_hash) = match last {
-        Some(r) => (r.get::<i64, _>(0) + 1, Cursor { transaction_id: r.get(1), global_position: r.get(2) }, r.get::<Vec<u8>, _>(3)),
+        Some(r) => (
+            r.get::<i64, _>(0) + 1,
+            Cursor { transaction_id: r.get(1), global_position: r.get(2) },
+            r.get::<Vec<u8>, _>(3),
+        ),
         None => (1, Cursor::START, GENESIS_HASH.to_vec()),
     };
     let horizon = "(transaction_id, global_position) > ($1, $2) \
@@ -98,8 +102,13 @@ pub async fn seal(pool: &PgPool) -> Result<Option<Seal>, StoreError> {
 fn seal_hash(prev_hash: &[u8], seal: &Seal) -> [u8; 32] {
     let mut text = String::new();
     canonical::write_canonical(
-        &json!([seal.seal_number, seal.sealed_at.timestamp_micros(), seal.through.transaction_id,
-                seal.through.global_position, seal.heads]),
+        &json!([
+            seal.seal_number,
+            seal.sealed_at.timestamp_micros(),
+            seal.through.transaction_id,
+            seal.through.global_position,
+            seal.heads
+        ]),
         &mut text,
     );
     let mut ctx = digest::Context::new(&digest::SHA256);
@@ -181,7 +190,9 @@ pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> Result<Veri
     }
     drop(seals);
 
-    let mut events = sqlx::query(AssertSqlSafe(format!("SELECT {EVENT_SELECT} FROM events ORDER BY stream_id, stream_version"))).fetch(pool);
+    let mut events =
+        sqlx::query(AssertSqlSafe(format!("SELECT {EVENT_SELECT} FROM events ORDER BY stream_id, stream_version")))
+            .fetch(pool);
     let mut current: Option<(String, i64, Vec<u8>)> = None; // stream, last version, last hash
     let mut seen_streams: HashSet<String> = HashSet::new();
     let mut broken_stream: Option<String> = None;
@@ -191,7 +202,9 @@ pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> Result<Veri
                 report.report(
                     stream,
                     version + 1,
-                    format!("events after version {version} were removed: seal #{number} recorded version {sealed_version}"),
+                    format!(
+                        "events after version {version} were removed: seal #{number} recorded version {sealed_version}"
+                    ),
                 );
             }
         }
@@ -216,7 +229,10 @@ pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> Result<Veri
         let already_broken = broken_stream.as_deref() == Some(event.stream_id.as_str());
         if !already_broken {
             let problem = if event.stream_version != expected_version {
-                Some((expected_version, format!("version {expected_version} is missing (next found is {})", event.stream_version)))
+                Some((
+                    expected_version,
+                    format!("version {expected_version} is missing (next found is {})", event.stream_version),
+                ))
             } else if event.prev_hash != expected_prev {
                 Some((event.stream_version, "does not chain to the event before it".to_owned()))
             } else if event.compute_hash().as_slice() != event.hash {

@@ -15,7 +15,7 @@ use async_nats::{
     HeaderMap,
 };
 use serde_json::json;
-use sqlx::{pool::PoolConnection, Postgres, Row};
+use sqlx::{PgConnection, Row};
 use tokio::sync::watch;
 
 use crate::store::{read_after, Cursor, EventStore, RecordedEvent, StoreError};
@@ -76,14 +76,19 @@ pub struct NatsRelay {
     store: EventStore,
     jetstream: jetstream::Context,
     config: RelayConfig,
-    /// Holds the advisory lock while this relay is the active one.
-    lease: Option<PoolConnection<Postgres>>,
+    /// Holds the advisory lock while this relay is the active one. Detached from the pool, so
+    /// that dropping it closes the session and frees the lock instead of parking it in the pool.
+    lease: Option<PgConnection>,
     resume: Option<Resume>,
 }
 
 impl NatsRelay {
     /// Connects the relay to a JetStream context, creating the stream if it does not exist.
-    pub async fn new(store: EventStore, client: async_nats::Client, config: RelayConfig) -> Result<NatsRelay, RelayError> {
+    pub async fn new(
+        store: EventStore,
+        client: async_nats::Client,
+        config: RelayConfig,
+    ) -> Result<NatsRelay, RelayError> {
         let jetstream = jetstream::context::ContextBuilder::new().timeout(config.timeout).build(client);
         jetstream
             .get_or_create_stream(stream::Config {
@@ -106,10 +111,10 @@ impl NatsRelay {
         if self.lease.is_some() {
             return Ok(true);
         }
-        let mut conn = self.store.pool().acquire().await?;
+        let mut conn = self.store.pool().acquire().await?.detach();
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
             .bind(self.checkpoint_name())
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await?;
         if got {
             self.lease = Some(conn);
@@ -184,7 +189,7 @@ impl NatsRelay {
         .bind(name)
         .bind(cursor.transaction_id)
         .bind(cursor.global_position)
-        .execute(&mut **lease)
+        .execute(&mut *lease)
         .await;
         if let Err(e) = result {
             self.lease = None;

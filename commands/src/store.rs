@@ -4,7 +4,7 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use ring::digest;
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, postgres::PgRow, PgPool, Row};
+use sqlx::{postgres::PgRow, AssertSqlSafe, PgPool, Row};
 use unity_domain::{schema, DomainEvent, EventMetadata, StreamId};
 use uuid::Uuid;
 
@@ -96,7 +96,8 @@ impl RecordedEvent {
     pub fn decode<E: DomainEvent>(&self) -> Result<E, DecodeError> {
         let payload = schema::upcast(&self.event_type, self.schema_version, self.payload.clone())
             .map_err(|e| DecodeError { event_id: self.event_id, reason: e.to_string() })?;
-        E::from_parts(&self.event_type, payload).map_err(|e| DecodeError { event_id: self.event_id, reason: e.to_string() })
+        E::from_parts(&self.event_type, payload)
+            .map_err(|e| DecodeError { event_id: self.event_id, reason: e.to_string() })
     }
 
     pub fn actor_id(&self) -> Option<&str> {
@@ -195,7 +196,11 @@ impl EventStore {
     }
 
     /// Every event of one stream, in version order, optionally only those recorded up to `as_of`.
-    pub async fn read_stream(&self, stream_id: &str, as_of: Option<DateTime<Utc>>) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_stream(
+        &self,
+        stream_id: &str,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
              ORDER BY stream_version"
@@ -268,7 +273,11 @@ pub async fn append_in(conn: &mut sqlx::PgConnection, appends: &[StreamAppend]) 
             ExpectedVersion::Exactly(v) => version == v,
         };
         if !ok {
-            return Err(StoreError::Conflict { stream_id: stream_id.clone(), expected: append.expected, actual: version });
+            return Err(StoreError::Conflict {
+                stream_id: stream_id.clone(),
+                expected: append.expected,
+                actual: version,
+            });
         }
         let mut prev = head_hash;
         let mut v = version;
@@ -322,7 +331,8 @@ pub async fn append_in(conn: &mut sqlx::PgConnection, appends: &[StreamAppend]) 
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
             // Another writer appended to one of these streams since we read its head. PostgreSQL
             // says which: "Key (stream_id, stream_version)=(user-…, 3) already exists."
-            let detail = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|e| e.detail()).unwrap_or_default();
+            let detail =
+                db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|e| e.detail()).unwrap_or_default();
             let append = appends.iter().find(|a| detail.contains(&a.stream_id.to_string())).unwrap_or(&appends[0]);
             let expected_version = match append.expected {
                 ExpectedVersion::Exactly(v) => v,
@@ -346,7 +356,11 @@ pub async fn append_in(conn: &mut sqlx::PgConnection, appends: &[StreamAppend]) 
 
 /// [`EventStore::read_after`] on a given connection, so a projection can read inside its own
 /// transaction.
-pub async fn read_after(conn: &mut sqlx::PgConnection, after: Cursor, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+pub async fn read_after(
+    conn: &mut sqlx::PgConnection,
+    after: Cursor,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {EVENT_COLUMNS} FROM events \
          WHERE (transaction_id, global_position) > ($1, $2) \
@@ -382,7 +396,10 @@ pub(crate) fn event_from_row(row: &PgRow) -> RecordedEvent {
 pub(crate) const EVENT_SELECT: &str = EVENT_COLUMNS;
 
 /// Each stream's current `(version, hash)`; `(0, GENESIS_HASH)` for a stream with no events.
-async fn stream_heads(conn: &mut sqlx::PgConnection, stream_ids: &[String]) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
+async fn stream_heads(
+    conn: &mut sqlx::PgConnection,
+    stream_ids: &[String],
+) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT s.ord, e.stream_version, e.hash FROM unnest($1::text[]) WITH ORDINALITY AS s(id, ord) \
          LEFT JOIN LATERAL (SELECT stream_version, hash FROM events WHERE stream_id = s.id \
@@ -466,7 +483,16 @@ impl Rows {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn push(&mut self, e: &NewEvent, stream_id: &str, stream_type: &str, version: i64, at: DateTime<Utc>, prev: Vec<u8>, hash: Vec<u8>) {
+    fn push(
+        &mut self,
+        e: &NewEvent,
+        stream_id: &str,
+        stream_type: &str,
+        version: i64,
+        at: DateTime<Utc>,
+        prev: Vec<u8>,
+        hash: Vec<u8>,
+    ) {
         self.event_ids.push(e.event_id);
         self.stream_ids.push(stream_id.to_owned());
         self.stream_types.push(stream_type.to_owned());

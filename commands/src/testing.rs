@@ -83,7 +83,10 @@ impl TestDb {
         let template = template().await;
         let name = format!("unity_test_{}", uuid::Uuid::now_v7().simple());
         let mut admin = PgConnection::connect(&test_database_url()).await.expect("connect");
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}"))).execute(&mut admin).await.expect("create test database");
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}")))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
         let url = url_for_database(&test_database_url(), &name);
         let pool = PgPoolOptions::new().max_connections(8).connect(&url).await.expect("connect to the test database");
         TestDb { name, url, pool }
@@ -95,7 +98,9 @@ impl TestDb {
 
     /// A superuser connection to this database: what an attacker with the server could do.
     pub async fn superuser(&self) -> PgConnection {
-        PgConnection::connect(&url_for_database(&superuser_url(), &self.name)).await.expect("connect as the test superuser")
+        PgConnection::connect(&url_for_database(&superuser_url(), &self.name))
+            .await
+            .expect("connect as the test superuser")
     }
 }
 

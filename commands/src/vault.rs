@@ -182,22 +182,36 @@ impl Vault {
         let wrapped = wrapped.ok_or(VaultError::Shredded(secret.secret_id))?;
         let aad = secret.secret_id.as_bytes();
         let data_key = open_with(&self.master.0, aad, &wrapped).ok_or(VaultError::WrongMasterKey)?;
-        let data = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &data_key).map_err(|_| VaultError::Corrupt(secret.secret_id))?);
+        let data = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, &data_key).map_err(|_| VaultError::Corrupt(secret.secret_id))?,
+        );
         let sealed = BASE64.decode(&secret.ciphertext).map_err(|_| VaultError::Corrupt(secret.secret_id))?;
         open_with(&data, aad, &sealed).ok_or(VaultError::Corrupt(secret.secret_id))
     }
 
     /// Decrypts a secret to show it to someone, recording who and why as a `SecretRevealed` event.
-    pub async fn reveal(&self, secret: &SecretRef, purpose: &str, metadata: &EventMetadata) -> Result<Vec<u8>, VaultError> {
+    pub async fn reveal(
+        &self,
+        secret: &SecretRef,
+        purpose: &str,
+        metadata: &EventMetadata,
+    ) -> Result<Vec<u8>, VaultError> {
         let plaintext = self.decrypt(secret).await?;
-        self.record(secret.secret_id, SecretEvent::SecretRevealed { secret_id: secret.secret_id, purpose: purpose.into() }, metadata)
-            .await?;
+        self.record(
+            secret.secret_id,
+            SecretEvent::SecretRevealed { secret_id: secret.secret_id, purpose: purpose.into() },
+            metadata,
+        )
+        .await?;
         Ok(plaintext)
     }
 
     /// Destroys the secret's data key. Idempotent; records a `SecretShredded` event the first time.
     pub async fn shred(&self, secret_id: Uuid, metadata: &EventMetadata) -> Result<(), VaultError> {
-        let deleted = sqlx::query("DELETE FROM vault_keys WHERE secret_id = $1").bind(secret_id).execute(self.store.pool()).await?;
+        let deleted = sqlx::query("DELETE FROM vault_keys WHERE secret_id = $1")
+            .bind(secret_id)
+            .execute(self.store.pool())
+            .await?;
         if deleted.rows_affected() > 0 {
             self.record(secret_id, SecretEvent::SecretShredded { secret_id }, metadata).await?;
             // Dead row versions keep the wrapped key until vacuum; do not leave that to chance.

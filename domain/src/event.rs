@@ -148,7 +148,14 @@ mod tests {
     fn stream_ids_round_trip_and_reject_garbage() {
         let id = StreamId::new("ssh_key", Uuid::now_v7());
         assert_eq!(id.to_string().parse::<StreamId>().unwrap(), id);
-        for bad in ["", "user", "user-", "-0193a1b2-0000-7000-8000-000000000000", "User-0193a1b2-0000-7000-8000-000000000000", "user-not-a-uuid-at-all-but-36-chars-x"] {
+        for bad in [
+            "",
+            "user",
+            "user-",
+            "-0193a1b2-0000-7000-8000-000000000000",
+            "User-0193a1b2-0000-7000-8000-000000000000",
+            "user-not-a-uuid-at-all-but-36-chars-x",
+        ] {
             assert!(bad.parse::<StreamId>().is_err(), "{bad} should be rejected");
         }
     }

@@ -153,19 +153,39 @@ impl DomainEvent for UserEvent {
 
 #[derive(Clone, Debug)]
 pub enum UserCommand {
-    Create { user_id: Uuid, username: Username, role: Role, password_hash: SecretRef },
-    ChangeRole { role: Role },
+    Create {
+        user_id: Uuid,
+        username: Username,
+        role: Role,
+        password_hash: SecretRef,
+    },
+    ChangeRole {
+        role: Role,
+    },
     /// The caller has already checked the current password and hashed the new one.
-    ChangePassword { password_hash: SecretRef },
-    Disable { reason: Option<String> },
+    ChangePassword {
+        password_hash: SecretRef,
+    },
+    Disable {
+        reason: Option<String>,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum UserState {
     #[default]
     Absent,
-    Active { user_id: Uuid, username: Username, role: Role, password_secret: Uuid },
-    Disabled { user_id: Uuid, username: Username, role: Role },
+    Active {
+        user_id: Uuid,
+        username: Username,
+        role: Role,
+        password_secret: Uuid,
+    },
+    Disabled {
+        user_id: Uuid,
+        username: Username,
+        role: Role,
+    },
 }
 
 pub struct User;
@@ -179,12 +199,14 @@ impl Decider for User {
     fn decide(command: &UserCommand, state: &UserState) -> Result<Vec<UserEvent>, IdentityError> {
         use UserCommand as C;
         match (command, state) {
-            (C::Create { user_id, username, role, password_hash }, UserState::Absent) => Ok(vec![UserEvent::UserCreated {
-                user_id: *user_id,
-                username: username.clone(),
-                role: *role,
-                password_hash: password_hash.clone(),
-            }]),
+            (C::Create { user_id, username, role, password_hash }, UserState::Absent) => {
+                Ok(vec![UserEvent::UserCreated {
+                    user_id: *user_id,
+                    username: username.clone(),
+                    role: *role,
+                    password_hash: password_hash.clone(),
+                }])
+            }
             (C::Create { .. }, _) => Err(IdentityError::UserAlreadyExists),
             (_, UserState::Absent) => Err(IdentityError::UserNotFound),
             (C::Disable { .. }, UserState::Disabled { .. }) => Ok(vec![]),
@@ -196,7 +218,9 @@ impl Decider for User {
             (C::ChangePassword { password_hash }, UserState::Active { .. }) => {
                 Ok(vec![UserEvent::UserPasswordChanged { password_hash: password_hash.clone() }])
             }
-            (C::Disable { reason }, UserState::Active { .. }) => Ok(vec![UserEvent::UserDisabled { reason: reason.clone() }]),
+            (C::Disable { reason }, UserState::Active { .. }) => {
+                Ok(vec![UserEvent::UserDisabled { reason: reason.clone() }])
+            }
         }
     }
 
@@ -329,7 +353,10 @@ impl Decider for ApiKey {
 
     fn decide(command: &ApiKeyCommand, state: &ApiKeyState) -> Result<Vec<ApiKeyEvent>, IdentityError> {
         match (command, state) {
-            (ApiKeyCommand::Issue { key_id, owner_id, owner_role, name, role, token_sha256, expires_at, now }, ApiKeyState::Absent) => {
+            (
+                ApiKeyCommand::Issue { key_id, owner_id, owner_role, name, role, token_sha256, expires_at, now },
+                ApiKeyState::Absent,
+            ) => {
                 if role > owner_role {
                     return Err(IdentityError::ApiKeyRoleAboveCreator { creator: *owner_role });
                 }
@@ -462,7 +489,9 @@ mod tests {
     #[test]
     fn a_disabled_user_cannot_change_but_disabling_again_is_harmless() {
         let history = [created(Role::Admin), UserEvent::UserDisabled { reason: None }];
-        given::<User>(&history).when(UserCommand::ChangeRole { role: Role::Viewer }).then_error(IdentityError::UserDisabled);
+        given::<User>(&history)
+            .when(UserCommand::ChangeRole { role: Role::Viewer })
+            .then_error(IdentityError::UserDisabled);
         given::<User>(&history)
             .when(UserCommand::ChangePassword { password_hash: secret(11) })
             .then_error(IdentityError::UserDisabled);
@@ -527,7 +556,8 @@ mod tests {
         given::<ApiKey>(&[])
             .when(issue(Role::Admin, Role::Viewer, Some(Duration::seconds(-1))))
             .then_error(IdentityError::ExpiryInThePast);
-        let ok = ApiKey::decide(&issue(Role::Operator, Role::Operator, Some(Duration::days(30))), &ApiKeyState::Absent).unwrap();
+        let ok = ApiKey::decide(&issue(Role::Operator, Role::Operator, Some(Duration::days(30))), &ApiKeyState::Absent)
+            .unwrap();
         assert!(matches!(&ok[..], [ApiKeyEvent::ApiKeyIssued { role: Role::Operator, .. }]));
     }
 
@@ -542,7 +572,8 @@ mod tests {
     #[test]
     fn login_attempts_are_recorded_with_their_outcome() {
         let ada = Username::parse("ada").unwrap();
-        let attempt = |user_id, outcome| RecordLogin { username: ada.clone(), user_id, source: "10.0.0.1".into(), outcome };
+        let attempt =
+            |user_id, outcome| RecordLogin { username: ada.clone(), user_id, source: "10.0.0.1".into(), outcome };
         given::<Login>(&[]).when(attempt(Some(Uuid::from_u128(1)), Ok(()))).then(&[LoginEvent::LoginSucceeded {
             username: ada.clone(),
             user_id: Uuid::from_u128(1),
@@ -554,12 +585,14 @@ mod tests {
             source: "10.0.0.1".into(),
             reason: LoginFailure::UnknownUser,
         }]);
-        given::<Login>(&[]).when(attempt(Some(Uuid::from_u128(1)), Err(LoginFailure::WrongPassword))).then(&[LoginEvent::LoginFailed {
-            username: ada,
-            user_id: Some(Uuid::from_u128(1)),
-            source: "10.0.0.1".into(),
-            reason: LoginFailure::WrongPassword,
-        }]);
+        given::<Login>(&[]).when(attempt(Some(Uuid::from_u128(1)), Err(LoginFailure::WrongPassword))).then(&[
+            LoginEvent::LoginFailed {
+                username: ada,
+                user_id: Some(Uuid::from_u128(1)),
+                source: "10.0.0.1".into(),
+                reason: LoginFailure::WrongPassword,
+            },
+        ]);
     }
 
     #[test]

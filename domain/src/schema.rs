@@ -35,11 +35,8 @@ pub fn upcast(event_type: &str, version: i16, mut payload: Value) -> Result<Valu
 }
 
 fn upcast_step(event_type: &str, from: i16, payload: Value) -> Result<Value, UpcastError> {
-    let malformed = |reason: &str| UpcastError::Malformed {
-        event_type: event_type.into(),
-        version: from,
-        reason: reason.into(),
-    };
+    let malformed =
+        |reason: &str| UpcastError::Malformed { event_type: event_type.into(), version: from, reason: reason.into() };
     match (event_type, from) {
         // v1 (the 0.0 prototype) stored roles in lower case and the password under `password`;
         // v2 uses the API's upper-case role names and says what the field holds.

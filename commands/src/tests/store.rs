@@ -13,9 +13,9 @@ use uuid::Uuid;
 
 use crate::{
     handler::load,
-    testing::eventually,
     integrity::{seal, verify},
     store::{append_in, Cursor, EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend},
+    testing::eventually,
     testing::TestDb,
 };
 
@@ -41,8 +41,18 @@ async fn count(store: &EventStore) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.unwrap()
 }
 
+/// Every event in store order, read directly: after the fact, with no horizon to wait for.
 async fn read_all(store: &EventStore) -> Vec<crate::store::RecordedEvent> {
-    store.read_after(Cursor::START, i64::MAX).await.unwrap()
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM events ORDER BY transaction_id, global_position",
+        crate::store::EVENT_SELECT
+    )))
+    .fetch_all(store.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(crate::store::event_from_row)
+    .collect()
 }
 
 #[tokio::test]
@@ -51,9 +61,13 @@ async fn a_stale_expected_version_conflicts_and_writes_nothing() {
     let store = db.store();
     let s = stream("thing");
     store.append(append(&s, ExpectedVersion::NoStream, vec![event("ThingMade", json!({}))])).await.unwrap();
-    let err = store.append(append(&s, ExpectedVersion::NoStream, vec![event("ThingMade", json!({}))])).await.unwrap_err();
+    let err =
+        store.append(append(&s, ExpectedVersion::NoStream, vec![event("ThingMade", json!({}))])).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict { actual: 1, .. }), "{err:?}");
-    let err = store.append(append(&s, ExpectedVersion::Exactly(3), vec![event("ThingChanged", json!({}))])).await.unwrap_err();
+    let err = store
+        .append(append(&s, ExpectedVersion::Exactly(3), vec![event("ThingChanged", json!({}))]))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     assert_eq!(count(&store).await, 1);
     store.append(append(&s, ExpectedVersion::Exactly(1), vec![event("ThingChanged", json!({}))])).await.unwrap();
@@ -87,7 +101,8 @@ async fn all_events_of_one_append_commit_together_or_not_at_all() {
     let (a, b) = (stream("thing"), stream("thing"));
     store.append(append(&b, ExpectedVersion::NoStream, vec![event("ThingMade", json!({}))])).await.unwrap();
     // Two streams, the second with a stale expectation: nothing of the first may land.
-    let mut batch = append(&a, ExpectedVersion::NoStream, vec![event("ThingMade", json!({})), event("ThingChanged", json!({}))]);
+    let mut batch =
+        append(&a, ExpectedVersion::NoStream, vec![event("ThingMade", json!({})), event("ThingChanged", json!({}))]);
     batch.extend(append(&b, ExpectedVersion::NoStream, vec![event("ThingChanged", json!({}))]));
     assert!(matches!(store.append(batch).await, Err(StoreError::Conflict { .. })));
     assert_eq!(count(&store).await, 1);
@@ -143,7 +158,10 @@ async fn a_polling_reader_never_skips_events_committed_out_of_order() {
                 start.wait().await;
                 for i in 0..EVENTS_EACH {
                     let expected = if i == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exactly(i as i64) };
-                    store.append(append(&s, expected, vec![event("LoadRecorded", json!({"writer": w, "i": i}))])).await.unwrap();
+                    store
+                        .append(append(&s, expected, vec![event("LoadRecorded", json!({"writer": w, "i": i}))]))
+                        .await
+                        .unwrap();
                 }
             }
         }));
@@ -162,7 +180,10 @@ async fn a_polling_reader_never_skips_events_committed_out_of_order() {
             cursor = last.cursor();
         }
         for e in &batch {
-            assert!(e.payload["writer"].as_u64().unwrap() >= HOLDERS as u64 || released, "an uncommitted holder's event was read");
+            assert!(
+                e.payload["writer"].as_u64().unwrap() >= HOLDERS as u64 || released,
+                "an uncommitted holder's event was read"
+            );
         }
         seen.extend(batch.iter().map(|e| (e.event_id, e.cursor())));
         let free_writers_done = writers[HOLDERS..].iter().all(|w| w.is_finished());
@@ -201,7 +222,8 @@ async fn events_cannot_be_updated_or_deleted() {
     let s = stream("thing");
     store.append(append(&s, ExpectedVersion::NoStream, vec![event("ThingMade", json!({"n": 1}))])).await.unwrap();
     // The application's own role lacks the privilege…
-    for statement in ["UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events", "DELETE FROM seals"] {
+    for statement in ["UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events", "DELETE FROM seals"]
+    {
         let err = sqlx::query(statement).execute(store.pool()).await.unwrap_err();
         assert!(err.to_string().contains("permission denied"), "{statement}: {err}");
     }
@@ -254,7 +276,8 @@ async fn seal_all(store: &EventStore) {
 async fn tamper(db: &TestDb, statement: &str, stream: &StreamId) {
     let mut su = db.superuser().await;
     sqlx::query("SET session_replication_role = replica").execute(&mut su).await.unwrap();
-    let done = sqlx::query(sqlx::AssertSqlSafe(statement.to_owned())).bind(stream.to_string()).execute(&mut su).await.unwrap();
+    let done =
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_owned())).bind(stream.to_string()).execute(&mut su).await.unwrap();
     assert!(done.rows_affected() > 0, "tampering changed nothing: {statement}");
 }
 
@@ -264,11 +287,16 @@ async fn verify_passes_on_an_honest_log_with_awkward_json() {
     let (store, _) = seeded(&db).await;
     // More events after the seal, and a second seal over only those.
     let seals_before: i64 = sqlx::query_scalar("SELECT count(*) FROM seals").fetch_one(store.pool()).await.unwrap();
-    store.append(append(&stream("other"), ExpectedVersion::NoStream, vec![event("OtherThing", awkward_payload(9))])).await.unwrap();
+    store
+        .append(append(&stream("other"), ExpectedVersion::NoStream, vec![event("OtherThing", awkward_payload(9))]))
+        .await
+        .unwrap();
     seal_all(&store).await;
     assert!(seal(store.pool()).await.unwrap().is_none(), "nothing new, no seal");
-    let last_heads: serde_json::Value =
-        sqlx::query_scalar("SELECT heads FROM seals ORDER BY seal_number DESC LIMIT 1").fetch_one(store.pool()).await.unwrap();
+    let last_heads: serde_json::Value = sqlx::query_scalar("SELECT heads FROM seals ORDER BY seal_number DESC LIMIT 1")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
     assert_eq!(last_heads.as_array().unwrap().len(), 1, "a seal records only the streams changed since the last");
     let report = verify(store.pool(), |_| {}).await.unwrap();
     assert!(report.ok(), "{:?}", report.breaks);
@@ -279,7 +307,12 @@ async fn verify_passes_on_an_honest_log_with_awkward_json() {
 async fn verify_names_a_changed_payload() {
     let db = TestDb::new().await;
     let (store, streams) = seeded(&db).await;
-    tamper(&db, r#"UPDATE events SET payload = jsonb_set(payload, '{zeta}', '99') WHERE stream_id = $1 AND stream_version = 2"#, &streams[1]).await;
+    tamper(
+        &db,
+        r#"UPDATE events SET payload = jsonb_set(payload, '{zeta}', '99') WHERE stream_id = $1 AND stream_version = 2"#,
+        &streams[1],
+    )
+    .await;
     let report = verify(store.pool(), |_| {}).await.unwrap();
     assert_eq!(report.breaks.len(), 1, "{:?}", report.breaks);
     assert_eq!((report.breaks[0].stream_id.as_str(), report.breaks[0].version), (streams[1].to_string().as_str(), 2));
@@ -292,7 +325,12 @@ async fn verify_names_an_event_removed_from_the_middle() {
     let (store, streams) = seeded(&db).await;
     tamper(&db, "DELETE FROM events WHERE stream_id = $1 AND stream_version = 3", &streams[0]).await;
     let report = verify(store.pool(), |_| {}).await.unwrap();
-    assert_eq!((report.breaks[0].stream_id.clone(), report.breaks[0].version), (streams[0].to_string(), 3), "{:?}", report.breaks);
+    assert_eq!(
+        (report.breaks[0].stream_id.clone(), report.breaks[0].version),
+        (streams[0].to_string(), 3),
+        "{:?}",
+        report.breaks
+    );
 }
 
 #[tokio::test]
@@ -301,7 +339,12 @@ async fn verify_names_events_cut_from_the_end_of_a_stream() {
     let (store, streams) = seeded(&db).await;
     tamper(&db, "DELETE FROM events WHERE stream_id = $1 AND stream_version >= 3", &streams[2]).await;
     let report = verify(store.pool(), |_| {}).await.unwrap();
-    assert_eq!((report.breaks[0].stream_id.clone(), report.breaks[0].version), (streams[2].to_string(), 3), "{:?}", report.breaks);
+    assert_eq!(
+        (report.breaks[0].stream_id.clone(), report.breaks[0].version),
+        (streams[2].to_string(), 3),
+        "{:?}",
+        report.breaks
+    );
     assert!(report.breaks[0].reason.contains("recorded version 4"));
 }
 
@@ -336,7 +379,12 @@ async fn verify_notices_a_rewritten_chain_that_the_seal_contradicts() {
         .await
         .unwrap();
     let report = verify(store.pool(), |_| {}).await.unwrap();
-    assert_eq!((report.breaks[0].stream_id.clone(), report.breaks[0].version), (streams[0].to_string(), 4), "{:?}", report.breaks);
+    assert_eq!(
+        (report.breaks[0].stream_id.clone(), report.breaks[0].version),
+        (streams[0].to_string(), 4),
+        "{:?}",
+        report.breaks
+    );
     assert!(report.breaks[0].reason.contains("seal #"));
 }
 
