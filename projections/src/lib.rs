@@ -1,1 +1,17 @@
-//! placeholder
+//! Unity's read side: the projection engine and the read models it maintains.
+
+pub mod audit;
+pub mod engine;
+pub mod users;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+pub use engine::{ApplyError, Projection, ProjectionEngine, ProjectionStatus};
+
+/// Every projection this build knows, by name.
+pub fn all_projections() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(audit::AuditLogProjection), Arc::new(users::UsersProjection)]
+}

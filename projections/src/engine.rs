@@ -1,0 +1,599 @@
+//! The projection engine: reads the store in order, applies batches to read models, and moves
+//! each projection's checkpoint in the same transaction as its changes.
+//!
+//! Several engines (several `unity serve` processes) may run at once: each batch starts by
+//! locking its projection's checkpoint row, so they take turns and never apply an event twice.
+//! A poison event (one a projection cannot apply) stops that projection with the reason
+//! recorded; an operator retries or skips it. Rebuilds go into a fresh schema and are swapped in
+//! under the checkpoint lock, so queries keep being answered throughout.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use tokio::sync::watch;
+use unity_commands::store::{
+    read_after, Cursor, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamAppend,
+};
+use unity_domain::{DomainEvent, EventMetadata, StreamId};
+use uuid::Uuid;
+
+/// One read model.
+pub trait Projection: Send + Sync {
+    /// Stable name: the checkpoint's key and the CLI's `--projection` argument.
+    fn name(&self) -> &'static str;
+    /// Bumped whenever the tables change shape; a mismatch triggers a rebuild at start-up.
+    fn model_version(&self) -> i32;
+    /// The tables this projection owns.
+    fn tables(&self) -> &'static [&'static str];
+    /// DDL for those tables and their indexes, with unqualified names: the engine runs it with
+    /// `search_path` set to the schema being built.
+    fn create_tables(&self) -> &'static [&'static str];
+    /// Applies a batch inside the engine's transaction. Must not commit. Events the projection
+    /// does not care about are simply passed over.
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), ApplyError>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("event {event_id} cannot be applied: {reason}")]
+    Poison { event_id: Uuid, reason: String },
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<unity_commands::store::DecodeError> for ApplyError {
+    fn from(e: unity_commands::store::DecodeError) -> ApplyError {
+        ApplyError::Poison { event_id: e.event_id, reason: e.reason }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no projection is called '{0}' (known: {1})")]
+    UnknownProjection(String, String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for EngineError {
+    fn from(e: sqlx::Error) -> EngineError {
+        EngineError::Store(e.into())
+    }
+}
+
+/// A projection's progress, for `projections` in GraphQL, /metrics and the CLI.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ProjectionStatus {
+    pub name: String,
+    pub position: Cursor,
+    pub events_handled: i64,
+    /// Readable events not yet applied.
+    pub lag: i64,
+    /// `running` or `stopped`.
+    pub state: String,
+    pub error: Option<String>,
+    pub error_event_id: Option<Uuid>,
+}
+
+/// The outcome of one batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Applied(usize),
+    CaughtUp,
+    Stopped,
+}
+
+/// Operator actions and engine decisions about projections, recorded in the log.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(tag = "event_type", content = "payload")]
+pub enum ProjectionEvent {
+    ProjectionStopped { projection: String, event_id: Uuid, reason: String },
+    ProjectionRetried { projection: String },
+    ProjectionEventSkipped { projection: String, event_id: Uuid },
+    ProjectionRebuilt { projection: String, events: i64 },
+}
+
+impl DomainEvent for ProjectionEvent {
+    const STREAM_TYPE: &'static str = "projection";
+    fn event_type(&self) -> &'static str {
+        match self {
+            ProjectionEvent::ProjectionStopped { .. } => "ProjectionStopped",
+            ProjectionEvent::ProjectionRetried { .. } => "ProjectionRetried",
+            ProjectionEvent::ProjectionEventSkipped { .. } => "ProjectionEventSkipped",
+            ProjectionEvent::ProjectionRebuilt { .. } => "ProjectionRebuilt",
+        }
+    }
+}
+
+fn projection_stream(name: &str) -> StreamId {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x2b9e_71c4_0f3d_4e8a_b6c5_1d7f_9a20_4e63);
+    StreamId::new(ProjectionEvent::STREAM_TYPE, Uuid::new_v5(&NAMESPACE, name.as_bytes()))
+}
+
+#[derive(Clone)]
+pub struct ProjectionEngine {
+    store: EventStore,
+    projections: Vec<Arc<dyn Projection>>,
+    batch_size: i64,
+}
+
+impl ProjectionEngine {
+    pub fn new(store: EventStore, projections: Vec<Arc<dyn Projection>>) -> ProjectionEngine {
+        ProjectionEngine { store, projections, batch_size: 500 }
+    }
+
+    pub fn with_batch_size(mut self, batch_size: i64) -> ProjectionEngine {
+        self.batch_size = batch_size;
+        self
+    }
+
+    pub fn projections(&self) -> &[Arc<dyn Projection>] {
+        &self.projections
+    }
+
+    pub fn find(&self, name: &str) -> Result<Arc<dyn Projection>, EngineError> {
+        self.projections.iter().find(|p| p.name() == name).cloned().ok_or_else(|| {
+            EngineError::UnknownProjection(
+                name.into(),
+                self.projections.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+            )
+        })
+    }
+
+    /// Creates missing tables and checkpoints, and rebuilds projections whose model version
+    /// changed since their tables were built.
+    pub async fn prepare(&self) -> Result<(), EngineError> {
+        let mut conn = self.store.pool().acquire().await?;
+        for p in &self.projections {
+            let mut tx = conn.begin().await?;
+            // Serialise preparation across processes starting at once.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('unity-projection-prepare'))").execute(&mut *tx).await?;
+            let stored: Option<i32> = sqlx::query_scalar("SELECT model_version FROM checkpoints WHERE name = $1")
+                .bind(p.name())
+                .fetch_optional(&mut *tx)
+                .await?;
+            match stored {
+                None => {
+                    for ddl in p.create_tables() {
+                        sqlx::query(AssertSqlSafe(*ddl)).execute(&mut *tx).await?;
+                    }
+                    sqlx::query("INSERT INTO checkpoints (name, model_version) VALUES ($1, $2)")
+                        .bind(p.name())
+                        .bind(p.model_version())
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                }
+                Some(v) if v != p.model_version() => {
+                    tx.commit().await?;
+                    tracing::info!(
+                        projection = p.name(),
+                        from = v,
+                        to = p.model_version(),
+                        "Read model changed shape; rebuilding it."
+                    );
+                    self.rebuild(&[p.clone()], |_, _| {}).await?;
+                }
+                Some(_) => tx.commit().await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies at most one batch to one projection.
+    pub async fn run_once(&self, projection: &dyn Projection) -> Result<Step, EngineError> {
+        let mut conn = self.store.pool().acquire().await?;
+        let mut tx = conn.begin().await?;
+        let (cursor, state) = lock_checkpoint(&mut tx, projection.name()).await?;
+        if state != "running" {
+            return Ok(Step::Stopped);
+        }
+        let events = read_after(&mut tx, cursor, self.batch_size).await?;
+        let Some(last) = events.last().map(RecordedEvent::cursor) else {
+            return Ok(Step::CaughtUp);
+        };
+        match projection.apply(&mut tx, &events).await {
+            Ok(()) => {
+                save_checkpoint(&mut tx, projection.name(), last, events.len()).await?;
+                tx.commit().await?;
+                Ok(Step::Applied(events.len()))
+            }
+            Err(ApplyError::Database(e)) if is_transient(&e) => Err(e.into()),
+            Err(_) => {
+                tx.rollback().await?;
+                // Find the culprit: apply one event at a time until one fails.
+                self.isolate_poison(&mut conn, projection, &events).await
+            }
+        }
+    }
+
+    async fn isolate_poison(
+        &self,
+        conn: &mut PgConnection,
+        projection: &dyn Projection,
+        events: &[RecordedEvent],
+    ) -> Result<Step, EngineError> {
+        for (i, event) in events.iter().enumerate() {
+            let mut tx = conn.begin().await?;
+            let (cursor, state) = lock_checkpoint(&mut tx, projection.name()).await?;
+            if state != "running" || cursor >= event.cursor() {
+                continue; // another engine got here first
+            }
+            match projection.apply(&mut tx, std::slice::from_ref(event)).await {
+                Ok(()) => {
+                    save_checkpoint(&mut tx, projection.name(), event.cursor(), 1).await?;
+                    tx.commit().await?;
+                }
+                Err(ApplyError::Database(e)) if is_transient(&e) => return Err(e.into()),
+                Err(e) => {
+                    tx.rollback().await?;
+                    let reason = match e {
+                        ApplyError::Poison { reason, .. } => reason,
+                        ApplyError::Database(e) => e.to_string(),
+                    };
+                    tracing::error!(projection = projection.name(), event_id = %event.event_id, %reason, "Projection stopped on an event it cannot apply.");
+                    sqlx::query(
+                        "UPDATE checkpoints SET state = 'stopped', error = $2, error_event_id = $3, error_at = now(), updated_at = now() \
+                         WHERE name = $1",
+                    )
+                    .bind(projection.name())
+                    .bind(&reason)
+                    .bind(event.event_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    let stopped = ProjectionEvent::ProjectionStopped {
+                        projection: projection.name().into(),
+                        event_id: event.event_id,
+                        reason,
+                    };
+                    self.record(
+                        projection.name(),
+                        stopped,
+                        &EventMetadata::new(unity_domain::Actor::system("projections"), "projections"),
+                    )
+                    .await?;
+                    return Ok(if i == 0 { Step::Stopped } else { Step::Applied(i) });
+                }
+            }
+        }
+        Ok(Step::Applied(events.len()))
+    }
+
+    /// Applies batches to every projection until all have caught up (or stopped).
+    pub async fn catch_up(&self) -> Result<usize, EngineError> {
+        let mut total = 0;
+        loop {
+            let mut progressed = false;
+            for p in &self.projections {
+                if let Step::Applied(n) = self.run_once(p.as_ref()).await? {
+                    total += n;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs until `shutdown` turns true, woken by appends (or NATS / LISTEN) and polling as a fallback.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, poll_interval: Duration) {
+        let mut wakeups = self.store.wakeup().subscribe();
+        let mut backoff = Duration::from_millis(200);
+        while !*shutdown.borrow() {
+            let pause = match self.catch_up().await {
+                Ok(_) => {
+                    backoff = Duration::from_millis(200);
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "Projections could not read the event store.");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    Some(pause)
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = async {
+                    match pause {
+                        Some(p) => tokio::time::sleep(p).await,
+                        None => wakeups.wait(poll_interval).await,
+                    }
+                } => {}
+            }
+        }
+    }
+
+    pub async fn status(&self) -> Result<Vec<ProjectionStatus>, EngineError> {
+        let mut out = Vec::new();
+        for p in &self.projections {
+            let row = sqlx::query(
+                "SELECT transaction_id, global_position, events_handled, state, error, error_event_id FROM checkpoints WHERE name = $1",
+            )
+            .bind(p.name())
+            .fetch_optional(self.store.pool())
+            .await?;
+            let status = match row {
+                Some(r) => {
+                    let position = Cursor { transaction_id: r.get(0), global_position: r.get(1) };
+                    ProjectionStatus {
+                        name: p.name().into(),
+                        position,
+                        events_handled: r.get(2),
+                        lag: self.store.count_after(position).await?,
+                        state: r.get(3),
+                        error: r.get(4),
+                        error_event_id: r.get(5),
+                    }
+                }
+                None => ProjectionStatus {
+                    name: p.name().into(),
+                    position: Cursor::START,
+                    events_handled: 0,
+                    lag: self.store.count_after(Cursor::START).await?,
+                    state: "running".into(),
+                    error: None,
+                    error_event_id: None,
+                },
+            };
+            out.push(status);
+        }
+        Ok(out)
+    }
+
+    /// Waits (bounded) until every running projection has passed `cursor`: read-your-writes.
+    pub async fn wait_for(&self, cursor: Cursor, timeout: Duration) -> Result<bool, EngineError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut wakeups = self.store.wakeup().subscribe();
+        loop {
+            let behind: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM checkpoints WHERE name = ANY($1) AND state = 'running' \
+                 AND (transaction_id, global_position) < ($2, $3)",
+            )
+            .bind(self.projections.iter().map(|p| p.name()).collect::<Vec<_>>())
+            .bind(cursor.transaction_id)
+            .bind(cursor.global_position)
+            .fetch_one(self.store.pool())
+            .await?;
+            if behind == 0 {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            wakeups.wait((deadline - now).min(Duration::from_millis(20))).await;
+        }
+    }
+
+    /// Resumes a stopped projection at the event that stopped it.
+    pub async fn retry(&self, name: &str, metadata: &EventMetadata) -> Result<(), EngineError> {
+        let p = self.find(name)?;
+        sqlx::query("UPDATE checkpoints SET state = 'running', error = NULL, error_event_id = NULL, error_at = NULL WHERE name = $1")
+            .bind(p.name())
+            .execute(self.store.pool())
+            .await?;
+        self.record(p.name(), ProjectionEvent::ProjectionRetried { projection: p.name().into() }, metadata).await
+    }
+
+    /// Moves a stopped projection past the event that stopped it, and resumes it. Recorded in the
+    /// log, since the read model will now lack that event's effect.
+    pub async fn skip(&self, name: &str, metadata: &EventMetadata) -> Result<Option<Uuid>, EngineError> {
+        let p = self.find(name)?;
+        let mut tx = self.store.pool().begin().await?;
+        let _ = lock_checkpoint(&mut tx, p.name()).await?;
+        let poison: Option<Uuid> = sqlx::query_scalar("SELECT error_event_id FROM checkpoints WHERE name = $1")
+            .bind(p.name())
+            .fetch_one(&mut *tx)
+            .await?;
+        let Some(event_id) = poison else {
+            return Ok(None);
+        };
+        let row = sqlx::query("SELECT transaction_id, global_position FROM events WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE checkpoints SET transaction_id = $2, global_position = $3, state = 'running', error = NULL, \
+             error_event_id = NULL, error_at = NULL, updated_at = now() WHERE name = $1",
+        )
+        .bind(p.name())
+        .bind(row.get::<i64, _>(0))
+        .bind(row.get::<i64, _>(1))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.record(
+            p.name(),
+            ProjectionEvent::ProjectionEventSkipped { projection: p.name().into(), event_id },
+            metadata,
+        )
+        .await?;
+        Ok(Some(event_id))
+    }
+
+    /// Rebuilds projections from the start of the log into fresh tables, then swaps them in.
+    /// `progress(done, total)` is called after each batch.
+    pub async fn rebuild(
+        &self,
+        projections: &[Arc<dyn Projection>],
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64, EngineError> {
+        let total = self.store.count_after(Cursor::START).await?.max(0) as u64;
+        let mut conn = self.store.pool().acquire().await?;
+        for p in projections {
+            let schema = rebuild_schema(p.name());
+            let mut tx = conn.begin().await?;
+            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(&mut *tx).await?;
+            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut *tx).await?;
+            sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}, public"))).execute(&mut *tx).await?;
+            for ddl in p.create_tables() {
+                sqlx::query(AssertSqlSafe(*ddl)).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
+        // One pass over the log feeds every projection being rebuilt.
+        let mut cursor = Cursor::START;
+        let mut done = 0u64;
+        let batch = self.batch_size.max(5_000);
+        loop {
+            let events = read_after(&mut conn, cursor, batch).await?;
+            let Some(last) = events.last().map(RecordedEvent::cursor) else { break };
+            self.apply_to_rebuilds(&mut conn, projections, &events).await?;
+            cursor = last;
+            done += events.len() as u64;
+            progress(done, total.max(done));
+        }
+        // Swap under each checkpoint's lock, after applying whatever arrived meanwhile.
+        for p in projections {
+            let schema = rebuild_schema(p.name());
+            let mut tx = conn.begin().await?;
+            lock_checkpoint(&mut tx, p.name()).await?;
+            let mut last = cursor;
+            loop {
+                let events = read_after(&mut tx, last, batch).await?;
+                let Some(end) = events.last().map(RecordedEvent::cursor) else { break };
+                sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}, public")))
+                    .execute(&mut *tx)
+                    .await?;
+                apply_or_poison(p.as_ref(), &mut tx, &events).await?;
+                sqlx::query("SET LOCAL search_path TO public").execute(&mut *tx).await?;
+                done += events.len() as u64;
+                last = end;
+            }
+            for table in p.tables() {
+                sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS public.{table} CASCADE")))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(AssertSqlSafe(format!("ALTER TABLE {schema}.{table} SET SCHEMA public")))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut *tx).await?;
+            let handled: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM events WHERE (transaction_id, global_position) <= ($1, $2)")
+                    .bind(last.transaction_id)
+                    .bind(last.global_position)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            sqlx::query(
+                "UPDATE checkpoints SET transaction_id = $2, global_position = $3, events_handled = $4, model_version = $5, \
+                 state = 'running', error = NULL, error_event_id = NULL, error_at = NULL, updated_at = now() WHERE name = $1",
+            )
+            .bind(p.name())
+            .bind(last.transaction_id)
+            .bind(last.global_position)
+            .bind(handled)
+            .bind(p.model_version())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let rebuilt = ProjectionEvent::ProjectionRebuilt { projection: p.name().into(), events: handled };
+            self.record(p.name(), rebuilt, &EventMetadata::new(unity_domain::Actor::system("replay"), "cli")).await?;
+        }
+        progress(done, total.max(done));
+        Ok(done)
+    }
+
+    async fn apply_to_rebuilds(
+        &self,
+        conn: &mut PgConnection,
+        projections: &[Arc<dyn Projection>],
+        events: &[RecordedEvent],
+    ) -> Result<(), EngineError> {
+        let mut tx = conn.begin().await?;
+        for p in projections {
+            sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {}, public", rebuild_schema(p.name()))))
+                .execute(&mut *tx)
+                .await?;
+            apply_or_poison(p.as_ref(), &mut tx, events).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record(&self, name: &str, event: ProjectionEvent, metadata: &EventMetadata) -> Result<(), EngineError> {
+        self.store
+            .append(vec![StreamAppend {
+                stream_id: projection_stream(name),
+                expected: ExpectedVersion::Any,
+                events: vec![NewEvent::from_domain(&event, metadata)],
+            }])
+            .await?;
+        Ok(())
+    }
+}
+
+/// A rebuild cannot stop halfway and leave a projection in a half-built state; a poison event
+/// aborts it with the reason, and the live tables stay as they were.
+async fn apply_or_poison(
+    p: &dyn Projection,
+    conn: &mut PgConnection,
+    events: &[RecordedEvent],
+) -> Result<(), EngineError> {
+    p.apply(conn, events).await.map_err(|e| match e {
+        ApplyError::Database(e) => EngineError::Store(e.into()),
+        ApplyError::Poison { event_id, reason } => {
+            EngineError::Store(StoreError::InvalidEvent(format!("rebuilding {}: event {event_id}: {reason}", p.name())))
+        }
+    })
+}
+
+fn rebuild_schema(name: &str) -> String {
+    format!("rebuild_{name}")
+}
+
+async fn lock_checkpoint(conn: &mut PgConnection, name: &str) -> Result<(Cursor, String), EngineError> {
+    sqlx::query("INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(name)
+        .execute(&mut *conn)
+        .await?;
+    let row = sqlx::query("SELECT transaction_id, global_position, state FROM checkpoints WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((Cursor { transaction_id: row.get(0), global_position: row.get(1) }, row.get(2)))
+}
+
+async fn save_checkpoint(
+    conn: &mut PgConnection,
+    name: &str,
+    cursor: Cursor,
+    handled: usize,
+) -> Result<(), EngineError> {
+    sqlx::query(
+        "UPDATE checkpoints SET transaction_id = $2, global_position = $3, events_handled = events_handled + $4, updated_at = now() \
+         WHERE name = $1",
+    )
+    .bind(name)
+    .bind(cursor.transaction_id)
+    .bind(cursor.global_position)
+    .bind(handled as i64)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Errors worth waiting out rather than blaming on an event.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // connection exceptions, serialization failures and deadlocks, shutdowns, resources
+            code.starts_with("08") || code.starts_with("40") || code.starts_with("57") || code.starts_with("53")
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,215 @@
+//! Users and API keys, as the API reads them: who exists, their role, whether they are disabled,
+//! their sealed password hash, and their last login.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use sqlx::{PgConnection, PgPool, Row};
+use unity_commands::store::RecordedEvent;
+use unity_domain::{
+    identity::{ApiKeyEvent, LoginEvent, UserEvent},
+    DomainEvent, SecretRef,
+};
+use uuid::Uuid;
+
+use crate::engine::{ApplyError, Projection};
+
+pub struct UsersProjection;
+
+impl Projection for UsersProjection {
+    fn name(&self) -> &'static str {
+        "users"
+    }
+
+    fn model_version(&self) -> i32 {
+        1
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["users", "api_keys"]
+    }
+
+    fn create_tables(&self) -> &'static [&'static str] {
+        &[
+            "CREATE TABLE users (
+                id            uuid        PRIMARY KEY,
+                username      text        NOT NULL UNIQUE,
+                role          text        NOT NULL,
+                disabled      boolean     NOT NULL DEFAULT false,
+                password_hash jsonb       NOT NULL,
+                created_at    timestamptz NOT NULL,
+                updated_at    timestamptz NOT NULL,
+                last_login_at timestamptz,
+                failed_logins bigint      NOT NULL DEFAULT 0,
+                version       bigint      NOT NULL)",
+            "CREATE TABLE api_keys (
+                id           uuid        PRIMARY KEY,
+                owner_id     uuid        NOT NULL,
+                name         text        NOT NULL,
+                role         text        NOT NULL,
+                token_sha256 text        NOT NULL UNIQUE,
+                expires_at   timestamptz,
+                created_at   timestamptz NOT NULL,
+                revoked_at   timestamptz)",
+            "CREATE INDEX api_keys_by_owner ON api_keys (owner_id)",
+        ]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        events: &'a [RecordedEvent],
+    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+        Box::pin(apply(conn, events))
+    }
+}
+
+/// Login results folded per user within a batch: one UPDATE per user, not one per attempt.
+#[derive(Default)]
+struct LoginTally {
+    last_success: Option<DateTime<Utc>>,
+    failures: i64,
+}
+
+async fn apply(conn: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ApplyError> {
+    let mut logins: HashMap<Uuid, LoginTally> = HashMap::new();
+    for e in events {
+        match e.stream_type.as_str() {
+            UserEvent::STREAM_TYPE => apply_user(conn, e).await?,
+            ApiKeyEvent::STREAM_TYPE => apply_api_key(conn, e).await?,
+            LoginEvent::STREAM_TYPE => match e.decode::<LoginEvent>()? {
+                LoginEvent::LoginSucceeded { user_id, .. } => {
+                    logins.entry(user_id).or_default().last_success = Some(e.recorded_at);
+                }
+                LoginEvent::LoginFailed { user_id: Some(user_id), .. } => {
+                    logins.entry(user_id).or_default().failures += 1
+                }
+                LoginEvent::LoginFailed { user_id: None, .. } => {}
+            },
+            _ => {}
+        }
+    }
+    if !logins.is_empty() {
+        let (ids, tallies): (Vec<Uuid>, Vec<LoginTally>) = logins.into_iter().unzip();
+        sqlx::query(
+            "UPDATE users u SET last_login_at = greatest(u.last_login_at, t.last_success), failed_logins = u.failed_logins + t.failures \
+             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::int8[]) AS t(id, last_success, failures) WHERE u.id = t.id",
+        )
+        .bind(ids)
+        .bind(tallies.iter().map(|t| t.last_success).collect::<Vec<_>>())
+        .bind(tallies.iter().map(|t| t.failures).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn apply_user(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), ApplyError> {
+    let user_id = e.stream_id.rsplit_once("user-").and_then(|(_, id)| id.parse::<Uuid>().ok());
+    let user_id = user_id
+        .ok_or_else(|| ApplyError::Poison { event_id: e.event_id, reason: "malformed user stream id".into() })?;
+    let query = match e.decode::<UserEvent>()? {
+        UserEvent::UserCreated { user_id, username, role, password_hash } => sqlx::query(
+            "INSERT INTO users (id, username, role, password_hash, created_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(username.as_str().to_owned())
+        .bind(role.as_str())
+        .bind(serde_json::to_value(password_hash).expect("secret refs serialize")),
+        UserEvent::UserRoleChanged { role, .. } => {
+            sqlx::query("UPDATE users SET role = $2, updated_at = $3, version = $4 WHERE id = $1 AND version < $4")
+                .bind(user_id)
+                .bind(role.as_str())
+        }
+        UserEvent::UserPasswordChanged { password_hash } => sqlx::query(
+            "UPDATE users SET password_hash = $2, updated_at = $3, version = $4 WHERE id = $1 AND version < $4",
+        )
+        .bind(user_id)
+        .bind(serde_json::to_value(password_hash).expect("secret refs serialize")),
+        UserEvent::UserDisabled { .. } => sqlx::query(
+            "UPDATE users SET disabled = true, updated_at = $2, version = $3 WHERE id = $1 AND version < $3",
+        )
+        .bind(user_id),
+    };
+    query.bind(e.recorded_at).bind(e.stream_version).execute(&mut *conn).await?;
+    Ok(())
+}
+
+async fn apply_api_key(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), ApplyError> {
+    match e.decode::<ApiKeyEvent>()? {
+        ApiKeyEvent::ApiKeyIssued { key_id, owner_id, name, role, token_sha256, expires_at } => {
+            sqlx::query(
+                "INSERT INTO api_keys (id, owner_id, name, role, token_sha256, expires_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(key_id)
+            .bind(owner_id)
+            .bind(name)
+            .bind(role.as_str())
+            .bind(token_sha256)
+            .bind(expires_at)
+            .bind(e.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        ApiKeyEvent::ApiKeyRevoked {} => {
+            let key_id = e.stream_id.strip_prefix("api_key-").and_then(|id| id.parse::<Uuid>().ok());
+            sqlx::query("UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1")
+                .bind(key_id)
+                .bind(e.recorded_at)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A user as the read model holds it.
+#[derive(Clone, Debug)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub username: String,
+    pub role: String,
+    pub disabled: bool,
+    pub password_hash: SecretRef,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub failed_logins: i64,
+}
+
+const USER_COLUMNS: &str = "id, username, role, disabled, password_hash, created_at, last_login_at, failed_logins";
+
+fn user_from_row(r: &sqlx::postgres::PgRow) -> Result<UserRow, sqlx::Error> {
+    Ok(UserRow {
+        id: r.get(0),
+        username: r.get(1),
+        role: r.get(2),
+        disabled: r.get(3),
+        password_hash: serde_json::from_value(r.get(4)).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        created_at: r.get(5),
+        last_login_at: r.get(6),
+        failed_logins: r.get(7),
+    })
+}
+
+pub async fn user_by_username(pool: &PgPool, username: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1")))
+        .bind(username.to_ascii_lowercase())
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+/// Users ordered by username, after `after` (a username), at most `limit`.
+pub async fn users(pool: &PgPool, after: Option<&str>, limit: i64) -> Result<Vec<UserRow>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE username > coalesce($1, '') ORDER BY username LIMIT $2"
+    )))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(user_from_row).collect()
+}
