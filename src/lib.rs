@@ -1,1 +1,8 @@
-//! placeholder
+//! The `unity` binary's library half: settings, telemetry, the application wiring and the CLI
+//! commands, so tests can run them in-process.
+
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod telemetry;

@@ -223,6 +223,21 @@ impl NatsRelay {
         Ok(resume)
     }
 
+    /// Moves the checkpoint to `cursor` without publishing what lies before it (for a new stream
+    /// that should carry only new events, such as a benchmark's).
+    pub async fn skip_to(&self, cursor: Cursor) -> Result<(), RelayError> {
+        sqlx::query(
+            "INSERT INTO checkpoints (name, transaction_id, global_position) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET transaction_id = $2, global_position = $3, updated_at = now()",
+        )
+        .bind(self.checkpoint_name())
+        .bind(cursor.transaction_id)
+        .bind(cursor.global_position)
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
     pub async fn checkpoint(&self) -> Result<Cursor, RelayError> {
         let row = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")
             .bind(self.checkpoint_name())

@@ -49,6 +49,14 @@ pub struct MasterKey(LessSafeKey);
 impl MasterKey {
     /// Reads the key file (64 hex characters), creating it with mode 0600 if it does not exist.
     pub fn load_or_create(path: &Path) -> Result<MasterKey, VaultError> {
+        match MasterKey::load(path)? {
+            Some(key) => Ok(key),
+            None => MasterKey::create(path),
+        }
+    }
+
+    /// Reads the key file; `None` if there is none.
+    pub fn load(path: &Path) -> Result<Option<MasterKey>, VaultError> {
         let fail = |reason: String| VaultError::MasterKeyFile { path: path.to_owned(), reason };
         match std::fs::read_to_string(path) {
             Ok(text) => {
@@ -56,27 +64,31 @@ impl MasterKey {
                     .ok()
                     .filter(|b| b.len() == 32)
                     .ok_or_else(|| fail("expected 64 hexadecimal characters (a 256-bit key)".into()))?;
-                Ok(MasterKey::from_bytes(&bytes))
+                Ok(Some(MasterKey::from_bytes(&bytes)))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                SystemRandom::new().fill(&mut key).map_err(|_| fail("no randomness available".into()))?;
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create its directory: {e}")))?;
-                }
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(path).map_err(|e| fail(format!("cannot create it: {e}")))?;
-                writeln!(file, "{}", hex::encode(key))
-                    .and_then(|_| file.sync_all())
-                    .map_err(|e| fail(format!("cannot write it: {e}")))?;
-                tracing::warn!(path = %path.display(), "Created a new master key file; back it up, secrets cannot be read without it.");
-                Ok(MasterKey::from_bytes(&key))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(fail(format!("cannot read it: {e}"))),
         }
+    }
+
+    /// Generates a new key and writes it to a new file with mode 0600.
+    pub fn create(path: &Path) -> Result<MasterKey, VaultError> {
+        let fail = |reason: String| VaultError::MasterKeyFile { path: path.to_owned(), reason };
+        let mut key = [0u8; 32];
+        SystemRandom::new().fill(&mut key).map_err(|_| fail("no randomness available".into()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create its directory: {e}")))?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(|e| fail(format!("cannot create it: {e}")))?;
+        writeln!(file, "{}", hex::encode(key))
+            .and_then(|_| file.sync_all())
+            .map_err(|e| fail(format!("cannot write it: {e}")))?;
+        tracing::warn!(path = %path.display(), "Created a new master key file; back it up, secrets cannot be read without it.");
+        Ok(MasterKey::from_bytes(&key))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> MasterKey {
@@ -152,6 +164,11 @@ impl Vault {
             }
         }
         Ok(Vault { master: Arc::new(master), store })
+    }
+
+    /// Whether any master key has been used with this database yet.
+    pub async fn initialised(store: &EventStore) -> Result<bool, VaultError> {
+        Ok(sqlx::query_scalar("SELECT exists(SELECT 1 FROM vault_master_check)").fetch_one(store.pool()).await?)
     }
 
     /// Encrypts a secret under a fresh data key. The result may go into events.

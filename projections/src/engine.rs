@@ -265,6 +265,13 @@ impl ProjectionEngine {
         Ok(Step::Applied(events.len()))
     }
 
+    /// Applies batches to one projection until it has caught up (or stopped).
+    pub async fn run_until_caught_up(&self, name: &str) -> Result<(), EngineError> {
+        let projection = self.find(name)?;
+        while let Step::Applied(_) = self.run_once(projection.as_ref()).await? {}
+        Ok(())
+    }
+
     /// Applies batches to every projection until all have caught up (or stopped).
     pub async fn catch_up(&self) -> Result<usize, EngineError> {
         let mut total = 0;

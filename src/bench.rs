@@ -1,0 +1,376 @@
+//! `unity bench`: load generators that print measurements. They run against a database of their
+//! own (`<DATABASE_URL's database>_bench`, recreated by `bench append`), never the real one.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Subcommand;
+use futures::StreamExt;
+use serde_json::json;
+use sqlx::{postgres::PgPoolOptions, AssertSqlSafe, ConnectOptions, Connection, PgPool};
+use unity_commands::{
+    relay::{NatsRelay, RelayConfig},
+    store::{EventStore, ExpectedVersion, NewEvent, StreamAppend},
+    wakeup::Wakeup,
+    MIGRATOR,
+};
+use unity_domain::{
+    identity::{username_stream_uuid, LoginEvent, LoginFailure, Role, UserEvent, Username},
+    Actor, EventMetadata, SecretRef, StreamId,
+};
+use unity_projections::ProjectionEngine;
+use uuid::Uuid;
+
+use crate::{app::one_line, config::Settings};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Append throughput and commit latency (recreates the bench database unless --keep).
+    Append {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1_000)]
+        streams: usize,
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
+        #[arg(long, default_value_t = 1_000)]
+        batch: usize,
+        /// Append to the existing bench database instead of starting afresh.
+        #[arg(long)]
+        keep: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the audit-log and users read models from the bench database's log.
+    Replay {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Append-to-visible latency at a JetStream consumer, at a fixed rate of one-event commits.
+    Nats {
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        seconds: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
+    match command {
+        BenchCommand::Append { events, streams, writers, batch, keep, json } => {
+            if events == 0 || streams == 0 || writers == 0 || batch == 0 {
+                bail!("--events, --streams, --writers and --batch must all be at least 1");
+            }
+            if streams < writers {
+                bail!("--streams ({streams}) must be at least --writers ({writers}): each writer owns its streams");
+            }
+            let pool = bench_database(&settings, !keep).await?;
+            let result = append(&pool, events, streams, writers, batch).await?;
+            print(&result, json, |r| {
+                format!(
+                    "append: {} events in {:.2} s = {:.0} events/s; commit latency p50 {:.2} ms, p99 {:.2} ms ({} writer(s), batches of {}, {} streams, fsync={}, synchronous_commit={})",
+                    r["events"], r["seconds"].as_f64().unwrap_or(0.0), r["events_per_second"].as_f64().unwrap_or(0.0),
+                    r["append_latency_ms"]["p50"].as_f64().unwrap_or(0.0), r["append_latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+                    r["writers"], r["batch"], r["streams"], r["fsync"].as_str().unwrap_or("?"), r["synchronous_commit"].as_str().unwrap_or("?"),
+                )
+            });
+        }
+        BenchCommand::Replay { json } => {
+            let pool = bench_database(&settings, false).await?;
+            let store = EventStore::new(pool.clone(), Wakeup::default());
+            let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
+            if total == 0 {
+                bail!("the bench database is empty: run `unity bench append` first");
+            }
+            let engine = ProjectionEngine::new(store, unity_projections::all_projections());
+            engine.prepare().await?;
+            let started = Instant::now();
+            let replayed = engine.rebuild(engine.projections(), |_, _| {}).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            let result = json!({
+                "benchmark": "replay",
+                "projections": engine.projections().iter().map(|p| p.name()).collect::<Vec<_>>(),
+                "events": replayed,
+                "seconds": seconds,
+                "events_per_second": replayed as f64 / seconds,
+            });
+            print(&result, json, |r| {
+                format!(
+                    "replay: {} events into {} in {:.2} s = {:.0} events/s",
+                    r["events"],
+                    r["projections"],
+                    seconds,
+                    r["events_per_second"].as_f64().unwrap_or(0.0)
+                )
+            });
+        }
+        BenchCommand::Nats { rate, seconds, json } => {
+            if rate == 0 || seconds == 0 {
+                bail!("--rate and --seconds must be at least 1");
+            }
+            let url = settings.nats_url.clone().ok_or_else(|| anyhow!("set NATS_URL to the nats-server to measure"))?;
+            let pool = bench_database(&settings, false).await?;
+            let result = nats(pool, &url, rate, seconds).await?;
+            print(&result, json, |r| {
+                format!(
+                    "nats: {} one-event commits at {}/s; append to JetStream consumer p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    r["events"], r["rate"], r["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+                    r["latency_ms"]["p99"].as_f64().unwrap_or(0.0), r["latency_ms"]["max"].as_f64().unwrap_or(0.0)
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+fn print(result: &serde_json::Value, json: bool, text: impl Fn(&serde_json::Value) -> String) {
+    if json {
+        println!("{result}");
+    } else {
+        println!("{}", text(result));
+    }
+}
+
+/// The bench database beside the configured one, migrated; recreated empty when `fresh`.
+async fn bench_database(settings: &Settings, fresh: bool) -> Result<PgPool> {
+    let name = format!("{}_bench", settings.database.get_database().unwrap_or("unity"));
+    let admin_options = settings.database.clone().database("postgres");
+    let mut admin = admin_options
+        .connect()
+        .await
+        .map_err(|e| anyhow!("cannot connect to PostgreSQL at {}: {}", settings.database_display, one_line(&e)))?;
+    let exists: bool = sqlx::query_scalar("SELECT exists(SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if fresh && exists {
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).execute(&mut admin).await?;
+    }
+    if fresh || !exists {
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .context("creating the bench database")?;
+    }
+    admin.close().await?;
+    let pool = PgPoolOptions::new().max_connections(40).connect_with(settings.database.clone().database(&name)).await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+fn latency_summary(mut samples: Vec<Duration>) -> serde_json::Value {
+    samples.sort_unstable();
+    json!({
+        "p50": percentile_ms(&samples, 0.50),
+        "p99": percentile_ms(&samples, 0.99),
+        "max": percentile_ms(&samples, 1.0),
+    })
+}
+
+fn bench_metadata() -> EventMetadata {
+    EventMetadata::new(Actor::system("bench"), "bench")
+}
+
+/// A bench user: a `UserCreated` event (with a stand-in sealed hash: no projection opens it) and
+/// the stream its logins go to.
+fn bench_user(i: usize) -> (StreamAppend, Uuid, Username, StreamId) {
+    let user_id = Uuid::now_v7();
+    let username = Username::parse(&format!("bench-{i}")).expect("valid username");
+    let created = UserEvent::UserCreated {
+        user_id,
+        username: username.clone(),
+        role: Role::Viewer,
+        password_hash: SecretRef { secret_id: Uuid::now_v7(), ciphertext: "YmVuY2g=".into() },
+    };
+    let append = StreamAppend {
+        stream_id: StreamId::new("user", user_id),
+        expected: ExpectedVersion::NoStream,
+        events: vec![NewEvent::from_domain(&created, &bench_metadata())],
+    };
+    let logins = StreamId::new("login", username_stream_uuid(&username));
+    (append, user_id, username, logins)
+}
+
+async fn append(
+    pool: &PgPool,
+    events: usize,
+    streams: usize,
+    writers: usize,
+    batch: usize,
+) -> Result<serde_json::Value> {
+    let store = EventStore::new(pool.clone(), Wakeup::default());
+    let mut users = Vec::with_capacity(streams);
+    let mut setup = Vec::new();
+    for i in 0..streams {
+        let (append, user_id, username, logins) = bench_user(i);
+        setup.push(append);
+        users.push((user_id, username, logins));
+        if setup.len() == 1000 || i + 1 == streams {
+            store.append(std::mem::take(&mut setup)).await?;
+        }
+    }
+    let fsync: String = sqlx::query_scalar("SHOW fsync").fetch_one(pool).await?;
+    let synchronous_commit: String = sqlx::query_scalar("SHOW synchronous_commit").fetch_one(pool).await?;
+
+    let users = Arc::new(users);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (store, users) = (store.clone(), users.clone());
+        let quota = events / writers + usize::from(w < events % writers);
+        tasks.push(tokio::spawn(async move {
+            // Writer w owns the streams w, w + writers, w + 2·writers, …: no two writers race.
+            let owned: Vec<usize> = (w..users.len()).step_by(writers).collect();
+            let mut latencies = Vec::with_capacity(quota / batch + 1);
+            let metadata = bench_metadata();
+            let mut written = 0;
+            let mut next = 0usize;
+            while written < quota {
+                let n = batch.min(quota - written);
+                let mut by_stream: HashMap<usize, Vec<NewEvent>> = HashMap::new();
+                for _ in 0..n {
+                    let u = owned[next % owned.len()];
+                    let (user_id, username, _) = &users[u];
+                    let event = if next % 10 == 9 {
+                        LoginEvent::LoginFailed {
+                            username: username.clone(),
+                            user_id: Some(*user_id),
+                            source: "192.0.2.7".into(),
+                            reason: LoginFailure::WrongPassword,
+                        }
+                    } else {
+                        LoginEvent::LoginSucceeded {
+                            username: username.clone(),
+                            user_id: *user_id,
+                            source: "192.0.2.7".into(),
+                        }
+                    };
+                    by_stream.entry(u).or_default().push(NewEvent::from_domain(&event, &metadata));
+                    next += 1;
+                }
+                let appends = by_stream
+                    .into_iter()
+                    .map(|(u, events)| StreamAppend {
+                        stream_id: users[u].2.clone(),
+                        expected: ExpectedVersion::Any,
+                        events,
+                    })
+                    .collect();
+                let t = Instant::now();
+                store.append(appends).await?;
+                latencies.push(t.elapsed());
+                written += n;
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(json!({
+        "benchmark": "append",
+        "events": events,
+        "streams": streams,
+        "writers": writers,
+        "batch": batch,
+        "seconds": seconds,
+        "events_per_second": events as f64 / seconds,
+        "commits": latencies.len(),
+        "append_latency_ms": latency_summary(latencies),
+        "fsync": fsync,
+        "synchronous_commit": synchronous_commit,
+    }))
+}
+
+async fn nats(pool: PgPool, url: &str, rate: u32, seconds: u32) -> Result<serde_json::Value> {
+    let store = EventStore::new(pool, Wakeup::default());
+    let client = async_nats::connect(url).await.map_err(|e| anyhow!("cannot connect to NATS at {url}: {e}"))?;
+    let tag = Uuid::now_v7().simple().to_string();
+    let config = RelayConfig {
+        stream_name: format!("UNITY_BENCH_{tag}"),
+        subject_prefix: format!("unitybench{tag}.events"),
+        poll_interval: Duration::from_millis(100),
+        ..RelayConfig::default()
+    };
+    let relay = NatsRelay::new(store.clone(), client.clone(), config.clone()).await?;
+    // Start after what the bench database already holds.
+    let head = store.head().await?;
+    relay.skip_to(head).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let relay_task = tokio::spawn(relay.run(stopped));
+
+    let js = async_nats::jetstream::new(client.clone());
+    let stream = js.get_stream(&config.stream_name).await.map_err(|e| anyhow!("{e}"))?;
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let mut messages = consumer.messages().await.map_err(|e| anyhow!("{e}"))?;
+
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let total = (rate * seconds) as usize;
+    let appender = {
+        let (store, sent) = (store.clone(), sent.clone());
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+            let metadata = bench_metadata();
+            let stream_id = StreamId::new("bench", Uuid::now_v7());
+            for i in 0..total {
+                ticker.tick().await;
+                let event = NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: "BenchTicked".into(),
+                    schema_version: 1,
+                    payload: json!({"i": i}),
+                    metadata: serde_json::to_value(&metadata).expect("metadata serializes"),
+                };
+                sent.lock().expect("not poisoned").insert(event.event_id.to_string(), Instant::now());
+                let expected = if i == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exactly(i as i64) };
+                store
+                    .append(vec![StreamAppend { stream_id: stream_id.clone(), expected, events: vec![event] }])
+                    .await?;
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+    };
+    let mut latencies = Vec::with_capacity(total);
+    let deadline = Instant::now() + Duration::from_secs(seconds as u64 + 60);
+    while latencies.len() < total && Instant::now() < deadline {
+        let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(5), messages.next()).await else { continue };
+        let message = message.map_err(|e| anyhow!("{e}"))?;
+        let id = message.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
+        if let Some(at) = id.and_then(|id| sent.lock().expect("not poisoned").remove(&id)) {
+            latencies.push(at.elapsed());
+        }
+    }
+    appender.await??;
+    let _ = stop.send(true);
+    let _ = relay_task.await;
+    let _ = js.delete_stream(&config.stream_name).await;
+    if latencies.len() < total {
+        bail!("only {} of {total} events reached the consumer within the deadline", latencies.len());
+    }
+    Ok(json!({
+        "benchmark": "nats",
+        "rate": rate,
+        "seconds": seconds,
+        "events": total,
+        "latency_ms": latency_summary(latencies),
+    }))
+}
