@@ -54,7 +54,9 @@ impl App {
         let pool = PgPoolOptions::new()
             .max_connections(20)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(settings.database.clone())
+            .connect_with(
+                settings.database.clone().log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(30)),
+            )
             .await
             .map_err(|e| anyhow!("cannot connect to PostgreSQL at {}: {}", settings.database_display, one_line(&e)))?;
         Ok(App { store: EventStore::new(pool, Wakeup::default()), settings })

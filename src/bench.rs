@@ -150,7 +150,7 @@ async fn bench_database(settings: &Settings, fresh: bool) -> Result<PgPool> {
         .fetch_one(&mut admin)
         .await?;
     if fresh && exists {
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))).execute(&mut admin).await?;
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE \"{name}\""))).execute(&mut admin).await?;
     }
     if fresh || !exists {
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))

@@ -1,6 +1,11 @@
 //! The event store: append-only events in PostgreSQL with per-stream hash chains, optimistic
 //! concurrency, atomic multi-stream batches, and a read order that never skips a late commit.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
 use chrono::{DateTime, SubsecRound, Utc};
 use ring::digest;
 use serde_json::Value;
@@ -151,12 +156,47 @@ pub struct Appended {
     pub last: Cursor,
     pub versions: Vec<(StreamId, i64)>,
     pub event_ids: Vec<Uuid>,
+    /// Each stream's new `(version, hash)`.
+    heads: Vec<(String, (i64, Vec<u8>))>,
 }
 
 #[derive(Clone)]
 pub struct EventStore {
     pool: PgPool,
     wakeup: Wakeup,
+    heads: Arc<HeadCache>,
+}
+
+/// The last `(version, hash)` of streams this process appended to, recorded after commit. An
+/// entry can only lag behind the truth (versions only grow); a lagging one makes the insert hit
+/// the unique `(stream_id, stream_version)` constraint, which is a conflict and a retry with a
+/// fresh lookup. So the cache saves the lookup without ever risking a broken chain.
+#[derive(Default)]
+struct HeadCache {
+    entries: Mutex<HashMap<String, (i64, Vec<u8>)>>,
+}
+
+impl HeadCache {
+    const CAPACITY: usize = 100_000;
+
+    fn get(&self, stream_id: &str) -> Option<(i64, Vec<u8>)> {
+        self.entries.lock().expect("head cache lock").get(stream_id).cloned()
+    }
+
+    fn record(&self, heads: impl IntoIterator<Item = (String, (i64, Vec<u8>))>) {
+        let mut entries = self.entries.lock().expect("head cache lock");
+        if entries.len() > Self::CAPACITY {
+            entries.clear();
+        }
+        entries.extend(heads);
+    }
+
+    fn forget(&self, stream_ids: &[String]) {
+        let mut entries = self.entries.lock().expect("head cache lock");
+        for id in stream_ids {
+            entries.remove(id);
+        }
+    }
 }
 
 const EVENT_COLUMNS: &str = "global_position, transaction_id, event_id, stream_id, stream_type, stream_version, \
@@ -164,7 +204,7 @@ const EVENT_COLUMNS: &str = "global_position, transaction_id, event_id, stream_i
 
 impl EventStore {
     pub fn new(pool: PgPool, wakeup: Wakeup) -> EventStore {
-        EventStore { pool, wakeup }
+        EventStore { pool, wakeup, heads: Arc::default() }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -188,9 +228,31 @@ impl EventStore {
     }
 
     async fn try_append(&self, appends: &[StreamAppend]) -> Result<Appended, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let appended = append_in(&mut tx, appends).await?;
-        tx.commit().await?;
+        // No explicit transaction: the events go in with one INSERT statement, which is atomic on
+        // its own, and the head lookup before it need not share its snapshot because the unique
+        // (stream_id, stream_version) constraint is what guards against a racing writer. That
+        // saves the BEGIN and COMMIT round trips on every append.
+        let mut conn = self.pool.acquire().await?;
+        let known: Vec<Option<(i64, Vec<u8>)>> = appends
+            .iter()
+            .map(|a| match a.expected {
+                ExpectedVersion::Any => self.heads.get(&a.stream_id.to_string()),
+                // Nothing to look up: a stream that exists makes the insert conflict.
+                ExpectedVersion::NoStream => Some((0, GENESIS_HASH.to_vec())),
+                ExpectedVersion::Exactly(v) => {
+                    self.heads.get(&a.stream_id.to_string()).filter(|(cached, _)| *cached == v)
+                }
+            })
+            .collect();
+        let appended = match append_with_heads(&mut conn, appends, known).await {
+            Ok(appended) => appended,
+            Err(e) => {
+                let ids: Vec<String> = appends.iter().map(|a| a.stream_id.to_string()).collect();
+                self.heads.forget(&ids);
+                return Err(e);
+            }
+        };
+        self.heads.record(appended.heads.iter().cloned());
         self.wakeup.notify();
         Ok(appended)
     }
@@ -248,6 +310,15 @@ impl EventStore {
 /// Appends inside the caller's transaction (which commits, or not, as the caller decides). On a
 /// conflict the transaction is aborted, as any failed statement leaves it.
 pub async fn append_in(conn: &mut sqlx::PgConnection, appends: &[StreamAppend]) -> Result<Appended, StoreError> {
+    append_with_heads(conn, appends, vec![None; appends.len()]).await
+}
+
+/// [`append_in`], with the heads of some streams already known (`None`: look it up).
+async fn append_with_heads(
+    conn: &mut sqlx::PgConnection,
+    appends: &[StreamAppend],
+    known: Vec<Option<(i64, Vec<u8>)>>,
+) -> Result<Appended, StoreError> {
     let mut seen = std::collections::HashSet::new();
     for a in appends {
         if !seen.insert(&a.stream_id) {
@@ -261,11 +332,18 @@ pub async fn append_in(conn: &mut sqlx::PgConnection, appends: &[StreamAppend]) 
     }
     let stream_ids: Vec<String> = appends.iter().map(|a| a.stream_id.to_string()).collect();
     let recorded_at = Utc::now().trunc_subsecs(6);
-    let heads = stream_heads(conn, &stream_ids).await?;
+    let unknown: Vec<String> =
+        stream_ids.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(id, _)| id.clone()).collect();
+    let mut looked_up = if unknown.is_empty() { Vec::new() } else { stream_heads(conn, &unknown).await? }.into_iter();
+    let heads: Vec<(i64, Vec<u8>)> = known
+        .into_iter()
+        .map(|k| k.unwrap_or_else(|| looked_up.next().expect("one head per unknown stream")))
+        .collect();
 
     let total: usize = appends.iter().map(|a| a.events.len()).sum();
     let mut rows = Rows::with_capacity(total);
     let mut versions = Vec::with_capacity(appends.len());
+    let mut new_heads = Vec::with_capacity(appends.len());
     for (append, (stream_id, (version, head_hash))) in appends.iter().zip(stream_ids.iter().zip(heads)) {
         let ok = match append.expected {
             ExpectedVersion::Any => true,
@@ -301,9 +379,10 @@ pub async fn append_in(conn: &mut sqlx::PgConnection, appends: &[StreamAppend]) 
             prev = hash.to_vec();
         }
         versions.push((append.stream_id.clone(), v));
+        new_heads.push((stream_id.clone(), (v, prev)));
     }
     if total == 0 {
-        return Ok(Appended { last: Cursor::START, versions, event_ids: vec![] });
+        return Ok(Appended { last: Cursor::START, versions, event_ids: vec![], heads: vec![] });
     }
 
     let inserted = sqlx::query(
@@ -338,6 +417,7 @@ pub async fn append_in(conn: &mut sqlx::PgConnection, appends: &[StreamAppend]) 
                 ExpectedVersion::Exactly(v) => v,
                 _ => 0,
             };
+            // At least one past what we expected; the exact head is unknown without a read.
             return Err(StoreError::Conflict {
                 stream_id: append.stream_id.to_string(),
                 expected: append.expected,
@@ -351,7 +431,7 @@ pub async fn append_in(conn: &mut sqlx::PgConnection, appends: &[StreamAppend]) 
         .map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) })
         .max()
         .unwrap_or_default();
-    Ok(Appended { last, versions, event_ids: rows.event_ids })
+    Ok(Appended { last, versions, event_ids: rows.event_ids, heads: new_heads })
 }
 
 /// [`EventStore::read_after`] on a given connection, so a projection can read inside its own
@@ -370,6 +450,85 @@ pub async fn read_after(
     .bind(after.transaction_id)
     .bind(after.global_position)
     .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.iter().map(event_from_row).collect())
+}
+
+/// The positions (and event ids) of up to `limit` readable events after `after`, in store order:
+/// an index-only scan that lets a projection work on a range without fetching the events.
+pub async fn read_positions_after(
+    conn: &mut sqlx::PgConnection,
+    after: Cursor,
+    limit: i64,
+) -> Result<Vec<(Cursor, Uuid)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT transaction_id, global_position, event_id FROM events \
+         WHERE (transaction_id, global_position) > ($1, $2) \
+           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+         ORDER BY transaction_id, global_position LIMIT $3",
+    )
+    .bind(after.transaction_id)
+    .bind(after.global_position)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.iter().map(|r| (Cursor { transaction_id: r.get(0), global_position: r.get(1) }, r.get(2))).collect())
+}
+
+/// Where a batch of up to `n` readable events after `after` ends, and how many it holds, without
+/// fetching them: for rebuilds, whose projections work on ranges.
+pub async fn range_end_after(
+    conn: &mut sqlx::PgConnection,
+    after: Cursor,
+    n: i64,
+) -> Result<Option<(Cursor, i64)>, StoreError> {
+    const READABLE: &str = "(transaction_id, global_position) > ($1, $2) \
+                            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+    let nth = sqlx::query(AssertSqlSafe(format!(
+        "SELECT transaction_id, global_position FROM events WHERE {READABLE} \
+         ORDER BY transaction_id, global_position OFFSET $3 LIMIT 1"
+    )))
+    .bind(after.transaction_id)
+    .bind(after.global_position)
+    .bind(n - 1)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(r) = nth {
+        return Ok(Some((Cursor { transaction_id: r.get(0), global_position: r.get(1) }, n)));
+    }
+    // Fewer than n left: the last of them, and their count.
+    let rest = sqlx::query(AssertSqlSafe(format!(
+        "SELECT transaction_id, global_position, count(*) OVER () FROM events WHERE {READABLE} \
+         ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+    )))
+    .bind(after.transaction_id)
+    .bind(after.global_position)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(rest.map(|r| (Cursor { transaction_id: r.get(0), global_position: r.get(1) }, r.get(2))))
+}
+
+/// The events in `(after, through]` of the given stream types (all types for `None`), in store
+/// order. The range must end at a cursor a reader has already seen, so it holds only committed
+/// events and reads the same every time.
+pub async fn read_range(
+    conn: &mut sqlx::PgConnection,
+    after: Cursor,
+    through: Cursor,
+    stream_types: Option<&[&str]>,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE (transaction_id, global_position) > ($1, $2) AND (transaction_id, global_position) <= ($3, $4) \
+           AND ($5::text[] IS NULL OR stream_type = ANY($5)) \
+         ORDER BY transaction_id, global_position"
+    )))
+    .bind(after.transaction_id)
+    .bind(after.global_position)
+    .bind(through.transaction_id)
+    .bind(through.global_position)
+    .bind(stream_types.map(|t| t.to_vec()))
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows.iter().map(event_from_row).collect())

@@ -4,11 +4,10 @@
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool, QueryBuilder, Row};
-use unity_commands::store::RecordedEvent;
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::engine::{ApplyError, Projection};
+use crate::engine::{ApplyError, Batch, Projection, IN_BATCH};
 
 pub struct AuditLogProjection;
 
@@ -26,19 +25,23 @@ impl Projection for AuditLogProjection {
     }
 
     fn create_tables(&self) -> &'static [&'static str] {
+        &["CREATE TABLE audit_log (
+            seq             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            global_position bigint      NOT NULL,
+            event_id        uuid        NOT NULL,
+            stream_id       text        NOT NULL,
+            stream_type     text        NOT NULL,
+            stream_version  bigint      NOT NULL,
+            event_type      text        NOT NULL,
+            actor_kind      text,
+            actor_id        text,
+            actor_name      text,
+            recorded_at     timestamptz NOT NULL)"]
+    }
+
+    fn create_indexes(&self) -> &'static [&'static str] {
         &[
-            "CREATE TABLE audit_log (
-                seq             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                global_position bigint      NOT NULL,
-                event_id        uuid        NOT NULL UNIQUE,
-                stream_id       text        NOT NULL,
-                stream_type     text        NOT NULL,
-                stream_version  bigint      NOT NULL,
-                event_type      text        NOT NULL,
-                actor_kind      text,
-                actor_id        text,
-                actor_name      text,
-                recorded_at     timestamptz NOT NULL)",
+            "CREATE UNIQUE INDEX audit_log_by_event ON audit_log (event_id)",
             "CREATE INDEX audit_log_by_stream ON audit_log (stream_id, seq)",
             "CREATE INDEX audit_log_by_stream_type ON audit_log (stream_type, seq)",
             "CREATE INDEX audit_log_by_event_type ON audit_log (event_type, seq)",
@@ -47,32 +50,28 @@ impl Projection for AuditLogProjection {
         ]
     }
 
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+    /// Works on the range in SQL: every event's row is copied inside PostgreSQL.
+    fn stream_types(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
+    fn apply<'a>(&'a self, conn: &'a mut PgConnection, batch: &'a Batch<'a>) -> BoxFuture<'a, Result<(), ApplyError>> {
         Box::pin(async move {
-            let actor = |e: &RecordedEvent, field: &str| {
-                e.metadata.get("actor").and_then(|a| a.get(field)).and_then(|v| v.as_str()).map(str::to_owned)
-            };
-            sqlx::query(
+            let [a, b, c, d] = batch.bounds();
+            // ON CONFLICT without a target: idempotent, and valid before the unique index exists
+            // (a rebuild creates indexes after its bulk load). Identity values follow ORDER BY.
+            sqlx::query(AssertSqlSafe(format!(
                 "INSERT INTO audit_log (global_position, event_id, stream_id, stream_type, stream_version, event_type, \
                                         actor_kind, actor_id, actor_name, recorded_at) \
-                 SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::text[], $5::int8[], $6::text[], \
-                                      $7::text[], $8::text[], $9::text[], $10::timestamptz[]) \
-                 ON CONFLICT (event_id) DO NOTHING",
-            )
-            .bind(events.iter().map(|e| e.global_position).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.event_id).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.stream_id.clone()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.stream_type.clone()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.stream_version).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| actor(e, "kind")).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| actor(e, "id")).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| actor(e, "name")).collect::<Vec<_>>())
-            .bind(events.iter().map(|e| e.recorded_at).collect::<Vec<_>>())
+                 SELECT global_position, event_id, stream_id, stream_type, stream_version, event_type, \
+                        metadata->'actor'->>'kind', metadata->'actor'->>'id', metadata->'actor'->>'name', recorded_at \
+                 FROM events WHERE {IN_BATCH} ORDER BY transaction_id, global_position \
+                 ON CONFLICT DO NOTHING"
+            )))
+            .bind(a)
+            .bind(b)
+            .bind(c)
+            .bind(d)
             .execute(&mut *conn)
             .await?;
             Ok(())

@@ -14,7 +14,8 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use tokio::sync::watch;
 use unity_commands::store::{
-    read_after, Cursor, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamAppend,
+    range_end_after, read_positions_after, read_range, Cursor, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+    StoreError, StreamAppend,
 };
 use unity_domain::{DomainEvent, EventMetadata, StreamId};
 use uuid::Uuid;
@@ -27,17 +28,42 @@ pub trait Projection: Send + Sync {
     fn model_version(&self) -> i32;
     /// The tables this projection owns.
     fn tables(&self) -> &'static [&'static str];
-    /// DDL for those tables and their indexes, with unqualified names: the engine runs it with
-    /// `search_path` set to the schema being built.
+    /// DDL for those tables, with unqualified names: the engine runs it with `search_path` set
+    /// to the schema being built.
     fn create_tables(&self) -> &'static [&'static str];
-    /// Applies a batch inside the engine's transaction. Must not commit. Events the projection
-    /// does not care about are simply passed over.
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<(), ApplyError>>;
+    /// Their secondary indexes, created after a rebuild's bulk load (and at once otherwise).
+    fn create_indexes(&self) -> &'static [&'static str];
+    /// The stream types whose events [`Batch::events`] carries: `None` for every event,
+    /// `Some(&[])` for none (a projection that works on the range in SQL).
+    fn stream_types(&self) -> Option<&'static [&'static str]>;
+    /// Applies a batch inside the engine's transaction. Must not commit.
+    fn apply<'a>(&'a self, conn: &'a mut PgConnection, batch: &'a Batch<'a>) -> BoxFuture<'a, Result<(), ApplyError>>;
 }
+
+/// The events in `(after, through]` of the store's order. A projection may read the range from
+/// `events` in SQL, or use `events`, which holds those of its [`Projection::stream_types`].
+pub struct Batch<'a> {
+    pub after: Cursor,
+    pub through: Cursor,
+    pub events: &'a [RecordedEvent],
+}
+
+impl Batch<'_> {
+    /// The range as the four SQL parameters `(after.tx, after.pos, through.tx, through.pos)`.
+    pub fn bounds(&self) -> [i64; 4] {
+        [
+            self.after.transaction_id,
+            self.after.global_position,
+            self.through.transaction_id,
+            self.through.global_position,
+        ]
+    }
+}
+
+/// `AND (transaction_id, global_position) > ($1, $2) AND … <= ($3, $4)`: a batch's range, for
+/// projections that work in SQL (bind [`Batch::bounds`] first).
+pub const IN_BATCH: &str =
+    "(transaction_id, global_position) > ($1, $2) AND (transaction_id, global_position) <= ($3, $4)";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -160,7 +186,7 @@ impl ProjectionEngine {
                 .await?;
             match stored {
                 None => {
-                    for ddl in p.create_tables() {
+                    for ddl in p.create_tables().iter().chain(p.create_indexes()) {
                         sqlx::query(AssertSqlSafe(*ddl)).execute(&mut *tx).await?;
                     }
                     sqlx::query("INSERT INTO checkpoints (name, model_version) VALUES ($1, $2)")
@@ -194,21 +220,22 @@ impl ProjectionEngine {
         if state != "running" {
             return Ok(Step::Stopped);
         }
-        let events = read_after(&mut tx, cursor, self.batch_size).await?;
-        let Some(last) = events.last().map(RecordedEvent::cursor) else {
+        let positions = read_positions_after(&mut tx, cursor, self.batch_size).await?;
+        let Some(&(through, _)) = positions.last() else {
             return Ok(Step::CaughtUp);
         };
-        match projection.apply(&mut tx, &events).await {
+        let events = events_for(&mut tx, projection, cursor, through).await?;
+        match projection.apply(&mut tx, &Batch { after: cursor, through, events: &events }).await {
             Ok(()) => {
-                save_checkpoint(&mut tx, projection.name(), last, events.len()).await?;
+                save_checkpoint(&mut tx, projection.name(), through, positions.len()).await?;
                 tx.commit().await?;
-                Ok(Step::Applied(events.len()))
+                Ok(Step::Applied(positions.len()))
             }
             Err(ApplyError::Database(e)) if is_transient(&e) => Err(e.into()),
             Err(_) => {
                 tx.rollback().await?;
                 // Find the culprit: apply one event at a time until one fails.
-                self.isolate_poison(&mut conn, projection, &events).await
+                self.isolate_poison(&mut conn, projection, cursor, &positions, &events).await
             }
         }
     }
@@ -217,18 +244,27 @@ impl ProjectionEngine {
         &self,
         conn: &mut PgConnection,
         projection: &dyn Projection,
+        start: Cursor,
+        positions: &[(Cursor, Uuid)],
         events: &[RecordedEvent],
     ) -> Result<Step, EngineError> {
-        for (i, event) in events.iter().enumerate() {
+        let mut after = start;
+        for (i, &(through, event_id)) in positions.iter().enumerate() {
             let mut tx = conn.begin().await?;
             let (cursor, state) = lock_checkpoint(&mut tx, projection.name()).await?;
-            if state != "running" || cursor >= event.cursor() {
+            if state != "running" {
+                return Ok(Step::Stopped);
+            }
+            if cursor >= through {
+                after = through;
                 continue; // another engine got here first
             }
-            match projection.apply(&mut tx, std::slice::from_ref(event)).await {
+            let single: Vec<RecordedEvent> = events.iter().filter(|e| e.cursor() == through).cloned().collect();
+            match projection.apply(&mut tx, &Batch { after, through, events: &single }).await {
                 Ok(()) => {
-                    save_checkpoint(&mut tx, projection.name(), event.cursor(), 1).await?;
+                    save_checkpoint(&mut tx, projection.name(), through, 1).await?;
                     tx.commit().await?;
+                    after = through;
                 }
                 Err(ApplyError::Database(e)) if is_transient(&e) => return Err(e.into()),
                 Err(e) => {
@@ -237,21 +273,18 @@ impl ProjectionEngine {
                         ApplyError::Poison { reason, .. } => reason,
                         ApplyError::Database(e) => e.to_string(),
                     };
-                    tracing::error!(projection = projection.name(), event_id = %event.event_id, %reason, "Projection stopped on an event it cannot apply.");
+                    tracing::error!(projection = projection.name(), event_id = %event_id, %reason, "Projection stopped on an event it cannot apply.");
                     sqlx::query(
                         "UPDATE checkpoints SET state = 'stopped', error = $2, error_event_id = $3, error_at = now(), updated_at = now() \
                          WHERE name = $1",
                     )
                     .bind(projection.name())
                     .bind(&reason)
-                    .bind(event.event_id)
+                    .bind(event_id)
                     .execute(&mut *conn)
                     .await?;
-                    let stopped = ProjectionEvent::ProjectionStopped {
-                        projection: projection.name().into(),
-                        event_id: event.event_id,
-                        reason,
-                    };
+                    let stopped =
+                        ProjectionEvent::ProjectionStopped { projection: projection.name().into(), event_id, reason };
                     self.record(
                         projection.name(),
                         stopped,
@@ -262,7 +295,7 @@ impl ProjectionEngine {
                 }
             }
         }
-        Ok(Step::Applied(events.len()))
+        Ok(Step::Applied(positions.len()))
     }
 
     /// Applies batches to one projection until it has caught up (or stopped).
@@ -449,14 +482,29 @@ impl ProjectionEngine {
         // One pass over the log feeds every projection being rebuilt.
         let mut cursor = Cursor::START;
         let mut done = 0u64;
-        let batch = self.batch_size.max(5_000);
-        loop {
-            let events = read_after(&mut conn, cursor, batch).await?;
-            let Some(last) = events.last().map(RecordedEvent::cursor) else { break };
-            self.apply_to_rebuilds(&mut conn, projections, &events).await?;
-            cursor = last;
-            done += events.len() as u64;
+        let batch = self.batch_size.max(20_000);
+        while let Some((through, count)) = range_end_after(&mut conn, cursor, batch).await? {
+            let mut tx = conn.begin().await?;
+            for p in projections {
+                apply_to_rebuild(p.as_ref(), &mut tx, cursor, through).await?;
+            }
+            tx.commit().await?;
+            cursor = through;
+            done += count as u64;
             progress(done, total.max(done));
+        }
+        // Indexes after the bulk load: building one is far cheaper than maintaining it row by row.
+        for p in projections {
+            let mut tx = conn.begin().await?;
+            sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {}, public", rebuild_schema(p.name()))))
+                .execute(&mut *tx)
+                .await?;
+            // Index builds sort; give them room (the default 64 MB spills a million rows to disk).
+            sqlx::query("SET LOCAL maintenance_work_mem = '256MB'").execute(&mut *tx).await?;
+            for ddl in p.create_indexes() {
+                sqlx::query(AssertSqlSafe(*ddl)).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
         }
         // Swap under each checkpoint's lock, after applying whatever arrived meanwhile.
         for p in projections {
@@ -464,15 +512,9 @@ impl ProjectionEngine {
             let mut tx = conn.begin().await?;
             lock_checkpoint(&mut tx, p.name()).await?;
             let mut last = cursor;
-            loop {
-                let events = read_after(&mut tx, last, batch).await?;
-                let Some(end) = events.last().map(RecordedEvent::cursor) else { break };
-                sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}, public")))
-                    .execute(&mut *tx)
-                    .await?;
-                apply_or_poison(p.as_ref(), &mut tx, &events).await?;
-                sqlx::query("SET LOCAL search_path TO public").execute(&mut *tx).await?;
-                done += events.len() as u64;
+            while let Some((end, count)) = range_end_after(&mut tx, last, batch).await? {
+                apply_to_rebuild(p.as_ref(), &mut tx, last, end).await?;
+                done += count as u64;
                 last = end;
             }
             for table in p.tables() {
@@ -509,23 +551,6 @@ impl ProjectionEngine {
         Ok(done)
     }
 
-    async fn apply_to_rebuilds(
-        &self,
-        conn: &mut PgConnection,
-        projections: &[Arc<dyn Projection>],
-        events: &[RecordedEvent],
-    ) -> Result<(), EngineError> {
-        let mut tx = conn.begin().await?;
-        for p in projections {
-            sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {}, public", rebuild_schema(p.name()))))
-                .execute(&mut *tx)
-                .await?;
-            apply_or_poison(p.as_ref(), &mut tx, events).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn record(&self, name: &str, event: ProjectionEvent, metadata: &EventMetadata) -> Result<(), EngineError> {
         self.store
             .append(vec![StreamAppend {
@@ -538,14 +563,34 @@ impl ProjectionEngine {
     }
 }
 
-/// A rebuild cannot stop halfway and leave a projection in a half-built state; a poison event
-/// aborts it with the reason, and the live tables stay as they were.
-async fn apply_or_poison(
-    p: &dyn Projection,
+/// The events of `(after, through]` that `projection` wants in Rust.
+async fn events_for(
     conn: &mut PgConnection,
-    events: &[RecordedEvent],
+    projection: &dyn Projection,
+    after: Cursor,
+    through: Cursor,
+) -> Result<Vec<RecordedEvent>, EngineError> {
+    Ok(match projection.stream_types() {
+        Some([]) => Vec::new(),
+        types => read_range(conn, after, through, types).await?,
+    })
+}
+
+/// Applies a range to a projection's rebuild schema. A rebuild cannot stop halfway: a poison
+/// event aborts it with the reason, and the live tables stay as they were.
+async fn apply_to_rebuild(
+    p: &dyn Projection,
+    tx: &mut PgConnection,
+    after: Cursor,
+    through: Cursor,
 ) -> Result<(), EngineError> {
-    p.apply(conn, events).await.map_err(|e| match e {
+    sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {}, public", rebuild_schema(p.name()))))
+        .execute(&mut *tx)
+        .await?;
+    let events = events_for(tx, p, after, through).await?;
+    let result = p.apply(tx, &Batch { after, through, events: &events }).await;
+    sqlx::query("SET LOCAL search_path TO public").execute(&mut *tx).await?;
+    result.map_err(|e| match e {
         ApplyError::Database(e) => EngineError::Store(e.into()),
         ApplyError::Poison { event_id, reason } => {
             EngineError::Store(StoreError::InvalidEvent(format!("rebuilding {}: event {event_id}: {reason}", p.name())))

@@ -7,16 +7,19 @@ use serde_json::json;
 use sqlx::PgConnection;
 use unity_commands::{
     identity::IdentityCommands,
-    store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend},
+    store::{EventStore, ExpectedVersion, NewEvent, StreamAppend},
     testing::TestDb,
     vault::{MasterKey, Vault},
 };
-use unity_domain::{identity::Role, Actor, EventMetadata, StreamId};
+use unity_domain::{
+    identity::{LoginFailure, RecordLogin, Role, Username},
+    Actor, EventMetadata, StreamId,
+};
 use uuid::Uuid;
 
 use crate::{
     audit::{audit_log, AuditFilter},
-    engine::{ApplyError, Projection, ProjectionEngine, Step},
+    engine::{ApplyError, Batch, Projection, ProjectionEngine, Step},
     users::{user_by_username, users},
 };
 
@@ -79,10 +82,22 @@ async fn users_and_the_audit_log_follow_the_log() {
     identity.disable_user(bob, Some("left".into()), &grace).await.unwrap();
     let key = identity.issue_api_key(ada, Role::Admin, "ci", Role::Viewer, None, &grace).await.unwrap();
     identity.revoke_api_key(key.key_id, &grace).await.unwrap();
+    let attempt = |user_id, outcome| RecordLogin {
+        username: Username::parse("ada").unwrap(),
+        user_id,
+        source: "192.0.2.1".into(),
+        outcome,
+    };
+    identity.record_login(attempt(Some(ada), Err(LoginFailure::WrongPassword)), &grace).await.unwrap();
+    identity.record_login(attempt(Some(ada), Err(LoginFailure::WrongPassword)), &grace).await.unwrap();
+    identity.record_login(attempt(Some(ada), Ok(())), &grace).await.unwrap();
+    identity.record_login(attempt(None, Err(LoginFailure::UnknownUser)), &grace).await.unwrap();
     caught_up(&engine, &store).await;
 
     let ada_row = user_by_username(&db.pool, "ADA").await.unwrap().unwrap();
     assert_eq!((ada_row.role.as_str(), ada_row.disabled), ("ADMIN", false));
+    assert_eq!(ada_row.failed_logins, 2);
+    assert!(ada_row.last_login_at.is_some());
     let all = users(&db.pool, None, 10).await.unwrap();
     assert_eq!(
         all.iter().map(|u| (u.username.as_str(), u.disabled)).collect::<Vec<_>>(),
@@ -164,13 +179,15 @@ impl Projection for Picky {
     fn create_tables(&self) -> &'static [&'static str] {
         &["CREATE TABLE picky_seen (event_id uuid PRIMARY KEY)"]
     }
-    fn apply<'a>(
-        &'a self,
-        conn: &'a mut PgConnection,
-        events: &'a [RecordedEvent],
-    ) -> BoxFuture<'a, Result<(), ApplyError>> {
+    fn create_indexes(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn stream_types(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+    fn apply<'a>(&'a self, conn: &'a mut PgConnection, batch: &'a Batch<'a>) -> BoxFuture<'a, Result<(), ApplyError>> {
         Box::pin(async move {
-            for e in events {
+            for e in batch.events {
                 // Write first, then refuse: the write must be rolled back with the batch.
                 sqlx::query("INSERT INTO picky_seen VALUES ($1)").bind(e.event_id).execute(&mut *conn).await?;
                 if e.payload.get("poison").is_some() {
