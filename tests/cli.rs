@@ -26,7 +26,9 @@ async fn bad_input_gets_one_clear_line_and_a_non_zero_exit_and_loses_nothing() {
 
     let garbage_key = key.with_file_name("garbage.key");
     std::fs::write(&garbage_key, "not a key").unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, String)>, &str)> = vec![
+    // (arguments, extra environment, what stderr must say)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["audit", "verify"],
             vec![("DATABASE_URL", "postgres://unity:pw@127.0.0.1:notaport/x".into())],

@@ -50,7 +50,7 @@ fn write_number(n: &serde_json::Number, out: &mut String) {
         let _ = write!(out, "{u}");
     } else if let Some(f) = n.as_f64() {
         // 2^63: every integral f64 below it is exactly an i64.
-        if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775_808e18 {
+        if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_776e18 {
             let _ = write!(out, "{}", f as i64);
         } else {
             // Rust's Display for f64 is the shortest representation that reads back exactly.

@@ -204,7 +204,7 @@ impl ProjectionEngine {
                         to = p.model_version(),
                         "Read model changed shape; rebuilding it."
                     );
-                    self.rebuild(&[p.clone()], |_, _| {}).await?;
+                    self.rebuild(std::slice::from_ref(p), |_, _| {}).await?;
                 }
                 Some(_) => tx.commit().await?,
             }

@@ -123,7 +123,7 @@ async fn password_policy_and_username_rules_are_enforced_before_anything_is_writ
     assert!(identity.create_user("ada", "short", Role::Viewer, &admin()).await.is_err());
     assert!(identity.create_user("not valid!", PASSWORD, Role::Viewer, &admin()).await.is_err());
     identity.create_user("Ada", PASSWORD, Role::Viewer, &admin()).await.unwrap();
-    let taken = identity.create_user("ada", PASSWORD, Role::Viewer, &admin()).await.err().expect("taken");
+    let taken = identity.create_user("ada", PASSWORD, Role::Viewer, &admin()).await.expect_err("taken");
     assert!(taken.to_string().contains("already taken"), "{taken}");
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'UserCreated'")
         .fetch_one(&db.pool)
