@@ -159,7 +159,12 @@ async fn bench_database(settings: &Settings, fresh: bool) -> Result<PgPool> {
             .context("creating the bench database")?;
     }
     admin.close().await?;
-    let pool = PgPoolOptions::new().max_connections(40).connect_with(settings.database.clone().database(&name)).await?;
+    let options = settings
+        .database
+        .clone()
+        .database(&name)
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(30));
+    let pool = PgPoolOptions::new().max_connections(40).connect_with(options).await?;
     MIGRATOR.run(&pool).await?;
     Ok(pool)
 }
@@ -187,9 +192,10 @@ fn bench_metadata() -> EventMetadata {
 
 /// A bench user: a `UserCreated` event (with a stand-in sealed hash: no projection opens it) and
 /// the stream its logins go to.
-fn bench_user(i: usize) -> (StreamAppend, Uuid, Username, StreamId) {
+fn bench_user(run: &str, i: usize) -> (StreamAppend, Uuid, Username, StreamId) {
     let user_id = Uuid::now_v7();
-    let username = Username::parse(&format!("bench-{i}")).expect("valid username");
+    // Unique across runs: `--keep` appends more users to the same log.
+    let username = Username::parse(&format!("bench-{run}-{i}")).expect("valid username");
     let created = UserEvent::UserCreated {
         user_id,
         username: username.clone(),
@@ -215,8 +221,9 @@ async fn append(
     let store = EventStore::new(pool.clone(), Wakeup::default());
     let mut users = Vec::with_capacity(streams);
     let mut setup = Vec::new();
+    let run = Uuid::now_v7().simple().to_string();
     for i in 0..streams {
-        let (append, user_id, username, logins) = bench_user(i);
+        let (append, user_id, username, logins) = bench_user(&run[run.len() - 8..], i);
         setup.push(append);
         users.push((user_id, username, logins));
         if setup.len() == 1000 || i + 1 == streams {

@@ -17,7 +17,8 @@ impl Projection for AuditLogProjection {
     }
 
     fn model_version(&self) -> i32 {
-        1
+        // 2: one (stream_type, stream_id, seq) index serves both stream filters.
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -42,8 +43,8 @@ impl Projection for AuditLogProjection {
     fn create_indexes(&self) -> &'static [&'static str] {
         &[
             "CREATE UNIQUE INDEX audit_log_by_event ON audit_log (event_id)",
-            "CREATE INDEX audit_log_by_stream ON audit_log (stream_id, seq)",
-            "CREATE INDEX audit_log_by_stream_type ON audit_log (stream_type, seq)",
+            // A stream id determines its type, so a stream filter supplies both and uses this too.
+            "CREATE INDEX audit_log_by_stream ON audit_log (stream_type, stream_id, seq)",
             "CREATE INDEX audit_log_by_event_type ON audit_log (event_type, seq)",
             "CREATE INDEX audit_log_by_actor ON audit_log (actor_id, seq)",
             "CREATE INDEX audit_log_by_time ON audit_log (recorded_at)",
@@ -124,6 +125,9 @@ pub async fn audit_log(
     q.push_bind(after.unwrap_or(0));
     if let Some(v) = &filter.stream_id {
         q.push(" AND a.stream_id = ").push_bind(v);
+        if let Ok(id) = v.parse::<unity_domain::StreamId>() {
+            q.push(" AND a.stream_type = ").push_bind(id.stream_type().to_owned());
+        }
     }
     if let Some(v) = &filter.stream_type {
         q.push(" AND a.stream_type = ").push_bind(v);

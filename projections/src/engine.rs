@@ -588,14 +588,17 @@ async fn apply_to_rebuild(
         .execute(&mut *tx)
         .await?;
     let events = events_for(tx, p, after, through).await?;
-    let result = p.apply(tx, &Batch { after, through, events: &events }).await;
-    sqlx::query("SET LOCAL search_path TO public").execute(&mut *tx).await?;
-    result.map_err(|e| match e {
-        ApplyError::Database(e) => EngineError::Store(e.into()),
+    // On failure the transaction is aborted: return the apply's own error, not a later statement's.
+    p.apply(tx, &Batch { after, through, events: &events }).await.map_err(|e| match e {
+        ApplyError::Database(e) => {
+            EngineError::Store(StoreError::InvalidEvent(format!("rebuilding {}: {e}", p.name())))
+        }
         ApplyError::Poison { event_id, reason } => {
             EngineError::Store(StoreError::InvalidEvent(format!("rebuilding {}: event {event_id}: {reason}", p.name())))
         }
-    })
+    })?;
+    sqlx::query("SET LOCAL search_path TO public").execute(&mut *tx).await?;
+    Ok(())
 }
 
 fn rebuild_schema(name: &str) -> String {
