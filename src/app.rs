@@ -12,7 +12,7 @@ use unity_commands::{
     relay::{NatsRelay, RelayConfig},
     store::EventStore,
     vault::{MasterKey, Vault},
-    wakeup::Wakeup,
+    wakeup::{Backoff, Wakeup},
     MIGRATOR,
 };
 use unity_projections::ProjectionEngine;
@@ -229,18 +229,18 @@ async fn run_relay(
     config: RelayConfig,
     shutdown: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::default();
     let relay = loop {
         match NatsRelay::new(store.clone(), client.clone(), config.clone()).await {
             Ok(relay) => break relay,
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "JetStream is not reachable yet; events wait in PostgreSQL.");
+                let pause = backoff.next_pause();
+                tracing::warn!(error = %e, retry_in = ?pause, "JetStream is not reachable yet; events wait in PostgreSQL.");
                 let mut shutdown = shutdown.clone();
                 tokio::select! {
                     _ = shutdown.changed() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(pause) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
             }
         }
     };

@@ -18,7 +18,10 @@ use serde_json::json;
 use sqlx::{PgConnection, Row};
 use tokio::sync::watch;
 
-use crate::store::{read_after, Cursor, EventStore, RecordedEvent, StoreError};
+use crate::{
+    store::{read_after, Cursor, EventStore, RecordedEvent, StoreError},
+    wakeup::Backoff,
+};
 
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
@@ -260,7 +263,7 @@ impl NatsRelay {
     /// when woken or every poll interval, backing off while NATS or PostgreSQL are away.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut wakeups = self.store.wakeup().subscribe();
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::default();
         let mut was_leader = false;
         while !*shutdown.borrow() {
             let pause = match self.run_once().await {
@@ -269,7 +272,7 @@ impl NatsRelay {
                         tracing::info!(stream = %self.config.stream_name, "This relay is now the active one.");
                         was_leader = true;
                     }
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     if n > 0 {
                         continue;
                     }
@@ -277,21 +280,12 @@ impl NatsRelay {
                 }
                 Err(RelayError::NotLeader) => Some(Duration::from_secs(5)),
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "Relaying events to NATS failed; they wait in PostgreSQL.");
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    let pause = backoff.next_pause();
+                    tracing::warn!(error = %e, retry_in = ?pause, "Relaying events to NATS failed; they wait in PostgreSQL.");
                     Some(pause)
                 }
             };
-            tokio::select! {
-                _ = shutdown.changed() => {}
-                _ = async {
-                    match pause {
-                        Some(p) => tokio::time::sleep(p).await,
-                        None => wakeups.wait(self.config.poll_interval).await,
-                    }
-                } => {}
-            }
+            wakeups.idle(&mut shutdown, pause, self.config.poll_interval).await;
         }
     }
 }

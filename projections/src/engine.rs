@@ -17,6 +17,7 @@ use unity_commands::store::{
     range_end_after, read_positions_after, read_range, Cursor, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
     StoreError, StreamAppend,
 };
+use unity_commands::wakeup::Backoff;
 use unity_domain::{DomainEvent, EventMetadata, StreamId};
 use uuid::Uuid;
 
@@ -325,29 +326,20 @@ impl ProjectionEngine {
     /// Runs until `shutdown` turns true, woken by appends (or NATS / LISTEN) and polling as a fallback.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, poll_interval: Duration) {
         let mut wakeups = self.store.wakeup().subscribe();
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::default();
         while !*shutdown.borrow() {
             let pause = match self.catch_up().await {
                 Ok(_) => {
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     None
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "Projections could not read the event store.");
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    let pause = backoff.next_pause();
+                    tracing::warn!(error = %e, retry_in = ?pause, "Projections could not read the event store.");
                     Some(pause)
                 }
             };
-            tokio::select! {
-                _ = shutdown.changed() => {}
-                _ = async {
-                    match pause {
-                        Some(p) => tokio::time::sleep(p).await,
-                        None => wakeups.wait(poll_interval).await,
-                    }
-                } => {}
-            }
+            wakeups.idle(&mut shutdown, pause, poll_interval).await;
         }
     }
 
