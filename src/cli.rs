@@ -245,7 +245,10 @@ async fn audit(app: &App, command: AuditCommand) -> Result<ExitCode> {
             // The audit log is a read model: bring it up to date first (safe beside a running server).
             let engine = app.engine();
             engine.prepare().await?;
-            engine.run_until_caught_up("audit_log").await?;
+            let written = app.store.last_committed().await?;
+            if !engine.run_until("audit_log", written, Duration::from_secs(10)).await? {
+                tracing::warn!("The audit log may lack the newest events: a transaction is still open, or the projection is stopped (see `unity projections`).");
+            }
             let mut out = std::io::stdout().lock();
             let mut after = None;
             let mut printed = 0;

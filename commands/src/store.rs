@@ -293,6 +293,17 @@ impl EventStore {
         Ok(row.map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) }).unwrap_or_default())
     }
 
+    /// The newest event committed now, whether or not a reader may pass it yet (an older
+    /// transaction may still be open): where "everything written so far" ends.
+    pub async fn last_committed(&self) -> Result<Cursor, StoreError> {
+        let row = sqlx::query(
+            "SELECT transaction_id, global_position FROM events ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) }).unwrap_or_default())
+    }
+
     /// How many readable events lie after `after` (for lag and progress).
     pub async fn count_after(&self, after: Cursor) -> Result<i64, StoreError> {
         let n: i64 = sqlx::query_scalar(

@@ -299,11 +299,26 @@ impl ProjectionEngine {
         Ok(Step::Applied(positions.len()))
     }
 
-    /// Applies batches to one projection until it has caught up (or stopped).
-    pub async fn run_until_caught_up(&self, name: &str) -> Result<(), EngineError> {
+    /// Applies batches to one projection until it has passed `target` (or stopped), waiting up to
+    /// `timeout` for transactions still open below it. Returns whether it got there.
+    pub async fn run_until(&self, name: &str, target: Cursor, timeout: Duration) -> Result<bool, EngineError> {
         let projection = self.find(name)?;
-        while let Step::Applied(_) = self.run_once(projection.as_ref()).await? {}
-        Ok(())
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.run_once(projection.as_ref()).await? {
+                Step::Applied(_) => continue,
+                Step::Stopped => return Ok(false),
+                Step::CaughtUp => {}
+            }
+            let (position, _) = lock_checkpoint(&mut *self.store.pool().acquire().await?, name).await?;
+            if position >= target {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Applies batches to every projection until all have caught up (or stopped).
