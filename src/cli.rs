@@ -28,6 +28,10 @@ use crate::{
     about = "Self-hosted control plane: credentials, monitoring and container updates on one event log."
 )]
 pub struct Cli {
+    /// A TOML file of settings (keys: the environment variables' names in lower case, without
+    /// `UNITY_`); environment variables override it. Also `UNITY_CONFIG`.
+    #[arg(long, global = true)]
+    pub config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -129,7 +133,7 @@ pub enum ProjectionsCommand {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let settings = Settings::from_env()?;
+    let settings = Settings::from_env(cli.config.as_deref())?;
     telemetry::init(settings.log_format);
     if let Command::Bench { command } = cli.command {
         return crate::bench::run(command, settings).await.map(|_| ExitCode::SUCCESS);

@@ -1,7 +1,12 @@
 //! Typed settings, read from the environment once at start-up. Everything else receives what it
 //! needs from here; nothing below `main` reads the environment.
 
-use std::{net::SocketAddr, path::PathBuf, str::FromStr};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
 
 use anyhow::{anyhow, bail, Result};
 use sqlx::postgres::PgConnectOptions;
@@ -28,10 +33,61 @@ pub struct Settings {
     pub seal_interval: std::time::Duration,
 }
 
+/// The settings a TOML file may hold: each environment variable's name in lower case, without
+/// the `UNITY_` prefix (`database_url`, `bind`, `seal_interval_secs`, …).
+const FILE_KEYS: &[(&str, &str)] = &[
+    ("database_url", "DATABASE_URL"),
+    ("nats_url", "NATS_URL"),
+    ("bind", "UNITY_BIND"),
+    ("master_key_file", "UNITY_MASTER_KEY_FILE"),
+    ("admin_password", "UNITY_ADMIN_PASSWORD"),
+    ("nats_stream", "UNITY_NATS_STREAM"),
+    ("nats_subject_prefix", "UNITY_NATS_SUBJECT_PREFIX"),
+    ("log_format", "UNITY_LOG_FORMAT"),
+    ("seal_interval_secs", "UNITY_SEAL_INTERVAL_SECS"),
+];
+
+/// Reads an optional TOML settings file into environment-variable names and values.
+pub fn read_config_file(path: &Path) -> Result<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("cannot read the configuration file {}: {e}", path.display()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        anyhow!("the configuration file {} is not valid TOML: {}", path.display(), e.message())
+    })?;
+    let mut values = HashMap::new();
+    for (key, value) in table {
+        let Some((_, env)) = FILE_KEYS.iter().find(|(k, _)| *k == key) else {
+            let known: Vec<&str> = FILE_KEYS.iter().map(|(k, _)| *k).collect();
+            bail!(
+                "the configuration file {} has an unknown setting '{key}' (known: {})",
+                path.display(),
+                known.join(", ")
+            );
+        };
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            other => bail!(
+                "the configuration file {}: '{key}' must be a string or a number, not {}",
+                path.display(),
+                other.type_str()
+            ),
+        };
+        values.insert((*env).to_owned(), value);
+    }
+    Ok(values)
+}
+
 impl Settings {
-    /// Reads the settings from environment variables, with the defaults of the README.
-    pub fn from_env() -> Result<Settings> {
-        Settings::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    /// Reads the settings from environment variables, falling back to the TOML file named by
+    /// `config_file` (or `UNITY_CONFIG`), then to the defaults of the README.
+    pub fn from_env(config_file: Option<&Path>) -> Result<Settings> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let file = match config_file.map(Path::to_path_buf).or_else(|| env("UNITY_CONFIG").map(PathBuf::from)) {
+            Some(path) => read_config_file(&path)?,
+            None => HashMap::new(),
+        };
+        Settings::from_lookup(|name| env(name).or_else(|| file.get(name).cloned()))
     }
 
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Settings> {
@@ -126,6 +182,31 @@ mod tests {
         assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
         assert_eq!((s.nats_stream.as_str(), s.nats_subject_prefix.as_str()), ("UNITY_EVENTS", "unity.events"));
         assert!(s.nats_url.is_none());
+    }
+
+    #[test]
+    fn a_toml_file_fills_in_what_the_environment_leaves_unset() {
+        let dir = std::env::temp_dir().join(format!("unity-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("unity.toml");
+        std::fs::write(&path, "bind = \"127.0.0.1:9090\"\nseal_interval_secs = 3\nnats_stream = \"FROM_FILE\"\n")
+            .unwrap();
+        let file = read_config_file(&path).unwrap();
+        let env = [("UNITY_NATS_STREAM", "FROM_ENV")];
+        let s = Settings::from_lookup(|name| {
+            env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string()).or_else(|| file.get(name).cloned())
+        })
+        .unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:9090");
+        assert_eq!(s.seal_interval.as_secs(), 3);
+        assert_eq!(s.nats_stream, "FROM_ENV", "the environment wins");
+
+        std::fs::write(&path, "bnd = \"x\"\n").unwrap();
+        assert!(read_config_file(&path).unwrap_err().to_string().contains("unknown setting 'bnd'"));
+        std::fs::write(&path, "bind = [1]\n").unwrap();
+        assert!(read_config_file(&path).unwrap_err().to_string().contains("must be a string or a number"));
+        std::fs::write(&path, "bind = \n").unwrap();
+        assert!(read_config_file(&path).unwrap_err().to_string().contains("not valid TOML"));
     }
 
     #[test]
