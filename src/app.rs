@@ -10,7 +10,7 @@ use unity_commands::{
     identity::IdentityCommands,
     integrity,
     relay::{NatsRelay, RelayConfig},
-    store::EventStore,
+    store::{announce_appends, EventStore},
     vault::{MasterKey, Vault},
     wakeup::{Backoff, Wakeup},
     MIGRATOR,
@@ -125,7 +125,9 @@ impl App {
         let nats = app.nats().await?;
         let mut tasks = JoinSet::new();
 
-        // Wake-ups from other processes: LISTEN/NOTIFY always, NATS where configured.
+        // Wake-ups across processes: this one's appends announced (coalesced) on NOTIFY, others'
+        // heard with LISTEN, and through NATS where configured.
+        tasks.spawn(announce_appends(app.store.clone(), Duration::from_millis(10), shutdown.clone()));
         tasks.spawn(listen_for_appends(app.pool().clone(), app.store.wakeup().clone(), shutdown.clone()));
         if let Some(client) = &nats {
             tasks.spawn(nats_wakeups(
@@ -187,7 +189,7 @@ async fn listen_for_appends(pool: PgPool, wakeup: Wakeup, mut shutdown: watch::R
             listener.listen("unity_events").await?;
             loop {
                 listener.recv().await?;
-                wakeup.notify();
+                wakeup.notify_external();
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
@@ -216,7 +218,7 @@ async fn nats_wakeups(
         tokio::select! {
             _ = shutdown.changed() => return,
             message = subscription.next() => match message {
-                Some(_) => wakeup.notify(),
+                Some(_) => wakeup.notify_external(),
                 None => return,
             },
         }

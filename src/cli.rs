@@ -209,6 +209,8 @@ async fn create_user(app: &App, username: &str, role: &str, password_stdin: bool
     };
     let identity = app.identity().await?;
     let (user_id, _) = identity.create_user(username, &password, role, &cli_actor()).await?;
+    // Wake a running server's projections now rather than at its next poll.
+    let _ = app.store.announce().await;
     println!("Created user {} ({}) with role {}.", username.trim().to_ascii_lowercase(), user_id, role.as_str());
     if generated {
         println!("Password (shown once): {password}");

@@ -257,6 +257,13 @@ impl EventStore {
         Ok(appended)
     }
 
+    /// Tells other processes listening on `unity_events` that events were appended: a wake-up
+    /// hint, sent outside any appending transaction (see [`announce_appends`]).
+    pub async fn announce(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify('unity_events', '')").execute(&self.pool).await?;
+        Ok(())
+    }
+
     /// Every event of one stream, in version order, optionally only those recorded up to `as_of`.
     pub async fn read_stream(
         &self,
@@ -674,5 +681,25 @@ impl Rows {
         self.recorded_at.push(at);
         self.prev_hashes.push(prev);
         self.hashes.push(hash);
+    }
+}
+
+/// Turns this process's appends into `unity_events` notifications for other processes: at most
+/// one per `interval`, however many appends happen in it. Runs until `shutdown` turns true.
+pub async fn announce_appends(
+    store: EventStore,
+    interval: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut appends = store.wakeup().subscribe_appends();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = appends.changed() => {}
+        }
+        if let Err(e) = store.announce().await {
+            tracing::debug!(error = %e, "Could not announce appends; other processes poll.");
+        }
+        tokio::time::sleep(interval).await;
     }
 }

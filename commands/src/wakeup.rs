@@ -7,22 +7,38 @@ use tokio::sync::watch;
 
 #[derive(Clone)]
 pub struct Wakeup {
-    sender: watch::Sender<u64>,
+    /// Bumped by this process's own appends.
+    appended: watch::Sender<u64>,
+    /// Bumped by any hint: own appends, other processes' (LISTEN), NATS.
+    any: watch::Sender<u64>,
 }
 
 impl Default for Wakeup {
     fn default() -> Wakeup {
-        Wakeup { sender: watch::channel(0).0 }
+        Wakeup { appended: watch::channel(0).0, any: watch::channel(0).0 }
     }
 }
 
 impl Wakeup {
+    /// This process appended events.
     pub fn notify(&self) {
-        self.sender.send_modify(|n| *n = n.wrapping_add(1));
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        self.any.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Someone else appended (a hint from LISTEN or NATS): wakes readers, is not announced again.
+    pub fn notify_external(&self) {
+        self.any.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// For readers: woken by every hint.
     pub fn subscribe(&self) -> WakeupReceiver {
-        WakeupReceiver { receiver: self.sender.subscribe() }
+        WakeupReceiver { receiver: self.any.subscribe() }
+    }
+
+    /// For the announcer: woken only by this process's own appends.
+    pub fn subscribe_appends(&self) -> WakeupReceiver {
+        WakeupReceiver { receiver: self.appended.subscribe() }
     }
 }
 
@@ -31,6 +47,13 @@ pub struct WakeupReceiver {
 }
 
 impl WakeupReceiver {
+    /// Returns at the next notification (one that came since the last call included).
+    pub async fn changed(&mut self) {
+        if self.receiver.changed().await.is_err() {
+            std::future::pending::<()>().await; // the sender is gone: nothing will ever come
+        }
+    }
+
     /// Returns at the next notification, or after `fallback` (the polling interval).
     pub async fn wait(&mut self, fallback: Duration) {
         let _ = tokio::time::timeout(fallback, self.receiver.changed()).await;

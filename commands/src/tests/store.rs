@@ -419,3 +419,34 @@ async fn an_old_schema_version_is_upcast_on_read() {
     assert_eq!(version, 1);
     assert!(verify(store.pool(), |_| {}).await.unwrap().ok());
 }
+
+/// Appends reach other processes as `unity_events` notifications, coalesced: a burst of appends
+/// gives a few, quiet gives none, and hints heard from others are not echoed.
+#[tokio::test]
+async fn appends_are_announced_to_other_processes_coalesced() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener.listen("unity_events").await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let announcer = tokio::spawn(crate::store::announce_appends(store.clone(), Duration::from_millis(50), stopped));
+    for i in 0..40 {
+        store
+            .append(append(&stream("thing"), ExpectedVersion::NoStream, vec![event("ThingMade", json!({"i": i}))]))
+            .await
+            .unwrap();
+    }
+    let mut heard = 0;
+    while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await {
+        heard += 1;
+    }
+    assert!((1..40).contains(&heard), "a burst of 40 appends gave {heard} notifications");
+    // Hints from elsewhere wake readers but are not announced again.
+    store.wakeup().notify_external();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), listener.recv()).await.is_err(),
+        "an external hint was echoed"
+    );
+    stop.send(true).unwrap();
+    announcer.await.unwrap();
+}
