@@ -7,7 +7,13 @@
 //! recorded; an operator retries or skips it. Rebuilds go into a fresh schema and are swapped in
 //! under the checkpoint lock, so queries keep being answered throughout.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use serde::Serialize;
@@ -474,47 +480,25 @@ impl ProjectionEngine {
         mut progress: impl FnMut(u64, u64),
     ) -> Result<u64, EngineError> {
         let total = self.store.count_after(Cursor::START).await?.max(0) as u64;
-        let mut conn = self.store.pool().acquire().await?;
-        for p in projections {
-            let schema = rebuild_schema(p.name());
-            let mut tx = conn.begin().await?;
-            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(&mut *tx).await?;
-            sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut *tx).await?;
-            sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}, public"))).execute(&mut *tx).await?;
-            for ddl in p.create_tables() {
-                sqlx::query(AssertSqlSafe(*ddl)).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-        }
-        // One pass over the log feeds every projection being rebuilt.
-        let mut cursor = Cursor::START;
-        let mut done = 0u64;
         let batch = self.batch_size.max(20_000);
-        while let Some((through, count)) = range_end_after(&mut conn, cursor, batch).await? {
-            let mut tx = conn.begin().await?;
-            for p in projections {
-                apply_to_rebuild(p.as_ref(), &mut tx, cursor, through).await?;
+        // Each projection is built on its own connection, side by side: their work happens inside
+        // PostgreSQL, so building them at once uses every core.
+        let applied = Arc::new(AtomicU64::new(0));
+        let builds = projections.iter().map(|p| build_fresh(&self.store, p.as_ref(), batch, &applied));
+        let mut builds = std::pin::pin!(futures::future::try_join_all(builds));
+        let cursors = loop {
+            tokio::select! {
+                built = &mut builds => break built?,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    let done = applied.load(Ordering::Relaxed) / projections.len() as u64;
+                    progress(done, total.max(done));
+                }
             }
-            tx.commit().await?;
-            cursor = through;
-            done += count as u64;
-            progress(done, total.max(done));
-        }
-        // Indexes after the bulk load: building one is far cheaper than maintaining it row by row.
-        for p in projections {
-            let mut tx = conn.begin().await?;
-            sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {}, public", rebuild_schema(p.name()))))
-                .execute(&mut *tx)
-                .await?;
-            // Index builds sort; give them room (the default 64 MB spills a million rows to disk).
-            sqlx::query("SET LOCAL maintenance_work_mem = '256MB'").execute(&mut *tx).await?;
-            for ddl in p.create_indexes() {
-                sqlx::query(AssertSqlSafe(*ddl)).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-        }
+        };
+        let mut done = applied.load(Ordering::Relaxed) / projections.len().max(1) as u64;
+        let mut conn = self.store.pool().acquire().await?;
         // Swap under each checkpoint's lock, after applying whatever arrived meanwhile.
-        for p in projections {
+        for (p, cursor) in projections.iter().zip(cursors) {
             let schema = rebuild_schema(p.name());
             let mut tx = conn.begin().await?;
             lock_checkpoint(&mut tx, p.name()).await?;
@@ -568,6 +552,44 @@ impl ProjectionEngine {
             .await?;
         Ok(())
     }
+}
+
+/// Builds a projection from the start of the log into its `rebuild_<name>` schema: tables, the
+/// bulk load, then indexes. Returns the cursor it reached.
+async fn build_fresh(
+    store: &EventStore,
+    p: &dyn Projection,
+    batch: i64,
+    applied: &AtomicU64,
+) -> Result<Cursor, EngineError> {
+    let mut conn = store.pool().acquire().await?;
+    let schema = rebuild_schema(p.name());
+    let mut tx = conn.begin().await?;
+    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(&mut *tx).await?;
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut *tx).await?;
+    sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}, public"))).execute(&mut *tx).await?;
+    for ddl in p.create_tables() {
+        sqlx::query(AssertSqlSafe(*ddl)).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    let mut cursor = Cursor::START;
+    while let Some((through, count)) = range_end_after(&mut conn, cursor, batch).await? {
+        let mut tx = conn.begin().await?;
+        apply_to_rebuild(p, &mut tx, cursor, through).await?;
+        tx.commit().await?;
+        cursor = through;
+        applied.fetch_add(count as u64, Ordering::Relaxed);
+    }
+    // Indexes after the bulk load: building one is far cheaper than maintaining it row by row.
+    let mut tx = conn.begin().await?;
+    sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}, public"))).execute(&mut *tx).await?;
+    // Index builds sort; give them room (the default 64 MB spills a million rows to disk).
+    sqlx::query("SET LOCAL maintenance_work_mem = '256MB'").execute(&mut *tx).await?;
+    for ddl in p.create_indexes() {
+        sqlx::query(AssertSqlSafe(*ddl)).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(cursor)
 }
 
 /// The events of `(after, through]` that `projection` wants in Rust.
