@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use crate::{
     canonical,
-    store::{event_from_row, Cursor, StoreError, EVENT_SELECT, GENESIS_HASH},
+    store::{event_from_row, Cursor, StoreError, EVENT_COLUMNS, GENESIS_HASH},
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -191,7 +191,7 @@ pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> Result<Veri
     drop(seals);
 
     let mut events =
-        sqlx::query(AssertSqlSafe(format!("SELECT {EVENT_SELECT} FROM events ORDER BY stream_id, stream_version")))
+        sqlx::query(AssertSqlSafe(format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY stream_id, stream_version")))
             .fetch(pool);
     let mut current: Option<(String, i64, Vec<u8>)> = None; // stream, last version, last hash
     let mut seen_streams: HashSet<String> = HashSet::new();

@@ -105,14 +105,6 @@ impl RecordedEvent {
             .map_err(|e| DecodeError { event_id: self.event_id, reason: e.to_string() })
     }
 
-    pub fn actor_id(&self) -> Option<&str> {
-        self.metadata.get("actor")?.get("id")?.as_str()
-    }
-
-    pub fn actor_name(&self) -> Option<&str> {
-        self.metadata.get("actor")?.get("name")?.as_str()
-    }
-
     /// What the hash chain covers, recomputed from the stored fields.
     pub fn compute_hash(&self) -> [u8; 32] {
         event_hash(
@@ -199,7 +191,8 @@ impl HeadCache {
     }
 }
 
-const EVENT_COLUMNS: &str = "global_position, transaction_id, event_id, stream_id, stream_type, stream_version, \
+pub(crate) const EVENT_COLUMNS: &str =
+    "global_position, transaction_id, event_id, stream_id, stream_type, stream_version, \
      event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash";
 
 impl EventStore {
@@ -569,8 +562,6 @@ pub(crate) fn event_from_row(row: &PgRow) -> RecordedEvent {
         hash: row.get(12),
     }
 }
-
-pub(crate) const EVENT_SELECT: &str = EVENT_COLUMNS;
 
 /// Each stream's current `(version, hash)`; `(0, GENESIS_HASH)` for a stream with no events.
 async fn stream_heads(

@@ -90,6 +90,9 @@ impl From<unity_commands::store::DecodeError> for ApplyError {
 pub enum EngineError {
     #[error("no projection is called '{0}' (known: {1})")]
     UnknownProjection(String, String),
+    /// A rebuild met something it cannot apply; the live tables are untouched.
+    #[error("rebuilding {projection} failed: {reason}")]
+    RebuildFailed { projection: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -45,7 +45,7 @@ async fn count(store: &EventStore) -> i64 {
 async fn read_all(store: &EventStore) -> Vec<crate::store::RecordedEvent> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {} FROM events ORDER BY transaction_id, global_position",
-        crate::store::EVENT_SELECT
+        crate::store::EVENT_COLUMNS
     )))
     .fetch_all(store.pool())
     .await
