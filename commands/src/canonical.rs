@@ -49,9 +49,12 @@ fn write_number(n: &serde_json::Number, out: &mut String) {
     } else if let Some(u) = n.as_u64() {
         let _ = write!(out, "{u}");
     } else if let Some(f) = n.as_f64() {
-        // 2^63: every integral f64 below it is exactly an i64.
+        // Whole numbers that fit 64 bits come back from JSONB as plain digits, which serde_json
+        // reads as i64 (below 2^63 in magnitude) or u64 (from 2^63 up to 2^64): write them so.
         if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_776e18 {
             let _ = write!(out, "{}", f as i64);
+        } else if f.fract() == 0.0 && f > 0.0 && f < 1.844_674_407_370_955_2e19 {
+            let _ = write!(out, "{}", f as u64);
         } else {
             // Rust's Display for f64 is the shortest representation that reads back exactly.
             let _ = write!(out, "{f:e}");
@@ -103,6 +106,16 @@ mod tests {
             serde_json::from_str(r#"{"aa": 3, "a": [1.50, 0, "\u00e9\u000a"], "b": 10000000000000000}"#).unwrap();
         assert_eq!(canonical(&a), canonical(&b));
         assert_eq!(canonical(&a), r#"{"a":[1.5e0,0,"é\u000a"],"aa":3,"b":10000000000000000}"#);
+    }
+
+    #[test]
+    fn whole_floats_up_to_2_pow_64_encode_as_the_integers_jsonb_returns() {
+        let float: Value = serde_json::from_str("[1e19, 1.2e19, -1e19, 1e20]").unwrap();
+        let digits: Value = serde_json::from_str(
+            "[10000000000000000000, 12000000000000000000, -10000000000000000000, 100000000000000000000]",
+        )
+        .unwrap();
+        assert_eq!(canonical(&float), canonical(&digits));
     }
 
     #[test]

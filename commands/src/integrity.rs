@@ -39,6 +39,12 @@ pub async fn seal(pool: &PgPool) -> Result<Option<Seal>, StoreError> {
     let mut tx = pool.begin().await?;
     // One snapshot for every statement, so the heads and the cursor agree.
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
+    // One sealer at a time across processes; the others find nothing to do this round.
+    let sealer: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('unity-sealer'))").fetch_one(&mut *tx).await?;
+    if !sealer {
+        return Ok(None);
+    }
     let last = sqlx::query(
         "SELECT seal_number, through_transaction_id, through_position, hash FROM seals ORDER BY seal_number DESC LIMIT 1",
     )

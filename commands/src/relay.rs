@@ -11,7 +11,11 @@
 use std::time::Duration;
 
 use async_nats::{
-    jetstream::{self, message::PublishMessage, stream},
+    jetstream::{
+        self,
+        message::PublishMessage,
+        stream::{self, LastRawMessageErrorKind},
+    },
     HeaderMap,
 };
 use serde_json::json;
@@ -208,15 +212,33 @@ impl NatsRelay {
         let last_sequence = stream.info().await.map_err(nats_err)?.state.last_sequence;
         let mut from_stream = None;
         if last_sequence > 0 {
-            if let Ok(message) = stream.get_raw_message(last_sequence).await {
-                let event_id = message.headers.get("Nats-Msg-Id").and_then(|v| v.as_str().parse::<uuid::Uuid>().ok());
-                if let Some(event_id) = event_id {
-                    from_stream = sqlx::query("SELECT transaction_id, global_position FROM events WHERE event_id = $1")
+            match stream.get_raw_message(last_sequence).await {
+                Ok(message) => {
+                    let event_id =
+                        message.headers.get("Nats-Msg-Id").and_then(|v| v.as_str().parse::<uuid::Uuid>().ok());
+                    let Some(event_id) = event_id else {
+                        return Err(RelayError::Nats(format!(
+                            "the last message in stream {} is not a Unity event (no event id in Nats-Msg-Id); the stream must carry Unity's events only",
+                            self.config.stream_name
+                        )));
+                    };
+                    let cursor = sqlx::query("SELECT transaction_id, global_position FROM events WHERE event_id = $1")
                         .bind(event_id)
                         .fetch_optional(self.store.pool())
                         .await?
                         .map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) });
+                    if cursor.is_none() {
+                        return Err(RelayError::Nats(format!(
+                            "the last message in stream {} is event {event_id}, which this database does not hold: another Unity database publishes to the same stream",
+                            self.config.stream_name
+                        )));
+                    }
+                    from_stream = cursor;
                 }
+                // Purged or expired: the checkpoint says where this relay got to.
+                Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {}
+                // Anything else is not knowledge: guessing from the checkpoint could republish.
+                Err(e) => return Err(nats_err(e)),
             }
         }
         let checkpoint = self.checkpoint().await?;

@@ -157,10 +157,16 @@ impl Vault {
                 }
             }
             None => {
-                sqlx::query("INSERT INTO vault_master_check (sealed) VALUES ($1) ON CONFLICT DO NOTHING")
-                    .bind(seal_with(&master.0, b"master-check", MASTER_CHECK))
-                    .execute(store.pool())
-                    .await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO vault_master_check (sealed) VALUES ($1) ON CONFLICT DO NOTHING RETURNING id",
+                )
+                .bind(seal_with(&master.0, b"master-check", MASTER_CHECK))
+                .fetch_optional(store.pool())
+                .await?;
+                if inserted.is_none() {
+                    // Another process recorded its key first: this one must be the same key.
+                    return Box::pin(Vault::open(master, store)).await;
+                }
             }
         }
         Ok(Vault { master: Arc::new(master), store })

@@ -214,7 +214,7 @@ impl ProjectionEngine {
                         to = p.model_version(),
                         "Read model changed shape; rebuilding it."
                     );
-                    self.rebuild(std::slice::from_ref(p), |_, _| {}).await?;
+                    self.rebuild_with(std::slice::from_ref(p), true, |_, _| {}).await?;
                 }
                 Some(_) => tx.commit().await?,
             }
@@ -283,6 +283,12 @@ impl ProjectionEngine {
                         ApplyError::Poison { reason, .. } => reason,
                         ApplyError::Database(e) => e.to_string(),
                     };
+                    // Under the checkpoint lock, and only if no other engine has applied it meanwhile.
+                    let mut tx = conn.begin().await?;
+                    let (cursor, _) = lock_checkpoint(&mut tx, projection.name()).await?;
+                    if cursor >= through {
+                        return Ok(Step::Applied(i));
+                    }
                     tracing::error!(projection = projection.name(), event_id = %event_id, %reason, "Projection stopped on an event it cannot apply.");
                     sqlx::query(
                         "UPDATE checkpoints SET state = 'stopped', error = $2, error_event_id = $3, error_at = now(), updated_at = now() \
@@ -291,8 +297,9 @@ impl ProjectionEngine {
                     .bind(projection.name())
                     .bind(&reason)
                     .bind(event_id)
-                    .execute(&mut *conn)
+                    .execute(&mut *tx)
                     .await?;
+                    tx.commit().await?;
                     let stopped =
                         ProjectionEvent::ProjectionStopped { projection: projection.name().into(), event_id, reason };
                     self.record(
@@ -476,8 +483,49 @@ impl ProjectionEngine {
     }
 
     /// Rebuilds projections from the start of the log into fresh tables, then swaps them in.
-    /// `progress(done, total)` is called after each batch.
+    /// `progress(done, total)` is called as it goes. One rebuild of a projection at a time, across
+    /// processes (a session advisory lock per projection, held throughout).
     pub async fn rebuild(
+        &self,
+        projections: &[Arc<dyn Projection>],
+        progress: impl FnMut(u64, u64),
+    ) -> Result<u64, EngineError> {
+        self.rebuild_with(projections, false, progress).await
+    }
+
+    /// With `only_outdated`, rebuilds only projections whose model version still differs once the
+    /// lock is held: when several processes start at once, one rebuilds and the others see it done.
+    async fn rebuild_with(
+        &self,
+        projections: &[Arc<dyn Projection>],
+        only_outdated: bool,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<u64, EngineError> {
+        let mut lock = self.store.pool().acquire().await?.detach();
+        let mut names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+        names.sort_unstable(); // one order everywhere, so two rebuilds cannot deadlock
+        for name in names {
+            sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+                .bind(format!("unity-rebuild:{name}"))
+                .execute(&mut lock)
+                .await?;
+        }
+        let mut chosen = Vec::new();
+        for p in projections {
+            let stored: Option<i32> = sqlx::query_scalar("SELECT model_version FROM checkpoints WHERE name = $1")
+                .bind(p.name())
+                .fetch_optional(&mut lock)
+                .await?;
+            if !only_outdated || stored != Some(p.model_version()) {
+                chosen.push(p.clone());
+            }
+        }
+        let result = if chosen.is_empty() { Ok(0) } else { self.rebuild_locked(&chosen, progress).await };
+        let _ = sqlx::Connection::close(lock).await; // ends the session, and with it the locks
+        result
+    }
+
+    async fn rebuild_locked(
         &self,
         projections: &[Arc<dyn Projection>],
         mut progress: impl FnMut(u64, u64),

@@ -367,3 +367,24 @@ async fn lag_counts_what_is_not_yet_applied() {
     assert_eq!(engine.run_once(&Picky { version: 1 }).await.unwrap(), Step::Applied(2));
     assert_eq!(engine.status().await.unwrap()[0].lag, 3);
 }
+
+#[tokio::test]
+async fn two_rebuilds_of_one_projection_take_turns() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let engine = engine(&store);
+    engine.prepare().await.unwrap();
+    append_things(&store, &[json!({}), json!({}), json!({})]).await;
+    caught_up(&engine, &store).await;
+    let (a, b) =
+        tokio::join!(engine.rebuild(engine.projections(), |_, _| {}), engine.rebuild(engine.projections(), |_, _| {}));
+    a.unwrap();
+    b.unwrap();
+    caught_up(&engine, &store).await;
+    let (rows, distinct, total): (i64, i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT event_id), (SELECT count(*) FROM events) FROM audit_log")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((rows, distinct), (total, total), "every event once after two concurrent rebuilds");
+}

@@ -49,7 +49,9 @@ async fn relay_until_done(relay: &mut NatsRelay, store: &EventStore) {
     loop {
         assert!(tokio::time::Instant::now() < deadline, "the relay never caught up");
         match relay.run_once().await {
-            Ok(0) if store.count_after(relay.checkpoint().await.unwrap()).await.unwrap() == 0 => return,
+            // Done when the checkpoint reaches the newest committed event, not merely the newest
+            // readable one (another test's open transaction can hold the horizon back).
+            Ok(0) if relay.checkpoint().await.unwrap() >= store.last_committed().await.unwrap() => return,
             Ok(_) => {}
             Err(RelayError::Nats(_)) => tokio::time::sleep(Duration::from_millis(50)).await,
             Err(e) => panic!("{e}"),
@@ -121,7 +123,19 @@ async fn events_appended_while_nats_is_down_arrive_in_order_when_it_returns() {
 
     nats.stop();
     ids.extend(append_things(&store, 4, 5).await);
-    assert!(relay.run_once().await.is_err(), "publishing fails while NATS is down");
+    // Once the new events are readable (another test's open transaction may hold them back for a
+    // moment), publishing them must fail: nothing may count as sent while NATS is down.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match relay.run_once().await {
+            Err(_) => break,
+            Ok(0) => {
+                assert!(tokio::time::Instant::now() < deadline, "the new events never became readable");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(n) => panic!("{n} events counted as published while NATS was down"),
+        }
+    }
     nats.resume().await;
     relay_until_done(&mut relay, &store).await;
 
@@ -183,4 +197,22 @@ async fn only_one_relay_is_active_at_a_time() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     relay_until_done(&mut second, &store).await;
+}
+
+#[tokio::test]
+async fn a_stream_whose_last_message_is_not_ours_is_refused_not_guessed() {
+    let (db, nats) = (TestDb::new().await, NatsServer::start().await);
+    let store = db.store();
+    let config = config();
+    let client = client(&nats).await;
+    let mut relay = NatsRelay::new(store.clone(), client.clone(), config.clone()).await.unwrap();
+    append_things(&store, 1, 2).await;
+    jetstream::new(client)
+        .publish(format!("{}.other.Thing", config.subject_prefix), "not ours".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let err = relay.run_once().await.unwrap_err();
+    assert!(err.to_string().contains("not a Unity event"), "{err}");
 }
