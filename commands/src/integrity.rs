@@ -16,7 +16,7 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use crate::{
     canonical,
-    store::{event_from_row, Cursor, StoreError, EVENT_COLUMNS, GENESIS_HASH},
+    store::{event_from_row, Cursor, StoreError, EVENT_COLUMNS, GENESIS_HASH, READABLE},
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -58,8 +58,7 @@ pub async fn seal(pool: &PgPool) -> Result<Option<Seal>, StoreError> {
         ),
         None => (1, Cursor::START, GENESIS_HASH.to_vec()),
     };
-    let horizon = "(transaction_id, global_position) > ($1, $2) \
-                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+    let horizon = format!("(transaction_id, global_position) > ($1, $2) AND {READABLE}");
     let through = sqlx::query(AssertSqlSafe(format!(
         "SELECT transaction_id, global_position FROM events WHERE {horizon} \
          ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
@@ -68,7 +67,7 @@ pub async fn seal(pool: &PgPool) -> Result<Option<Seal>, StoreError> {
     .bind(after.global_position)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some(through) = through.map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) }) else {
+    let Some(through) = through.map(|r| Cursor::from_leading_columns(&r)) else {
         return Ok(None);
     };
     let heads: Vec<SealedHead> = sqlx::query(AssertSqlSafe(format!(

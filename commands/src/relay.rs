@@ -19,7 +19,7 @@ use async_nats::{
     HeaderMap,
 };
 use serde_json::json;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::{
@@ -226,7 +226,7 @@ impl NatsRelay {
                         .bind(event_id)
                         .fetch_optional(self.store.pool())
                         .await?
-                        .map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) });
+                        .map(|r| Cursor::from_leading_columns(&r));
                     if cursor.is_none() {
                         return Err(RelayError::Nats(format!(
                             "the last message in stream {} is event {event_id}, which this database does not hold: another Unity database publishes to the same stream",
@@ -268,7 +268,7 @@ impl NatsRelay {
             .bind(self.checkpoint_name())
             .fetch_optional(self.store.pool())
             .await?;
-        Ok(row.map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) }).unwrap_or_default())
+        Ok(row.map(|r| Cursor::from_leading_columns(&r)).unwrap_or_default())
     }
 
     fn message(&self, event: &RecordedEvent) -> PublishMessage {

@@ -29,7 +29,16 @@ pub struct Cursor {
 
 impl Cursor {
     pub const START: Cursor = Cursor { transaction_id: 0, global_position: 0 };
+
+    /// A cursor from a row whose first two columns are `transaction_id, global_position`.
+    pub fn from_leading_columns(row: &PgRow) -> Cursor {
+        Cursor { transaction_id: row.get(0), global_position: row.get(1) }
+    }
 }
+
+/// The one rule every reader of the log follows (DESIGN.md §2): only events from transactions
+/// older than the oldest still running, so a transaction that commits late is never passed.
+pub const READABLE: &str = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExpectedVersion {
@@ -283,14 +292,13 @@ impl EventStore {
 
     /// The newest cursor a reader may reach now, and how many events lie beyond `from` up to it.
     pub async fn head(&self) -> Result<Cursor, StoreError> {
-        let row = sqlx::query(
-            "SELECT transaction_id, global_position FROM events \
-             WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
-             ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
-        )
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT transaction_id, global_position FROM events WHERE {READABLE} \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+        )))
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) }).unwrap_or_default())
+        Ok(row.map(|r| Cursor::from_leading_columns(&r)).unwrap_or_default())
     }
 
     /// The newest event committed now, whether or not a reader may pass it yet (an older
@@ -301,15 +309,14 @@ impl EventStore {
         )
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) }).unwrap_or_default())
+        Ok(row.map(|r| Cursor::from_leading_columns(&r)).unwrap_or_default())
     }
 
     /// How many readable events lie after `after` (for lag and progress).
     pub async fn count_after(&self, after: Cursor) -> Result<i64, StoreError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM events WHERE (transaction_id, global_position) > ($1, $2) \
-             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-        )
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM events WHERE (transaction_id, global_position) > ($1, $2) AND {READABLE}"
+        )))
         .bind(after.transaction_id)
         .bind(after.global_position)
         .fetch_one(&self.pool)
@@ -437,11 +444,7 @@ async fn append_with_heads(
         }
         Err(e) => return Err(e.into()),
     };
-    let last = inserted
-        .iter()
-        .map(|r| Cursor { transaction_id: r.get(0), global_position: r.get(1) })
-        .max()
-        .unwrap_or_default();
+    let last = inserted.iter().map(Cursor::from_leading_columns).max().unwrap_or_default();
     Ok(Appended { last, versions, event_ids: rows.event_ids, heads: new_heads })
 }
 
@@ -455,7 +458,7 @@ pub async fn read_after(
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {EVENT_COLUMNS} FROM events \
          WHERE (transaction_id, global_position) > ($1, $2) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+           AND {READABLE} \
          ORDER BY transaction_id, global_position LIMIT $3"
     )))
     .bind(after.transaction_id)
@@ -473,18 +476,17 @@ pub async fn read_positions_after(
     after: Cursor,
     limit: i64,
 ) -> Result<Vec<(Cursor, Uuid)>, StoreError> {
-    let rows = sqlx::query(
+    let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT transaction_id, global_position, event_id FROM events \
-         WHERE (transaction_id, global_position) > ($1, $2) \
-           AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
-         ORDER BY transaction_id, global_position LIMIT $3",
-    )
+         WHERE (transaction_id, global_position) > ($1, $2) AND {READABLE} \
+         ORDER BY transaction_id, global_position LIMIT $3"
+    )))
     .bind(after.transaction_id)
     .bind(after.global_position)
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows.iter().map(|r| (Cursor { transaction_id: r.get(0), global_position: r.get(1) }, r.get(2))).collect())
+    Ok(rows.iter().map(|r| (Cursor::from_leading_columns(r), r.get(2))).collect())
 }
 
 /// Where a batch of up to `n` readable events after `after` ends, and how many it holds, without
@@ -494,10 +496,9 @@ pub async fn range_end_after(
     after: Cursor,
     n: i64,
 ) -> Result<Option<(Cursor, i64)>, StoreError> {
-    const READABLE: &str = "(transaction_id, global_position) > ($1, $2) \
-                            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+    let after_readable = format!("(transaction_id, global_position) > ($1, $2) AND {READABLE}");
     let nth = sqlx::query(AssertSqlSafe(format!(
-        "SELECT transaction_id, global_position FROM events WHERE {READABLE} \
+        "SELECT transaction_id, global_position FROM events WHERE {after_readable} \
          ORDER BY transaction_id, global_position OFFSET $3 LIMIT 1"
     )))
     .bind(after.transaction_id)
@@ -506,18 +507,18 @@ pub async fn range_end_after(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(r) = nth {
-        return Ok(Some((Cursor { transaction_id: r.get(0), global_position: r.get(1) }, n)));
+        return Ok(Some((Cursor::from_leading_columns(&r), n)));
     }
     // Fewer than n left: the last of them, and their count.
     let rest = sqlx::query(AssertSqlSafe(format!(
-        "SELECT transaction_id, global_position, count(*) OVER () FROM events WHERE {READABLE} \
+        "SELECT transaction_id, global_position, count(*) OVER () FROM events WHERE {after_readable} \
          ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
     )))
     .bind(after.transaction_id)
     .bind(after.global_position)
     .fetch_optional(&mut *conn)
     .await?;
-    Ok(rest.map(|r| (Cursor { transaction_id: r.get(0), global_position: r.get(1) }, r.get(2))))
+    Ok(rest.map(|r| (Cursor::from_leading_columns(&r), r.get(2))))
 }
 
 /// The events in `(after, through]` of the given stream types (all types for `None`), in store

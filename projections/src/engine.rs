@@ -385,7 +385,7 @@ impl ProjectionEngine {
             .await?;
             let status = match row {
                 Some(r) => {
-                    let position = Cursor { transaction_id: r.get(0), global_position: r.get(1) };
+                    let position = Cursor::from_leading_columns(&r);
                     ProjectionStatus {
                         name: p.name().into(),
                         position,
@@ -694,7 +694,7 @@ async fn lock_checkpoint(conn: &mut PgConnection, name: &str) -> Result<(Cursor,
         .bind(name)
         .fetch_one(&mut *conn)
         .await?;
-    Ok((Cursor { transaction_id: row.get(0), global_position: row.get(1) }, row.get(2)))
+    Ok((Cursor::from_leading_columns(&row), row.get(2)))
 }
 
 async fn save_checkpoint(
