@@ -6,6 +6,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures::StreamExt;
 use sqlx::{postgres::PgPoolOptions, ConnectOptions, PgPool};
 use tokio::{sync::watch, task::JoinSet};
+use unity_api::{ApiConfig, ApiState};
+use unity_commands::identity::IdentityCommandError;
 use unity_commands::{
     identity::IdentityCommands,
     integrity,
@@ -14,6 +16,10 @@ use unity_commands::{
     vault::{MasterKey, Vault},
     wakeup::{Backoff, Wakeup},
     MIGRATOR,
+};
+use unity_domain::{
+    identity::{IdentityError, Role as UserRole},
+    Actor, EventMetadata,
 };
 use unity_projections::ProjectionEngine;
 
@@ -24,7 +30,7 @@ use crate::config::Settings;
 pub enum Role {
     /// Everything below, in one process.
     All,
-    /// The HTTP API (GraphQL arrives with the API issue; health and metrics now).
+    /// The HTTP API: GraphQL, /metrics, /healthz, /readyz.
     Api,
     /// Projection workers, reactors and the sealer.
     Projections,
@@ -117,10 +123,58 @@ impl App {
         Ok(Some(client))
     }
 
-    /// Runs the given roles until `shutdown` turns true.
-    pub async fn serve(self, roles: &[Role], shutdown: watch::Receiver<bool>) -> Result<()> {
+    /// Listens on `UNITY_BIND` for the API.
+    pub fn bind_api(&self) -> Result<std::net::TcpListener> {
+        std::net::TcpListener::bind(self.settings.bind)
+            .with_context(|| format!("cannot listen on {} (UNITY_BIND)", self.settings.bind))
+    }
+
+    /// On an empty database, creates the user `admin`: with `UNITY_ADMIN_PASSWORD` if set,
+    /// otherwise with a generated password, which is returned to be shown once.
+    pub async fn ensure_first_admin(&self, identity: &IdentityCommands) -> Result<Option<String>> {
+        let any_user: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE stream_type = 'user')")
+            .fetch_one(self.pool())
+            .await?;
+        if any_user {
+            return Ok(None);
+        }
+        let (password, generated) = match &self.settings.admin_password {
+            Some(p) => (p.clone(), false),
+            None => (
+                unity_commands::identity::new_token(unity_commands::identity::TokenKind::Session)
+                    [unity_commands::identity::TokenKind::Session.prefix().len()..][..24]
+                    .to_owned(),
+                true,
+            ),
+        };
+        let metadata = EventMetadata::new(Actor::system("first-run"), "serve");
+        match identity.create_user("admin", &password, UserRole::Admin, &metadata).await {
+            Ok(_) => {
+                tracing::info!("Created the first user, 'admin'.");
+                Ok(generated.then_some(password))
+            }
+            // Another process got there first.
+            Err(IdentityCommandError::Rejected(IdentityError::UsernameTaken(_))) => Ok(None),
+            Err(IdentityCommandError::Rejected(e)) => Err(anyhow!("UNITY_ADMIN_PASSWORD: {e}")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs the given roles until `shutdown` turns true. The API serves on `api_listener`, or
+    /// on `UNITY_BIND` when none is given.
+    pub async fn serve(
+        self,
+        roles: &[Role],
+        api_listener: Option<std::net::TcpListener>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<()> {
         self.require_migrated().await?;
         let wants = |r: Role| roles.contains(&Role::All) || roles.contains(&r);
+        let api_listener = match (wants(Role::Api), api_listener) {
+            (true, Some(listener)) => Some(listener),
+            (true, None) => Some(self.bind_api()?),
+            (false, _) => None,
+        };
         let app = Arc::new(self);
         let nats = app.nats().await?;
         let mut tasks = JoinSet::new();
@@ -160,8 +214,31 @@ impl App {
                 ),
             }
         }
-        if wants(Role::Api) {
-            tracing::info!(bind = %app.settings.bind, "The GraphQL API is not part of this build yet.");
+        if let Some(listener) = api_listener {
+            let identity = app.identity().await?;
+            if let Some(password) = app.ensure_first_admin(&identity).await? {
+                // Printed, not logged: logs are often shipped elsewhere. Shown this once.
+                println!("Unity created the user 'admin' with this one-time password: {password}");
+                println!("Sign in and change it (mutation changePassword); it will not be shown again.");
+            }
+            let config = ApiConfig { session_lifetime: app.settings.session_lifetime, ..ApiConfig::default() };
+            let relay_checkpoint = nats.as_ref().map(|_| format!("nats-relay:{}", app.settings.nats_stream));
+            let state = Arc::new(ApiState::new(
+                app.store.clone(),
+                identity,
+                app.engine(),
+                config,
+                nats.clone(),
+                relay_checkpoint,
+            ));
+            let address = listener.local_addr().ok();
+            tracing::info!(address = ?address, "GraphQL API listening (/graphql, /graphiql, /metrics, /healthz, /readyz).");
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                if let Err(e) = unity_api::serve(listener, state, shutdown).await {
+                    tracing::error!(error = %e, "The API server failed.");
+                }
+            });
         }
         if wants(Role::Collectors) {
             tracing::info!("No collectors are configured in this build yet.");

@@ -147,7 +147,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 tracing::info!("Shutting down.");
                 let _ = stop.send(true);
             });
-            app.serve(&role, stopped).await?;
+            app.serve(&role, None, stopped).await?;
         }
         Command::Migrate => {
             app.migrate().await?;
@@ -247,6 +247,7 @@ async fn audit(app: &App, command: AuditCommand) -> Result<ExitCode> {
                 actor_id: actor,
                 from: since.map(|s| parse_time("--since", &s)).transpose()?,
                 to: until.map(|s| parse_time("--until", &s)).transpose()?,
+                hidden_stream_types: vec![],
             };
             // The audit log is a read model: bring it up to date first (safe beside a running server).
             let engine = app.engine();

@@ -31,6 +31,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How often the projections role seals stream heads.
     pub seal_interval: std::time::Duration,
+    /// How long a login session lasts.
+    pub session_lifetime: chrono::Duration,
 }
 
 /// The settings a TOML file may hold: each environment variable's name in lower case, without
@@ -45,6 +47,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("nats_subject_prefix", "UNITY_NATS_SUBJECT_PREFIX"),
     ("log_format", "UNITY_LOG_FORMAT"),
     ("seal_interval_secs", "UNITY_SEAL_INTERVAL_SECS"),
+    ("session_ttl_secs", "UNITY_SESSION_TTL_SECS"),
 ];
 
 /// Reads an optional TOML settings file into environment-variable names and values.
@@ -114,14 +117,16 @@ impl Settings {
             Some("json") => LogFormat::Json,
             Some(other) => bail!("UNITY_LOG_FORMAT '{other}' is neither 'json' nor 'pretty'"),
         };
-        let seal_interval = match var("UNITY_SEAL_INTERVAL_SECS") {
-            None => 10,
+        let seconds = |name: &str, default: u64| match var(name) {
+            None => Ok(default),
             Some(s) => s
                 .parse::<u64>()
                 .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| anyhow!("UNITY_SEAL_INTERVAL_SECS '{s}' is not a positive number"))?,
+                .filter(|n| *n > 0 && *n <= 10 * 365 * 24 * 3600)
+                .ok_or_else(|| anyhow!("{name} '{s}' is not a positive number of seconds")),
         };
+        let seal_interval = seconds("UNITY_SEAL_INTERVAL_SECS", 10)?;
+        let session_lifetime = seconds("UNITY_SESSION_TTL_SECS", 12 * 3600)?;
         Ok(Settings {
             database,
             database_display,
@@ -133,6 +138,7 @@ impl Settings {
             nats_subject_prefix,
             log_format,
             seal_interval: std::time::Duration::from_secs(seal_interval),
+            session_lifetime: chrono::Duration::seconds(session_lifetime as i64),
         })
     }
 }

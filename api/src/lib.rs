@@ -1,1 +1,132 @@
-//! The HTTP front door (GraphQL, /metrics, health). Built on the spine by the API issue.
+//! Unity's front door: actix-web serving the GraphQL API (queries, mutations, subscriptions over
+//! graphql-transport-ws), authentication and roles, /metrics, /healthz and /readyz.
+
+pub mod auth;
+pub mod errors;
+mod http;
+pub mod metrics;
+pub mod schema;
+pub mod tail;
+
+use std::{net::TcpListener, sync::Arc, time::Duration};
+
+use actix_web::{middleware::from_fn, web, HttpServer};
+use tokio::sync::watch;
+use unity_commands::{identity::IdentityCommands, store::EventStore};
+use unity_projections::ProjectionEngine;
+
+pub use auth::ThrottleConfig;
+
+/// Bounds on what one request may ask of the server.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Nesting of selection sets, fragments, input values and list types.
+    pub max_depth: usize,
+    /// Tokens in a document.
+    pub max_tokens: usize,
+    /// Fields in an operation, fragments expanded (aliases count, so an alias flood is refused).
+    pub max_fields: usize,
+    pub max_body_bytes: usize,
+    pub max_ws_message_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_depth: 15,
+            max_tokens: 5_000,
+            max_fields: 300,
+            max_body_bytes: 1024 * 1024,
+            max_ws_message_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub session_lifetime: chrono::Duration,
+    /// How long a mutation waits for the read models to show its effect before answering.
+    pub read_your_writes_timeout: Duration,
+    pub limits: Limits,
+    pub throttle: ThrottleConfig,
+    /// HTTP worker threads (actix-web's own runtimes).
+    pub workers: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            session_lifetime: chrono::Duration::hours(12),
+            read_your_writes_timeout: Duration::from_secs(5),
+            limits: Limits::default(),
+            throttle: ThrottleConfig::default(),
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+/// Everything a request handler needs, shared by all workers.
+pub struct ApiState {
+    pub store: EventStore,
+    pub identity: IdentityCommands,
+    /// Used for read-your-writes waits and status; the projections themselves run elsewhere
+    /// (the projections role).
+    pub engine: ProjectionEngine,
+    pub config: ApiConfig,
+    pub metrics: metrics::Metrics,
+    pub throttle: auth::LoginThrottle,
+    pub tail: tail::EventTail,
+    pub nats: Option<async_nats::Client>,
+    /// The relay's checkpoint name, when NATS is configured, for its lag on /metrics.
+    pub relay_checkpoint: Option<String>,
+    pub schema: Arc<schema::Schema>,
+}
+
+impl ApiState {
+    pub fn new(
+        store: EventStore,
+        identity: IdentityCommands,
+        engine: ProjectionEngine,
+        config: ApiConfig,
+        nats: Option<async_nats::Client>,
+        relay_checkpoint: Option<String>,
+    ) -> ApiState {
+        ApiState {
+            tail: tail::EventTail::new(store.clone()),
+            throttle: auth::LoginThrottle::new(config.throttle),
+            schema: Arc::new(schema::schema(&config.limits)),
+            metrics: metrics::Metrics::default(),
+            store,
+            identity,
+            engine,
+            config,
+            nats,
+            relay_checkpoint,
+        }
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` turns true; open connections get a few seconds
+/// to finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<ApiState>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    tokio::spawn(state.tail.clone().run(shutdown.clone()));
+    let data = web::Data::new(state.clone());
+    let server = HttpServer::new(move || {
+        actix_web::App::new().app_data(data.clone()).wrap(from_fn(http::observe)).configure(http::routes)
+    })
+    .workers(state.config.workers)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        handle.stop(true).await;
+    });
+    server.await
+}

@@ -10,8 +10,8 @@ use ring::{
 use unity_domain::{
     identity::{
         check_password_policy, username_stream_uuid, ApiKey, ApiKeyCommand, ApiKeyEvent, IdentityError, Login,
-        LoginEvent, RecordLogin, ReserveUsername, Role, User, UserCommand, UserEvent, UserState, Username,
-        UsernameEvent, UsernameReservation,
+        LoginEvent, RecordLogin, ReserveUsername, Role, Session, SessionCommand, SessionEndReason, SessionEvent, User,
+        UserCommand, UserEvent, UserState, Username, UsernameEvent, UsernameReservation,
     },
     Decider, DomainEvent, EventMetadata, SecretRef,
 };
@@ -49,6 +49,14 @@ impl From<StoreError> for IdentityCommandError {
 }
 
 type Result<T> = std::result::Result<T, IdentityCommandError>;
+
+/// A session as shown once at login: the token is never stored, only its SHA-256.
+pub struct StartedSession {
+    pub session_id: Uuid,
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub appended: Option<Appended>,
+}
 
 /// An API key as shown once at creation: the secret token is never stored, only its SHA-256.
 pub struct IssuedApiKey {
@@ -174,6 +182,28 @@ impl IdentityCommands {
         Ok(ok)
     }
 
+    /// Spends one password check's time on nothing, so that an unknown username is answered as
+    /// slowly as a wrong password and cannot be told apart by timing.
+    pub async fn burn_password_check(&self, password: &str) {
+        static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let password = password.to_owned();
+        let _ = tokio::task::spawn_blocking(move || {
+            let decoy = DECOY.get_or_init(|| {
+                let mut salt = [0u8; 16];
+                SystemRandom::new().fill(&mut salt).expect("system randomness");
+                let salt = SaltString::encode_b64(&salt).expect("16-byte salt");
+                Argon2::default()
+                    .hash_password(&salt.as_str().as_bytes()[..8], &salt)
+                    .map(|h| h.to_string())
+                    .unwrap_or_default()
+            });
+            if let Ok(parsed) = PasswordHash::new(decoy) {
+                let _ = Argon2::default().verify_password(password.as_bytes(), &parsed);
+            }
+        })
+        .await;
+    }
+
     pub async fn record_login(&self, attempt: RecordLogin, metadata: &EventMetadata) -> Result<Option<Appended>> {
         let stream = stream_of::<LoginEvent>(username_stream_uuid(&attempt.username));
         let events = Login::decide(&attempt, &())?;
@@ -198,9 +228,7 @@ impl IdentityCommands {
         expires_at: Option<DateTime<Utc>>,
         metadata: &EventMetadata,
     ) -> Result<IssuedApiKey> {
-        let mut secret = [0u8; 32];
-        SystemRandom::new().fill(&mut secret).expect("system randomness");
-        let token = format!("unity_{}", hex::encode(secret));
+        let token = new_token(TokenKind::ApiKey);
         let key_id = Uuid::now_v7();
         let command = ApiKeyCommand::Issue {
             key_id,
@@ -215,6 +243,41 @@ impl IdentityCommands {
         let (_, appended) =
             execute::<ApiKey>(&self.store, &stream_of::<ApiKeyEvent>(key_id), &command, metadata).await?;
         Ok(IssuedApiKey { key_id, token, appended })
+    }
+
+    /// Opens a session for a user whose password the caller has just verified (`password_secret`
+    /// names that password). The token is returned once; only its hash is recorded.
+    pub async fn start_session(
+        &self,
+        user_id: Uuid,
+        password_secret: Uuid,
+        lifetime: chrono::Duration,
+        source: &str,
+        metadata: &EventMetadata,
+    ) -> Result<StartedSession> {
+        let token = new_token(TokenKind::Session);
+        let session_id = Uuid::now_v7();
+        let now = Utc::now();
+        let expires_at = now + lifetime;
+        let command = SessionCommand::Start {
+            session_id,
+            user_id,
+            token_sha256: token_sha256(&token),
+            password_secret,
+            expires_at,
+            source: source.to_owned(),
+            now,
+        };
+        let (_, appended) =
+            execute::<Session>(&self.store, &stream_of::<SessionEvent>(session_id), &command, metadata).await?;
+        Ok(StartedSession { session_id, token, expires_at, appended })
+    }
+
+    pub async fn end_session(&self, session_id: Uuid, metadata: &EventMetadata) -> Result<Option<Appended>> {
+        let command = SessionCommand::End { reason: SessionEndReason::Logout };
+        let (_, appended) =
+            execute::<Session>(&self.store, &stream_of::<SessionEvent>(session_id), &command, metadata).await?;
+        Ok(appended)
     }
 
     pub async fn revoke_api_key(&self, key_id: Uuid, metadata: &EventMetadata) -> Result<Option<Appended>> {
@@ -237,6 +300,33 @@ impl IdentityCommands {
         .expect("argon2id hashes any password within the policy's length");
         Ok(self.vault.seal(phc.as_bytes()).await?)
     }
+}
+
+/// A bearer token: `unity_<kind>_` and 256 random bits in hex. The prefix tells the server which
+/// table to look in, and lets secret scanners recognise a leaked token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Session,
+    ApiKey,
+}
+
+impl TokenKind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            TokenKind::Session => "unity_session_",
+            TokenKind::ApiKey => "unity_key_",
+        }
+    }
+
+    pub fn of(token: &str) -> Option<TokenKind> {
+        [TokenKind::Session, TokenKind::ApiKey].into_iter().find(|kind| token.starts_with(kind.prefix()))
+    }
+}
+
+pub fn new_token(kind: TokenKind) -> String {
+    let mut secret = [0u8; 32];
+    SystemRandom::new().fill(&mut secret).expect("system randomness");
+    format!("{}{}", kind.prefix(), hex::encode(secret))
 }
 
 /// The lookup key of a token (session or API key): hex SHA-256. Tokens are 256 random bits, so
@@ -263,6 +353,7 @@ pub fn describe_state(
         t if t == UserEvent::STREAM_TYPE => fold::<User>(events),
         t if t == ApiKeyEvent::STREAM_TYPE => fold::<ApiKey>(events),
         t if t == UsernameEvent::STREAM_TYPE => fold::<UsernameReservation>(events),
+        t if t == SessionEvent::STREAM_TYPE => fold::<Session>(events),
         t if t == LoginEvent::STREAM_TYPE => Ok(format!("{} login attempts", events.len())),
         _ => Ok(format!("{} events (no aggregate state is defined for stream type '{stream_type}')", events.len())),
     }

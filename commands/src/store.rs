@@ -166,6 +166,8 @@ pub struct EventStore {
     pool: PgPool,
     wakeup: Wakeup,
     heads: Arc<HeadCache>,
+    /// Events this process appended since it started, for /metrics.
+    appended_total: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The last `(version, hash)` of streams this process appended to, recorded after commit. An
@@ -206,7 +208,7 @@ pub(crate) const EVENT_COLUMNS: &str =
 
 impl EventStore {
     pub fn new(pool: PgPool, wakeup: Wakeup) -> EventStore {
-        EventStore { pool, wakeup, heads: Arc::default() }
+        EventStore { pool, wakeup, heads: Arc::default(), appended_total: Arc::default() }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -215,6 +217,11 @@ impl EventStore {
 
     pub fn wakeup(&self) -> &Wakeup {
         &self.wakeup
+    }
+
+    /// How many events this process has appended since it started.
+    pub fn appended_total(&self) -> u64 {
+        self.appended_total.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Appends events to one or more streams in one transaction: all or nothing.
@@ -255,6 +262,7 @@ impl EventStore {
             }
         };
         self.heads.record(appended.heads.iter().cloned());
+        self.appended_total.fetch_add(appended.event_ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.wakeup.notify();
         Ok(appended)
     }

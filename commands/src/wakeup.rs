@@ -11,11 +11,13 @@ pub struct Wakeup {
     appended: watch::Sender<u64>,
     /// Bumped by any hint: own appends, other processes' (LISTEN), NATS.
     any: watch::Sender<u64>,
+    /// Bumped when a projection in this process moved its checkpoint.
+    progressed: watch::Sender<u64>,
 }
 
 impl Default for Wakeup {
     fn default() -> Wakeup {
-        Wakeup { appended: watch::channel(0).0, any: watch::channel(0).0 }
+        Wakeup { appended: watch::channel(0).0, any: watch::channel(0).0, progressed: watch::channel(0).0 }
     }
 }
 
@@ -29,6 +31,16 @@ impl Wakeup {
     /// Someone else appended (a hint from LISTEN or NATS): wakes readers, is not announced again.
     pub fn notify_external(&self) {
         self.any.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A projection in this process committed a batch.
+    pub fn notify_progress(&self) {
+        self.progressed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// For read-your-writes waits: woken when a projection here moves.
+    pub fn subscribe_progress(&self) -> WakeupReceiver {
+        WakeupReceiver { receiver: self.progressed.subscribe() }
     }
 
     /// For readers: woken by every hint.

@@ -5,7 +5,8 @@
 //! - `username`: a reservation that makes usernames unique (appended atomically with
 //!   `UserCreated`; stream id derived from the normalised name, see [`username_stream_uuid`]);
 //! - `api_key`: issued, revoked;
-//! - `login`: every attempt for one username, succeeded or failed.
+//! - `login`: every attempt for one username, succeeded or failed;
+//! - `session`: a login's bearer token (its hash), until logout or expiry.
 //!
 //! Password hashing and token generation happen outside; commands carry their results.
 
@@ -107,6 +108,10 @@ pub enum IdentityError {
     ApiKeyNotFound,
     #[error("an API key cannot have a role above its creator's ({creator:?})")]
     ApiKeyRoleAboveCreator { creator: Role },
+    #[error("no such session")]
+    SessionNotFound,
+    #[error("the session already exists")]
+    SessionAlreadyExists,
     #[error("the expiry time is in the past")]
     ExpiryInThePast,
     #[error("a password needs at least {MIN_PASSWORD_CHARS} characters")]
@@ -445,6 +450,110 @@ impl Decider for Login {
     fn evolve(_: (), _: &LoginEvent) {}
 }
 
+// ---------------------------------------------------------------------------------------------
+// sessions
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SessionEndReason {
+    Logout,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload")]
+pub enum SessionEvent {
+    /// `password_secret` names the password the session was opened with: a later password change
+    /// ends every session opened with the old one, without an event per session.
+    SessionStarted {
+        session_id: Uuid,
+        user_id: Uuid,
+        token_sha256: String,
+        password_secret: Uuid,
+        expires_at: DateTime<Utc>,
+        source: String,
+    },
+    SessionEnded {
+        reason: SessionEndReason,
+    },
+}
+
+impl DomainEvent for SessionEvent {
+    const STREAM_TYPE: &'static str = "session";
+    fn event_type(&self) -> &'static str {
+        match self {
+            SessionEvent::SessionStarted { .. } => "SessionStarted",
+            SessionEvent::SessionEnded { .. } => "SessionEnded",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum SessionCommand {
+    Start {
+        session_id: Uuid,
+        user_id: Uuid,
+        token_sha256: String,
+        password_secret: Uuid,
+        expires_at: DateTime<Utc>,
+        source: String,
+        now: DateTime<Utc>,
+    },
+    End {
+        reason: SessionEndReason,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum SessionState {
+    #[default]
+    Absent,
+    Open,
+    Ended,
+}
+
+pub struct Session;
+
+impl Decider for Session {
+    type Command = SessionCommand;
+    type Event = SessionEvent;
+    type State = SessionState;
+    type Error = IdentityError;
+
+    fn decide(command: &SessionCommand, state: &SessionState) -> Result<Vec<SessionEvent>, IdentityError> {
+        match (command, state) {
+            (
+                SessionCommand::Start { session_id, user_id, token_sha256, password_secret, expires_at, source, now },
+                SessionState::Absent,
+            ) => {
+                if expires_at <= now {
+                    return Err(IdentityError::ExpiryInThePast);
+                }
+                Ok(vec![SessionEvent::SessionStarted {
+                    session_id: *session_id,
+                    user_id: *user_id,
+                    token_sha256: token_sha256.clone(),
+                    password_secret: *password_secret,
+                    expires_at: *expires_at,
+                    source: source.clone(),
+                }])
+            }
+            (SessionCommand::Start { .. }, _) => Err(IdentityError::SessionAlreadyExists),
+            (SessionCommand::End { .. }, SessionState::Absent) => Err(IdentityError::SessionNotFound),
+            (SessionCommand::End { .. }, SessionState::Ended) => Ok(vec![]),
+            (SessionCommand::End { reason }, SessionState::Open) => {
+                Ok(vec![SessionEvent::SessionEnded { reason: *reason }])
+            }
+        }
+    }
+
+    fn evolve(_: SessionState, event: &SessionEvent) -> SessionState {
+        match event {
+            SessionEvent::SessionStarted { .. } => SessionState::Open,
+            SessionEvent::SessionEnded { .. } => SessionState::Ended,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
@@ -593,6 +702,32 @@ mod tests {
                 reason: LoginFailure::WrongPassword,
             },
         ]);
+    }
+
+    #[test]
+    fn sessions_start_once_and_end_once() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let start = |expires_at| SessionCommand::Start {
+            session_id: Uuid::from_u128(7),
+            user_id: Uuid::from_u128(1),
+            token_sha256: "cd".repeat(32),
+            password_secret: Uuid::from_u128(10),
+            expires_at,
+            source: "127.0.0.1".into(),
+            now,
+        };
+        given::<Session>(&[]).when(start(now)).then_error(IdentityError::ExpiryInThePast);
+        let started = Session::decide(&start(now + Duration::hours(1)), &SessionState::Absent).unwrap();
+        assert!(matches!(&started[..], [SessionEvent::SessionStarted { password_secret, .. }]
+            if *password_secret == Uuid::from_u128(10)));
+        let logout = SessionCommand::End { reason: SessionEndReason::Logout };
+        given::<Session>(&started)
+            .when(logout.clone())
+            .then(&[SessionEvent::SessionEnded { reason: SessionEndReason::Logout }]);
+        given::<Session>(&[started[0].clone(), SessionEvent::SessionEnded { reason: SessionEndReason::Logout }])
+            .when(logout.clone())
+            .then(&[]);
+        given::<Session>(&[]).when(logout).then_error(IdentityError::SessionNotFound);
     }
 
     #[test]

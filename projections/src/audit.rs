@@ -89,6 +89,8 @@ pub struct AuditFilter {
     pub actor_id: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// Stream types the reader may not see (the API hides identity streams from non-admins).
+    pub hidden_stream_types: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -131,6 +133,9 @@ pub async fn audit_log(
     }
     if let Some(v) = &filter.stream_type {
         q.push(" AND a.stream_type = ").push_bind(v);
+    }
+    if !filter.hidden_stream_types.is_empty() {
+        q.push(" AND a.stream_type <> ALL(").push_bind(&filter.hidden_stream_types).push(")");
     }
     if !filter.event_types.is_empty() {
         q.push(" AND a.event_type = ANY(").push_bind(&filter.event_types).push(")");

@@ -239,6 +239,7 @@ impl ProjectionEngine {
             Ok(()) => {
                 save_checkpoint(&mut tx, projection.name(), through, positions.len()).await?;
                 tx.commit().await?;
+                self.store.wakeup().notify_progress();
                 Ok(Step::Applied(positions.len()))
             }
             Err(ApplyError::Database(e)) if is_transient(&e) => Err(e.into()),
@@ -414,7 +415,8 @@ impl ProjectionEngine {
     /// Waits (bounded) until every running projection has passed `cursor`: read-your-writes.
     pub async fn wait_for(&self, cursor: Cursor, timeout: Duration) -> Result<bool, EngineError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut wakeups = self.store.wakeup().subscribe();
+        // Projections in this process say when they move; those elsewhere are polled.
+        let mut wakeups = self.store.wakeup().subscribe_progress();
         loop {
             let behind: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM checkpoints WHERE name = ANY($1) AND state = 'running' \

@@ -1,12 +1,12 @@
-//! Users and API keys, as the API reads them: who exists, their role, whether they are disabled,
-//! their sealed password hash, and their last login.
+//! Users, API keys and sessions, as the API reads them: who exists, their role, whether they are
+//! disabled, their sealed password hash, their last login, and which bearer tokens are live.
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use unity_commands::store::RecordedEvent;
 use unity_domain::{
-    identity::{ApiKeyEvent, LoginEvent, UserEvent},
+    identity::{ApiKeyEvent, LoginEvent, SessionEvent, UserEvent},
     DomainEvent, SecretRef,
 };
 use uuid::Uuid;
@@ -21,11 +21,11 @@ impl Projection for UsersProjection {
     }
 
     fn model_version(&self) -> i32 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["users", "api_keys"]
+        &["users", "api_keys", "sessions"]
     }
 
     fn create_tables(&self) -> &'static [&'static str] {
@@ -36,6 +36,7 @@ impl Projection for UsersProjection {
                 role          text        NOT NULL,
                 disabled      boolean     NOT NULL DEFAULT false,
                 password_hash jsonb       NOT NULL,
+                password_secret uuid      NOT NULL,
                 created_at    timestamptz NOT NULL,
                 updated_at    timestamptz NOT NULL,
                 last_login_at timestamptz,
@@ -50,16 +51,28 @@ impl Projection for UsersProjection {
                 expires_at   timestamptz,
                 created_at   timestamptz NOT NULL,
                 revoked_at   timestamptz)",
+            "CREATE TABLE sessions (
+                id              uuid        PRIMARY KEY,
+                user_id         uuid        NOT NULL,
+                token_sha256    text        NOT NULL UNIQUE,
+                password_secret uuid        NOT NULL,
+                expires_at      timestamptz NOT NULL,
+                source          text        NOT NULL,
+                created_at      timestamptz NOT NULL,
+                ended_at        timestamptz)",
         ]
     }
 
     fn create_indexes(&self) -> &'static [&'static str] {
-        &["CREATE INDEX api_keys_by_owner ON api_keys (owner_id)"]
+        &[
+            "CREATE INDEX api_keys_by_owner ON api_keys (owner_id)",
+            "CREATE INDEX sessions_by_user ON sessions (user_id)",
+        ]
     }
 
     /// User and API key events come to Rust; logins, by far the most, are tallied in SQL.
     fn stream_types(&self) -> Option<&'static [&'static str]> {
-        Some(&[UserEvent::STREAM_TYPE, ApiKeyEvent::STREAM_TYPE])
+        Some(&[UserEvent::STREAM_TYPE, ApiKeyEvent::STREAM_TYPE, SessionEvent::STREAM_TYPE])
     }
 
     fn apply<'a>(&'a self, conn: &'a mut PgConnection, batch: &'a Batch<'a>) -> BoxFuture<'a, Result<(), ApplyError>> {
@@ -72,6 +85,7 @@ async fn apply(conn: &mut PgConnection, batch: &Batch<'_>) -> Result<(), ApplyEr
         match e.stream_type.as_str() {
             UserEvent::STREAM_TYPE => apply_user(conn, e).await?,
             ApiKeyEvent::STREAM_TYPE => apply_api_key(conn, e).await?,
+            SessionEvent::STREAM_TYPE => apply_session(conn, e).await?,
             _ => {}
         }
     }
@@ -104,23 +118,26 @@ async fn apply_user(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), Ap
         .ok_or_else(|| ApplyError::Poison { event_id: e.event_id, reason: "malformed user stream id".into() })?;
     let query = match e.decode::<UserEvent>()? {
         UserEvent::UserCreated { user_id, username, role, password_hash } => sqlx::query(
-            "INSERT INTO users (id, username, role, password_hash, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $5, $6) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO users (id, username, role, password_hash, password_secret, created_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7) ON CONFLICT (id) DO NOTHING",
         )
         .bind(user_id)
         .bind(username.as_str().to_owned())
         .bind(role.as_str())
-        .bind(serde_json::to_value(password_hash).expect("secret refs serialize")),
+        .bind(serde_json::to_value(&password_hash).expect("secret refs serialize"))
+        .bind(password_hash.secret_id),
         UserEvent::UserRoleChanged { role, .. } => {
             sqlx::query("UPDATE users SET role = $2, updated_at = $3, version = $4 WHERE id = $1 AND version < $4")
                 .bind(user_id)
                 .bind(role.as_str())
         }
         UserEvent::UserPasswordChanged { password_hash } => sqlx::query(
-            "UPDATE users SET password_hash = $2, updated_at = $3, version = $4 WHERE id = $1 AND version < $4",
+            "UPDATE users SET password_hash = $2, password_secret = $3, updated_at = $4, version = $5 \
+             WHERE id = $1 AND version < $5",
         )
         .bind(user_id)
-        .bind(serde_json::to_value(password_hash).expect("secret refs serialize")),
+        .bind(serde_json::to_value(&password_hash).expect("secret refs serialize"))
+        .bind(password_hash.secret_id),
         UserEvent::UserDisabled { .. } => sqlx::query(
             "UPDATE users SET disabled = true, updated_at = $2, version = $3 WHERE id = $1 AND version < $3",
         )
@@ -151,6 +168,35 @@ async fn apply_api_key(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(),
             let key_id = e.stream_id.strip_prefix("api_key-").and_then(|id| id.parse::<Uuid>().ok());
             sqlx::query("UPDATE api_keys SET revoked_at = coalesce(revoked_at, $2) WHERE id = $1")
                 .bind(key_id)
+                .bind(e.recorded_at)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_session(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), ApplyError> {
+    match e.decode::<SessionEvent>()? {
+        SessionEvent::SessionStarted { session_id, user_id, token_sha256, password_secret, expires_at, source } => {
+            sqlx::query(
+                "INSERT INTO sessions (id, user_id, token_sha256, password_secret, expires_at, source, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(session_id)
+            .bind(user_id)
+            .bind(token_sha256)
+            .bind(password_secret)
+            .bind(expires_at)
+            .bind(source)
+            .bind(e.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        SessionEvent::SessionEnded { .. } => {
+            let session_id = e.stream_id.strip_prefix("session-").and_then(|id| id.parse::<Uuid>().ok());
+            sqlx::query("UPDATE sessions SET ended_at = coalesce(ended_at, $2) WHERE id = $1")
+                .bind(session_id)
                 .bind(e.recorded_at)
                 .execute(&mut *conn)
                 .await?;
@@ -205,4 +251,99 @@ pub async fn users(pool: &PgPool, after: Option<&str>, limit: i64) -> Result<Vec
     .fetch_all(pool)
     .await?;
     rows.iter().map(user_from_row).collect()
+}
+
+pub async fn user_by_id(pool: &PgPool, id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1")))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+/// Whose a live bearer token is. `role` is what the token grants: the user's role for a session,
+/// and for an API key the lower of the key's role and its owner's current role.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenOwner {
+    pub user_id: Uuid,
+    pub username: String,
+    /// The session's user's role, or the API key's own role.
+    pub role: String,
+    /// The user's role.
+    pub user_role: String,
+    /// The session's or the API key's id.
+    pub credential_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+fn token_owner(r: &sqlx::postgres::PgRow) -> TokenOwner {
+    TokenOwner {
+        user_id: r.get(0),
+        username: r.get(1),
+        role: r.get(2),
+        user_role: r.get(3),
+        credential_id: r.get(4),
+        created_at: r.get(5),
+        last_login_at: r.get(6),
+    }
+}
+
+/// The owner of a session token's hash, if the session is open, unexpired, opened with the user's
+/// current password, and the user is not disabled.
+pub async fn session_owner(pool: &PgPool, token_sha256: &str) -> Result<Option<TokenOwner>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT u.id, u.username, u.role, u.role, s.id, u.created_at, u.last_login_at \
+         FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_sha256 = $1 AND s.ended_at IS NULL AND s.expires_at > now() \
+           AND NOT u.disabled AND u.password_secret = s.password_secret",
+    )
+    .bind(token_sha256)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.as_ref().map(token_owner))
+}
+
+/// The owner of an API key's hash, if the key is neither revoked nor expired and its owner is not
+/// disabled. `role` is the key's role; the caller caps it at the owner's (`user_role`).
+pub async fn api_key_owner(pool: &PgPool, token_sha256: &str) -> Result<Option<TokenOwner>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT u.id, u.username, k.role, u.role, k.id, u.created_at, u.last_login_at \
+         FROM api_keys k JOIN users u ON u.id = k.owner_id \
+         WHERE k.token_sha256 = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) \
+           AND NOT u.disabled",
+    )
+    .bind(token_sha256)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.as_ref().map(token_owner))
+}
+
+/// An API key as the read model holds it (never its token).
+#[derive(Clone, Debug)]
+pub struct ApiKeyRow {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub async fn api_key_by_id(pool: &PgPool, id: Uuid) -> Result<Option<ApiKeyRow>, sqlx::Error> {
+    let row =
+        sqlx::query("SELECT id, owner_id, name, role, expires_at, created_at, revoked_at FROM api_keys WHERE id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|r| ApiKeyRow {
+        id: r.get(0),
+        owner_id: r.get(1),
+        name: r.get(2),
+        role: r.get(3),
+        expires_at: r.get(4),
+        created_at: r.get(5),
+        revoked_at: r.get(6),
+    }))
 }

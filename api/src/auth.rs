@@ -1,0 +1,169 @@
+//! Who is asking: bearer tokens (sessions and API keys) resolved to a principal, and the login
+//! throttle that limits password guessing per username and per source address.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use unity_commands::identity::{token_sha256, TokenKind};
+use unity_domain::identity::Role;
+use unity_projections::users::{api_key_owner, session_owner, TokenOwner};
+use uuid::Uuid;
+
+use crate::errors::{ApiError, Code};
+
+/// The caller of one request, resolved from its token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub username: String,
+    /// What this credential may do: the user's role for a session; for an API key, the lower of
+    /// the key's role and its owner's current role.
+    pub role: Role,
+    /// The user's own role.
+    pub user_role: Role,
+    pub credential: Credential,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_login_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    Session(Uuid),
+    ApiKey(Uuid),
+}
+
+/// Resolves `Authorization: Bearer <token>` (or a bare token) to a principal. No token is not an
+/// error (some fields are public); a token that is unknown, expired, revoked, or whose user is
+/// disabled is UNAUTHENTICATED.
+pub async fn authenticate(pool: &sqlx::PgPool, header: Option<&str>) -> Result<Option<Principal>, ApiError> {
+    let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
+        return Ok(None);
+    };
+    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).unwrap_or(header).trim();
+    let invalid = || ApiError::new(Code::Unauthenticated, "the token is invalid, expired or revoked");
+    let hash = token_sha256(token);
+    let (owner, credential) = match TokenKind::of(token) {
+        Some(TokenKind::Session) => {
+            let owner = session_owner(pool, &hash).await?.ok_or_else(invalid)?;
+            let id = owner.credential_id;
+            (owner, Credential::Session(id))
+        }
+        Some(TokenKind::ApiKey) => {
+            let owner = api_key_owner(pool, &hash).await?.ok_or_else(invalid)?;
+            let id = owner.credential_id;
+            (owner, Credential::ApiKey(id))
+        }
+        None => return Err(invalid()),
+    };
+    let user_role = parse_role(&owner.user_role)?;
+    let TokenOwner { user_id, username, role, created_at, last_login_at, .. } = owner;
+    let role = parse_role(&role)?.min(user_role);
+    Ok(Some(Principal { user_id, username, role, user_role, credential, created_at, last_login_at }))
+}
+
+pub fn parse_role(stored: &str) -> Result<Role, ApiError> {
+    stored.parse().map_err(|e: String| ApiError::internal("stored role", &e))
+}
+
+/// Limits on failed logins. A username is locked after `per_username` failures within `window`;
+/// an address after `per_source`. The lock lifts as the oldest failure in the window ages out;
+/// a successful login clears the username's failures (not the address's).
+#[derive(Clone, Copy, Debug)]
+pub struct ThrottleConfig {
+    pub per_username: usize,
+    pub per_source: usize,
+    pub window: Duration,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> ThrottleConfig {
+        ThrottleConfig { per_username: 5, per_source: 20, window: Duration::from_secs(15 * 60) }
+    }
+}
+
+/// Failed logins in the recent window, per username and per source, kept in this process.
+pub struct LoginThrottle {
+    config: ThrottleConfig,
+    failures: Mutex<Failures>,
+}
+
+#[derive(Default)]
+struct Failures {
+    by_username: HashMap<String, Window>,
+    by_source: HashMap<String, Window>,
+}
+
+#[derive(Default)]
+struct Window {
+    at: VecDeque<Instant>,
+    /// Whether the refusal for this lock has been recorded as an event already (one per lock,
+    /// so a flood of refused attempts cannot flood the log).
+    refusal_recorded: bool,
+}
+
+/// Why a login is refused before its password is even checked.
+pub struct Throttled {
+    pub retry_after: Duration,
+    /// True for the first refusal of this lock: record it as an event.
+    pub first_refusal: bool,
+}
+
+impl LoginThrottle {
+    pub fn new(config: ThrottleConfig) -> LoginThrottle {
+        LoginThrottle { config, failures: Mutex::default() }
+    }
+
+    pub fn config(&self) -> ThrottleConfig {
+        self.config
+    }
+
+    pub fn check(&self, username: &str, source: &str) -> Result<(), Throttled> {
+        let now = Instant::now();
+        let window = self.config.window;
+        let mut guard = self.failures.lock().expect("throttle lock");
+        let failures = &mut *guard;
+        let mut verdict = Ok(());
+        for (map, key, limit) in [
+            (&mut failures.by_username, username, self.config.per_username),
+            (&mut failures.by_source, source, self.config.per_source),
+        ] {
+            let Some(entry) = map.get_mut(key) else { continue };
+            while entry.at.front().is_some_and(|t| now.duration_since(*t) >= window) {
+                entry.at.pop_front();
+            }
+            if entry.at.len() < limit {
+                entry.refusal_recorded = false;
+                continue;
+            }
+            let oldest = *entry.at.front().expect("a full window has entries");
+            let retry_after = window.saturating_sub(now.duration_since(oldest));
+            let first_refusal = !std::mem::replace(&mut entry.refusal_recorded, true);
+            if verdict.is_ok() {
+                verdict = Err(Throttled { retry_after, first_refusal });
+            }
+        }
+        verdict
+    }
+
+    pub fn record_failure(&self, username: &str, source: &str) {
+        let now = Instant::now();
+        let mut guard = self.failures.lock().expect("throttle lock");
+        let failures = &mut *guard;
+        let window = self.config.window;
+        for map in [&mut failures.by_username, &mut failures.by_source] {
+            // Bounded memory under a spray of usernames: forget windows that have run out.
+            if map.len() > 100_000 {
+                map.retain(|_, w| w.at.back().is_some_and(|t| now.duration_since(*t) < window));
+            }
+        }
+        failures.by_username.entry(username.to_owned()).or_default().at.push_back(now);
+        failures.by_source.entry(source.to_owned()).or_default().at.push_back(now);
+    }
+
+    pub fn record_success(&self, username: &str) {
+        self.failures.lock().expect("throttle lock").by_username.remove(username);
+    }
+}

@@ -1,0 +1,147 @@
+//! /metrics: request counts and latencies, events appended, projections' positions and lag, the
+//! relay's lag, in the Prometheus (OpenMetrics) text format. Request metrics are counted as
+//! requests finish; the rest is read at scrape time.
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use unity_commands::store::Cursor;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProjectionLabels {
+    pub projection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RouteLabels, Histogram>,
+    pub graphql_operations: Family<OperationLabels, Counter>,
+    pub rejected_documents: Counter,
+    pub login_failures: Counter,
+    pub subscriptions: Gauge,
+    pub events_appended: Counter,
+    pub head_position: Gauge,
+    pub projection_position: Family<ProjectionLabels, Gauge>,
+    pub projection_lag: Family<ProjectionLabels, Gauge>,
+    pub projection_stopped: Family<ProjectionLabels, Gauge>,
+    pub relay_lag: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        let mut registry = Registry::with_prefix("unity");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests served, by route and status", requests.clone());
+        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+        });
+        registry.register("http_request_duration_seconds", "HTTP request latency", request_seconds.clone());
+        let graphql_operations = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "graphql_operations",
+            "GraphQL operations executed, by kind (query, mutation, subscription)",
+            graphql_operations.clone(),
+        );
+        let rejected_documents = Counter::default();
+        registry.register(
+            "graphql_rejected_requests",
+            "Requests refused before execution: too large, malformed, too deep or too complex",
+            rejected_documents.clone(),
+        );
+        let login_failures = Counter::default();
+        registry.register("login_failures", "Failed or refused logins", login_failures.clone());
+        let subscriptions = Gauge::default();
+        registry.register("graphql_subscriptions_active", "Open GraphQL subscriptions", subscriptions.clone());
+        let events_appended = Counter::default();
+        registry.register("events_appended", "Events this process appended", events_appended.clone());
+        let head_position = Gauge::default();
+        registry.register(
+            "event_store_head_position",
+            "Global position of the newest committed event",
+            head_position.clone(),
+        );
+        let projection_position = Family::<ProjectionLabels, Gauge>::default();
+        registry.register(
+            "projection_position",
+            "Global position each projection has applied",
+            projection_position.clone(),
+        );
+        let projection_lag = Family::<ProjectionLabels, Gauge>::default();
+        registry.register(
+            "projection_lag_events",
+            "Committed events each projection has yet to apply",
+            projection_lag.clone(),
+        );
+        let projection_stopped = Family::<ProjectionLabels, Gauge>::default();
+        registry.register(
+            "projection_stopped",
+            "1 when a projection stopped on an event it cannot apply",
+            projection_stopped.clone(),
+        );
+        let relay_lag = Gauge::default();
+        registry.register("relay_lag_events", "Committed events not yet published to NATS", relay_lag.clone());
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            graphql_operations,
+            rejected_documents,
+            login_failures,
+            subscriptions,
+            events_appended,
+            head_position,
+            projection_position,
+            projection_lag,
+            projection_stopped,
+            relay_lag,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests.get_or_create(&RequestLabels { method: method.into(), route: route.into(), status }).inc();
+        self.request_seconds.get_or_create(&RouteLabels { route: route.into() }).observe(seconds);
+    }
+
+    /// Brings the process-wide counter of appended events up to the store's own count.
+    pub fn set_events_appended(&self, total: u64) {
+        let seen = self.events_appended.get();
+        if total > seen {
+            self.events_appended.inc_by(total - seen);
+        }
+    }
+
+    pub fn set_projection(&self, name: &str, position: Cursor, lag: i64, stopped: bool) {
+        let labels = ProjectionLabels { projection: name.into() };
+        self.projection_position.get_or_create(&labels).set(position.global_position);
+        self.projection_lag.get_or_create(&labels).set(lag);
+        self.projection_stopped.get_or_create(&labels).set(i64::from(stopped));
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
