@@ -149,8 +149,10 @@ impl App {
         };
         let metadata = EventMetadata::new(Actor::system("first-run"), "serve");
         match identity.create_user("admin", &password, UserRole::Admin, &metadata).await {
-            Ok(_) => {
+            Ok((_, appended)) => {
                 tracing::info!("Created the first user, 'admin'.");
+                // So that a login the moment the API answers finds the user.
+                self.engine().wait_for(appended.last, Duration::from_secs(10)).await?;
                 Ok(generated.then_some(password))
             }
             // Another process got there first.
