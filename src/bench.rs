@@ -27,6 +27,8 @@ use uuid::Uuid;
 
 use crate::{app::one_line, config::Settings};
 
+mod e2e;
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Append throughput and commit latency (recreates the bench database unless --keep).
@@ -50,6 +52,20 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The API end to end: `me` queries/s at full speed and latency at a fixed rate, then
+    /// mutation-to-subscription delivery (fresh `<database>_bench_e2e` database).
+    E2e {
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 1_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 500)]
+        deliveries: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Append-to-visible latency at a JetStream consumer, at a fixed rate of one-event commits.
     Nats {
         #[arg(long, default_value_t = 1_000)]
@@ -70,7 +86,7 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
             if streams < writers {
                 bail!("--streams ({streams}) must be at least --writers ({writers}): each writer owns its streams");
             }
-            let pool = bench_database(&settings, !keep).await?;
+            let pool = bench_database(&settings, !keep, "").await?.0;
             let result = append(&pool, events, streams, writers, batch).await?;
             print(&result, json, |r| {
                 format!(
@@ -82,7 +98,7 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
             });
         }
         BenchCommand::Replay { json } => {
-            let pool = bench_database(&settings, false).await?;
+            let pool = bench_database(&settings, false, "").await?.0;
             let store = EventStore::new(pool.clone(), Wakeup::default());
             let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
             if total == 0 {
@@ -110,12 +126,27 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                 )
             });
         }
+        BenchCommand::E2e { seconds, rate, concurrency, deliveries, json } => {
+            if seconds == 0 || rate == 0 || concurrency == 0 || deliveries == 0 {
+                bail!("--seconds, --rate, --concurrency and --deliveries must all be at least 1");
+            }
+            let result = e2e::e2e(&settings, seconds, rate, concurrency, deliveries).await?;
+            print(&result, json, |r| {
+                let ms = |v: &serde_json::Value, p: &str| v["latency_ms"][p].as_f64().unwrap_or(0.0);
+                format!(
+                    "e2e: me {:.0} queries/s ({} clients, {} failed); at {}/s p50 {:.2} ms, p99 {:.2} ms; mutation to subscription p50 {:.2} ms, p99 {:.2} ms",
+                    r["me_queries"]["per_second"].as_f64().unwrap_or(0.0), r["me_queries"]["concurrency"], r["me_queries"]["failed"],
+                    r["me_at_fixed_rate"]["rate"], ms(&r["me_at_fixed_rate"], "p50"), ms(&r["me_at_fixed_rate"], "p99"),
+                    ms(&r["mutation_to_subscription"], "p50"), ms(&r["mutation_to_subscription"], "p99"),
+                )
+            });
+        }
         BenchCommand::Nats { rate, seconds, json } => {
             if rate == 0 || seconds == 0 {
                 bail!("--rate and --seconds must be at least 1");
             }
             let url = settings.nats_url.clone().ok_or_else(|| anyhow!("set NATS_URL to the nats-server to measure"))?;
-            let pool = bench_database(&settings, false).await?;
+            let pool = bench_database(&settings, false, "").await?.0;
             let result = nats(pool, &url, rate, seconds).await?;
             print(&result, json, |r| {
                 format!(
@@ -138,8 +169,8 @@ fn print(result: &serde_json::Value, json: bool, text: impl Fn(&serde_json::Valu
 }
 
 /// The bench database beside the configured one, migrated; recreated empty when `fresh`.
-async fn bench_database(settings: &Settings, fresh: bool) -> Result<PgPool> {
-    let name = format!("{}_bench", settings.database.get_database().unwrap_or("unity"));
+async fn bench_database(settings: &Settings, fresh: bool, suffix: &str) -> Result<(PgPool, String)> {
+    let name = format!("{}_bench{suffix}", settings.database.get_database().unwrap_or("unity"));
     let admin_options = settings.database.clone().database("postgres");
     let mut admin = admin_options
         .connect()
@@ -166,7 +197,7 @@ async fn bench_database(settings: &Settings, fresh: bool) -> Result<PgPool> {
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(30));
     let pool = PgPoolOptions::new().max_connections(40).connect_with(options).await?;
     MIGRATOR.run(&pool).await?;
-    Ok(pool)
+    Ok((pool, name))
 }
 
 fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {

@@ -14,11 +14,11 @@ use crate::{auth::parse_role, errors::ApiError, tail::LiveEvent};
 /// A 64-bit integer (log positions), sent as a string of decimal digits because GraphQL's `Int`
 /// has 32 bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLScalar)]
-#[graphql(name = "BigInt", to_output_with = Self::to_output, from_input_with = Self::from_input, parse_token(String))]
+#[graphql(name = "BigInt", to_output_with = Self::decimal, from_input_with = Self::from_input, parse_token(String))]
 pub struct BigInt(pub i64);
 
 impl BigInt {
-    fn to_output(&self) -> String {
+    fn decimal(&self) -> String {
         self.0.to_string()
     }
 
