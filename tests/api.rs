@@ -10,7 +10,7 @@ use unity::{
     app::{App, Role},
     config::Settings,
 };
-use unity_commands::testing::TestDb;
+use unity_commands::testing::{NatsServer, TestDb};
 
 const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
@@ -20,6 +20,7 @@ struct TestApp {
     db: TestDb,
     client: awc::Client,
     _stop: watch::Sender<bool>,
+    _nats: NatsServer,
 }
 
 async fn spawn_app() -> TestApp {
@@ -27,10 +28,11 @@ async fn spawn_app() -> TestApp {
 }
 
 async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
-    let db = TestDb::new().await;
+    let (db, nats) = (TestDb::new().await, NatsServer::start().await);
     let key = crate::key_file();
     let mut vars: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), db.url.clone()),
+        ("NATS_URL".into(), nats.url()),
         ("UNITY_MASTER_KEY_FILE".into(), key.display().to_string()),
         ("UNITY_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
     ];
@@ -43,7 +45,7 @@ async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let (stop, stopped) = watch::channel(false);
     actix_rt::spawn(async move { app.serve(&[Role::All], Some(listener), stopped).await.unwrap() });
     let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
-    let test_app = TestApp { address, db, client, _stop: stop };
+    let test_app = TestApp { address, db, client, _stop: stop, _nats: nats };
     for _ in 0..300 {
         if test_app.client.get(test_app.url("/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
             return test_app;
@@ -685,6 +687,7 @@ async fn oversized_deep_and_malformed_requests_are_refused_and_the_server_keeps_
         "unity_projection_position{projection=\"users\"}",
         "unity_projection_lag_events{projection=\"audit_log\"}",
         "unity_graphql_rejected_requests_total",
+        "unity_relay_lag_events",
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}:\n{metrics}");
     }
