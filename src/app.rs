@@ -140,12 +140,7 @@ impl App {
         }
         let (password, generated) = match &self.settings.admin_password {
             Some(p) => (p.clone(), false),
-            None => (
-                unity_commands::identity::new_token(unity_commands::identity::TokenKind::Session)
-                    [unity_commands::identity::TokenKind::Session.prefix().len()..][..24]
-                    .to_owned(),
-                true,
-            ),
+            None => (crate::cli::generate_password(), true),
         };
         let metadata = EventMetadata::new(Actor::system("first-run"), "serve");
         match identity.create_user("admin", &password, UserRole::Admin, &metadata).await {

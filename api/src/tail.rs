@@ -43,13 +43,9 @@ impl LiveEvent {
             actor_id: text("id"),
             actor_name: text("name"),
             payload: redact(&e.payload),
-            hash: hex_lower(&e.hash),
+            hash: hex::encode(&e.hash),
         }
     }
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Removes the ciphertext of every sealed secret (an object of exactly `secret_id` and
