@@ -1,1 +1,6 @@
-//! Adapters that reach outside (SSH, container runtimes, registries, ACME, notifications). Filled by the credentials, monitoring and container issues.
+//! Adapters that reach outside. So far: SSH (russh) and the reactor that carries out what the
+//! credentials domain asks of servers. Container runtimes, registries, ACME and notifications
+//! follow with their issues.
+
+pub mod reactor;
+pub mod ssh;

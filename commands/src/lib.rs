@@ -2,10 +2,12 @@
 //! the relay that broadcasts the log over NATS JetStream.
 
 pub mod canonical;
+pub mod credentials;
 pub mod handler;
 pub mod identity;
 pub mod integrity;
 pub mod relay;
+pub mod ssh_keys;
 pub mod store;
 pub mod vault;
 pub mod wakeup;

@@ -4,10 +4,13 @@
 //! reading) reaches a decider through its command, so every decision is a pure function that
 //! the given/when/then tests in each module exercise without a database.
 
+pub mod credentials;
 pub mod decider;
 pub mod event;
 pub mod identity;
+pub mod managed_block;
 pub mod schema;
+pub mod servers;
 
 pub use decider::Decider;
 pub use event::{Actor, DomainEvent, EventMetadata, SecretRef, StreamId};

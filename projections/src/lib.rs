@@ -1,6 +1,7 @@
 //! Unity's read side: the projection engine and the read models it maintains.
 
 pub mod audit;
+pub mod credentials;
 pub mod engine;
 pub mod users;
 
@@ -13,5 +14,9 @@ pub use engine::{ApplyError, Projection, ProjectionEngine, ProjectionStatus};
 
 /// Every projection this build knows, by name.
 pub fn all_projections() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(audit::AuditLogProjection), Arc::new(users::UsersProjection)]
+    vec![
+        Arc::new(audit::AuditLogProjection),
+        Arc::new(users::UsersProjection),
+        Arc::new(credentials::CredentialsProjection),
+    ]
 }

@@ -1,0 +1,327 @@
+//! The SSH reactor: carries out the requests recorded on `server` streams (connection tests,
+//! key installs and removals, drift checks) and records each outcome beside its request.
+//!
+//! It reads the log in store order from its own checkpoint, like a projection, and holds an
+//! advisory lock so that only one Unity process acts on servers at a time. A request is acted on
+//! only while the server's state says it is pending, so a restart after a crash (outcome
+//! recorded, checkpoint not yet moved) skips it instead of doing it twice; every action is
+//! idempotent besides, so a crash before the outcome is recorded repeats it harmlessly.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use futures::StreamExt;
+use sqlx::PgConnection;
+use tokio::sync::watch;
+use unity_commands::{
+    credentials::{CredentialCommands, CredentialsError},
+    store::{range_end_after, read_range, Cursor, StoreError},
+    wakeup::Backoff,
+};
+use unity_domain::{
+    credentials::CredentialKind,
+    servers::{drift, FileDrift, ManagedFile, Outcome, ServerAuth, ServerCommand, ServerData, ServerEvent, ServerRequest, ServerState, SystemInfo},
+    Actor, DomainEvent, EventMetadata, StreamId,
+};
+use uuid::Uuid;
+
+use crate::ssh::{self, SshAuth, SshConfig, SshError, SshSession, SshTarget};
+
+pub const CHECKPOINT: &str = "reactor:ssh";
+const BATCH: i64 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReactorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("this process does not hold the SSH reactor's lease")]
+    NotLeader,
+}
+
+impl From<sqlx::Error> for ReactorError {
+    fn from(e: sqlx::Error) -> ReactorError {
+        ReactorError::Store(e.into())
+    }
+}
+
+/// Records key use from Unity's own sessions: the first use after start-up at once, later ones
+/// at most once an hour per key, so `lastUsedAt` is fresh without an event per command.
+#[derive(Clone, Default)]
+pub struct KeyUsage {
+    inner: Arc<Mutex<HashMap<Uuid, (Option<Instant>, u64)>>>,
+}
+
+const USAGE_FLUSH: Duration = Duration::from_secs(3600);
+
+impl KeyUsage {
+    /// Counts a session; returns the sessions to record if it is time to record them.
+    fn used(&self, key_id: Uuid) -> Option<u64> {
+        let mut map = self.inner.lock().expect("not poisoned");
+        let (last, sessions) = map.entry(key_id).or_insert((None, 0));
+        *sessions += 1;
+        if last.is_none_or(|t| t.elapsed() >= USAGE_FLUSH) {
+            *last = Some(Instant::now());
+            Some(std::mem::take(sessions))
+        } else {
+            None
+        }
+    }
+}
+
+pub struct SshReactor {
+    commands: CredentialCommands,
+    config: SshConfig,
+    concurrency: usize,
+    usage: KeyUsage,
+    lease: Option<PgConnection>,
+}
+
+impl SshReactor {
+    pub fn new(commands: CredentialCommands, config: SshConfig, concurrency: usize) -> SshReactor {
+        SshReactor { commands, config, concurrency: concurrency.max(1), usage: KeyUsage::default(), lease: None }
+    }
+
+    fn metadata() -> EventMetadata {
+        EventMetadata::new(Actor::system("ssh-reactor"), "reactor:ssh")
+    }
+
+    async fn acquire_lease(&mut self) -> Result<bool, ReactorError> {
+        if self.lease.is_some() {
+            return Ok(true);
+        }
+        let mut conn = self.commands.store().pool().acquire().await?.detach();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(CHECKPOINT)
+            .fetch_one(&mut conn)
+            .await?;
+        if got {
+            self.lease = Some(conn);
+        }
+        Ok(got)
+    }
+
+    pub async fn checkpoint(&self) -> Result<Cursor, ReactorError> {
+        let row = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")
+            .bind(CHECKPOINT)
+            .fetch_optional(self.commands.store().pool())
+            .await?;
+        Ok(row.map(|r| Cursor::from_leading_columns(&r)).unwrap_or_default())
+    }
+
+    /// Handles the requests in the next batch of the log. Returns how many events it passed
+    /// (0: nothing new, or another process holds the lease).
+    pub async fn run_once(&mut self) -> Result<usize, ReactorError> {
+        if !self.acquire_lease().await? {
+            return Ok(0);
+        }
+        let after = self.checkpoint().await?;
+        let (through, count, events) = {
+            let mut conn = self.commands.store().pool().acquire().await?;
+            let Some((through, count)) = range_end_after(&mut conn, after, BATCH).await? else {
+                return Ok(0);
+            };
+            let events = read_range(&mut conn, after, through, Some(&[ServerEvent::STREAM_TYPE])).await?;
+            (through, count, events)
+        };
+        let mut jobs = Vec::new();
+        for event in &events {
+            let Ok(decoded) = event.decode::<ServerEvent>() else {
+                tracing::warn!(event_id = %event.event_id, "Skipping a server event this build cannot read.");
+                continue;
+            };
+            if let Some((request_id, request)) = decoded.opened_request() {
+                let Ok(stream) = event.stream_id.parse::<StreamId>() else { continue };
+                let server_id = stream.id();
+                let mut metadata = Self::metadata();
+                metadata.causation_id = Some(event.event_id);
+                if let Some(correlation) = event.metadata.get("correlation_id").and_then(|v| v.as_str()) {
+                    metadata.correlation_id = correlation.parse().unwrap_or(metadata.correlation_id);
+                }
+                jobs.push((server_id, request_id, request, metadata));
+            }
+        }
+        let this = &*self;
+        futures::stream::iter(jobs)
+            .for_each_concurrent(this.concurrency, |(server_id, request_id, request, metadata)| async move {
+                if let Err(e) = this.handle(server_id, request_id, request, &metadata).await {
+                    tracing::warn!(%server_id, %request_id, error = %e, "Could not record an SSH request's outcome.");
+                }
+            })
+            .await;
+        self.commit(through).await?;
+        Ok(count as usize)
+    }
+
+    async fn commit(&mut self, cursor: Cursor) -> Result<(), ReactorError> {
+        let lease = self.lease.as_mut().ok_or(ReactorError::NotLeader)?;
+        let result = sqlx::query(
+            "INSERT INTO checkpoints (name, transaction_id, global_position, updated_at) VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (name) DO UPDATE SET transaction_id = $2, global_position = $3, updated_at = now(), \
+             events_handled = checkpoints.events_handled + 1",
+        )
+        .bind(CHECKPOINT)
+        .bind(cursor.transaction_id)
+        .bind(cursor.global_position)
+        .execute(&mut *lease)
+        .await;
+        if let Err(e) = result {
+            self.lease = None;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        server_id: Uuid,
+        request_id: Uuid,
+        request: ServerRequest,
+        metadata: &EventMetadata,
+    ) -> Result<(), CredentialsError> {
+        let ServerState::Active(server) = self.commands.server(server_id).await? else {
+            return Ok(());
+        };
+        if !server.pending.contains_key(&request_id) {
+            return Ok(()); // done before a restart
+        }
+        let outcome = match self.perform(&server, &request, metadata).await {
+            Ok(outcome) => outcome,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        if let Outcome::Failed(error) = &outcome {
+            tracing::info!(%server_id, request = request.kind(), %error, "SSH request failed.");
+        }
+        self.commands.complete(server_id, request_id, outcome, metadata).await?;
+        Ok(())
+    }
+
+    async fn login(&self, server: &ServerData) -> Result<SshAuth, CredentialsError> {
+        Ok(match server.spec.authentication {
+            ServerAuth::SshKey { key_id } => SshAuth::Key(self.commands.private_key_for_login(key_id).await?),
+            ServerAuth::Credential { credential_id } => match self.commands.credential_for_login(credential_id).await? {
+                (CredentialKind::PrivateKey, pem) => {
+                    SshAuth::Key(unity_commands::ssh_keys::parse_private(&pem, None)?)
+                }
+                (_, password) => SshAuth::Password(password),
+            },
+        })
+    }
+
+    /// Opens a session to the server, recording a first-use pin or a host key mismatch.
+    pub async fn open(&self, server: &ServerData, metadata: &EventMetadata) -> Result<SshSession, RequestError> {
+        let target = SshTarget {
+            address: server.spec.address.clone(),
+            port: server.spec.port,
+            username: server.spec.username.clone(),
+            auth: self.login(server).await?,
+            host_key: server.host_key.clone(),
+        };
+        let attempt = ssh::connect(&target, &self.config).await;
+        if let Some(presented) = attempt.presented_host_key {
+            self.commands
+                .server_command(server.server_id, ServerCommand::ObserveHostKey { presented }, metadata)
+                .await?;
+        }
+        let session = attempt.result?;
+        if let ServerAuth::SshKey { key_id } = server.spec.authentication {
+            if let Some(sessions) = self.usage.used(key_id) {
+                self.commands.record_key_use(key_id, Utc::now(), sessions, metadata).await?;
+            }
+        }
+        Ok(session)
+    }
+
+    async fn perform(
+        &self,
+        server: &ServerData,
+        request: &ServerRequest,
+        metadata: &EventMetadata,
+    ) -> Result<Outcome, RequestError> {
+        let session = self.open(server, metadata).await?;
+        let outcome = perform_on(&session, server, request).await;
+        session.close().await;
+        Ok(outcome?)
+    }
+
+    /// Runs until `shutdown` turns true, woken by appends and polling every `poll` besides.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, poll: Duration) {
+        let mut wakeups = self.commands.store().wakeup().subscribe();
+        let mut backoff = Backoff::default();
+        while !*shutdown.borrow() {
+            let pause = match self.run_once().await {
+                Ok(n) if n > 0 => {
+                    backoff.reset();
+                    continue;
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "The SSH reactor failed a batch; retrying.");
+                    self.lease = None;
+                    Some(backoff.next_pause())
+                }
+            };
+            wakeups.idle(&mut shutdown, pause, poll).await;
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Ssh(#[from] SshError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+}
+
+/// Where a managed file is, and the mode and owner a new one gets.
+async fn locate(session: &SshSession, server: &ServerData, file: &ManagedFile) -> Result<(String, &'static str, Option<String>), SshError> {
+    Ok(match file {
+        ManagedFile::AuthorizedKeys { user } => {
+            (ssh::authorized_keys_path(session, &server.spec.authorized_keys_file, user).await?, "600", Some(user.clone()))
+        }
+        ManagedFile::TrustedUserCaKeys { path } => (path.clone(), "644", None),
+    })
+}
+
+async fn perform_on(session: &SshSession, server: &ServerData, request: &ServerRequest) -> Result<Outcome, SshError> {
+    match request {
+        ServerRequest::TestConnection => {
+            let started = Instant::now();
+            session.run("true", None).await?;
+            let rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let (os, kernel, hostname) = ssh::system_info(session).await?;
+            Ok(Outcome::Tested(SystemInfo { os, kernel, hostname, rtt_ms }))
+        }
+        ServerRequest::Install { file, entry, .. } => {
+            let (path, mode, owner) = locate(session, server, file).await?;
+            ssh::edit_managed_block(session, &path, mode, owner.as_deref(), |text| text.with_key(&entry.public_key)).await?;
+            Ok(Outcome::Done)
+        }
+        ServerRequest::Remove { file, entry } => {
+            let (path, mode, owner) = locate(session, server, file).await?;
+            ssh::edit_managed_block(session, &path, mode, owner.as_deref(), |text| text.without_key(&entry.public_key))
+                .await?;
+            Ok(Outcome::Done)
+        }
+        ServerRequest::Check => {
+            let mut files = server.managed_files();
+            let login = ManagedFile::AuthorizedKeys { user: server.spec.username.clone() };
+            if !files.contains(&login) {
+                files.push(login);
+            }
+            let mut drifts: Vec<FileDrift> = Vec::new();
+            for file in files {
+                let (path, _, _) = locate(session, server, &file).await?;
+                let content = ssh::read_file(session, &path).await?.content;
+                let text = unity_domain::managed_block::ManagedText::parse(&content)?;
+                let installed: Vec<_> = server.installed_in(&file).collect();
+                drifts.extend(drift(&file, &installed, &text.block));
+            }
+            Ok(Outcome::Checked(drifts))
+        }
+    }
+}
