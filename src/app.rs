@@ -8,7 +8,12 @@ use sqlx::{postgres::PgPoolOptions, ConnectOptions, PgPool};
 use tokio::{sync::watch, task::JoinSet};
 use unity_api::{ApiConfig, ApiState};
 use unity_commands::identity::IdentityCommandError;
+use unity_collectors::{
+    reactor::SshReactor,
+    ssh::SshConfig,
+};
 use unity_commands::{
+    credentials::CredentialCommands,
     identity::IdentityCommands,
     integrity,
     relay::{NatsRelay, RelayConfig},
@@ -105,6 +110,10 @@ impl App {
 
     pub async fn identity(&self) -> Result<IdentityCommands> {
         Ok(IdentityCommands::new(self.store.clone(), self.vault().await?))
+    }
+
+    pub async fn credentials(&self) -> Result<CredentialCommands> {
+        Ok(CredentialCommands::new(self.store.clone(), self.vault().await?))
     }
 
     pub fn engine(&self) -> ProjectionEngine {
@@ -218,11 +227,16 @@ impl App {
                 println!("Unity created the user 'admin' with this one-time password: {password}");
                 println!("Sign in and change it (mutation changePassword); it will not be shown again.");
             }
-            let config = ApiConfig { session_lifetime: app.settings.session_lifetime, ..ApiConfig::default() };
+            let config = ApiConfig {
+                session_lifetime: app.settings.session_lifetime,
+                ssh_wait: app.settings.ssh_wait,
+                ..ApiConfig::default()
+            };
             let relay_checkpoint = nats.as_ref().map(|_| format!("nats-relay:{}", app.settings.nats_stream));
             let state = Arc::new(ApiState::new(
                 app.store.clone(),
                 identity,
+                app.credentials().await?,
                 app.engine(),
                 config,
                 nats.clone(),
@@ -238,7 +252,22 @@ impl App {
             });
         }
         if wants(Role::Collectors) {
-            tracing::info!("No collectors are configured in this build yet.");
+            let credentials = app.credentials().await?;
+            let ssh = SshConfig { connect_timeout: app.settings.ssh_connect_timeout, ..SshConfig::default() };
+            let reactor = SshReactor::new(credentials.clone(), ssh, app.settings.ssh_concurrency);
+            tasks.spawn(reactor.run(shutdown.clone(), Duration::from_secs(1)));
+            tasks.spawn(crate::schedule::check_keys_periodically(
+                credentials.clone(),
+                app.settings.key_check_interval,
+                shutdown.clone(),
+            ));
+            tasks.spawn(crate::schedule::report_unused_keys_periodically(
+                credentials,
+                app.settings.unused_keys_report_interval,
+                app.settings.unused_keys_days,
+                shutdown.clone(),
+            ));
+            tracing::info!(concurrency = app.settings.ssh_concurrency, "SSH reactor and key checks started.");
         }
         tracing::info!(roles = ?roles, "Unity is running.");
         while let Some(result) = tasks.join_next().await {

@@ -33,6 +33,16 @@ pub struct Settings {
     pub seal_interval: std::time::Duration,
     /// How long a login session lasts.
     pub session_lifetime: chrono::Duration,
+    /// SSH operations carried out at once by the collectors role.
+    pub ssh_concurrency: usize,
+    pub ssh_connect_timeout: std::time::Duration,
+    /// How long a mutation acting on servers waits for their outcomes.
+    pub ssh_wait: std::time::Duration,
+    /// How often every server's managed key blocks are read back for drift.
+    pub key_check_interval: std::time::Duration,
+    /// How often the unused-keys report is made, and after how many days a key counts as unused.
+    pub unused_keys_report_interval: std::time::Duration,
+    pub unused_keys_days: u32,
 }
 
 /// The settings a TOML file may hold: each environment variable's name in lower case, without
@@ -48,6 +58,12 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("log_format", "UNITY_LOG_FORMAT"),
     ("seal_interval_secs", "UNITY_SEAL_INTERVAL_SECS"),
     ("session_ttl_secs", "UNITY_SESSION_TTL_SECS"),
+    ("ssh_concurrency", "UNITY_SSH_CONCURRENCY"),
+    ("ssh_connect_timeout_secs", "UNITY_SSH_CONNECT_TIMEOUT_SECS"),
+    ("ssh_wait_secs", "UNITY_SSH_WAIT_SECS"),
+    ("key_check_interval_secs", "UNITY_KEY_CHECK_INTERVAL_SECS"),
+    ("unused_keys_report_interval_secs", "UNITY_UNUSED_KEYS_REPORT_INTERVAL_SECS"),
+    ("unused_keys_days", "UNITY_UNUSED_KEYS_DAYS"),
 ];
 
 /// Reads an optional TOML settings file into environment-variable names and values.
@@ -127,6 +143,18 @@ impl Settings {
         };
         let seal_interval = seconds("UNITY_SEAL_INTERVAL_SECS", 10)?;
         let session_lifetime = seconds("UNITY_SESSION_TTL_SECS", 12 * 3600)?;
+        let ssh_concurrency = seconds("UNITY_SSH_CONCURRENCY", 16)?;
+        if ssh_concurrency > 1024 {
+            bail!("UNITY_SSH_CONCURRENCY '{ssh_concurrency}' is more than 1024");
+        }
+        let ssh_connect_timeout = seconds("UNITY_SSH_CONNECT_TIMEOUT_SECS", 10)?;
+        let ssh_wait = seconds("UNITY_SSH_WAIT_SECS", 30)?;
+        let key_check_interval = seconds("UNITY_KEY_CHECK_INTERVAL_SECS", 3600)?;
+        let unused_keys_report_interval = seconds("UNITY_UNUSED_KEYS_REPORT_INTERVAL_SECS", 7 * 24 * 3600)?;
+        let unused_keys_days = seconds("UNITY_UNUSED_KEYS_DAYS", 90)?;
+        if unused_keys_days > 3650 {
+            bail!("UNITY_UNUSED_KEYS_DAYS '{unused_keys_days}' is more than 3650");
+        }
         Ok(Settings {
             database,
             database_display,
@@ -139,6 +167,12 @@ impl Settings {
             log_format,
             seal_interval: std::time::Duration::from_secs(seal_interval),
             session_lifetime: chrono::Duration::seconds(session_lifetime as i64),
+            ssh_concurrency: ssh_concurrency as usize,
+            ssh_connect_timeout: std::time::Duration::from_secs(ssh_connect_timeout),
+            ssh_wait: std::time::Duration::from_secs(ssh_wait),
+            key_check_interval: std::time::Duration::from_secs(key_check_interval),
+            unused_keys_report_interval: std::time::Duration::from_secs(unused_keys_report_interval),
+            unused_keys_days: unused_keys_days as u32,
         })
     }
 }

@@ -5,4 +5,5 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod schedule;
 pub mod telemetry;

@@ -12,7 +12,7 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{middleware::from_fn, web, HttpServer};
 use tokio::sync::watch;
-use unity_commands::{identity::IdentityCommands, store::EventStore};
+use unity_commands::{credentials::CredentialCommands, identity::IdentityCommands, store::EventStore};
 use unity_projections::ProjectionEngine;
 
 pub use auth::ThrottleConfig;
@@ -51,6 +51,9 @@ pub struct ApiConfig {
     pub throttle: ThrottleConfig,
     /// HTTP worker threads (actix-web's own runtimes).
     pub workers: usize,
+    /// How long a mutation that acts on servers waits for their outcomes before answering
+    /// with what it has (the rest show as PENDING).
+    pub ssh_wait: Duration,
 }
 
 impl Default for ApiConfig {
@@ -61,6 +64,7 @@ impl Default for ApiConfig {
             limits: Limits::default(),
             throttle: ThrottleConfig::default(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ssh_wait: Duration::from_secs(30),
         }
     }
 }
@@ -69,6 +73,7 @@ impl Default for ApiConfig {
 pub struct ApiState {
     pub store: EventStore,
     pub identity: IdentityCommands,
+    pub credentials: CredentialCommands,
     /// Used for read-your-writes waits and status; the projections themselves run elsewhere
     /// (the projections role).
     pub engine: ProjectionEngine,
@@ -86,6 +91,7 @@ impl ApiState {
     pub fn new(
         store: EventStore,
         identity: IdentityCommands,
+        credentials: CredentialCommands,
         engine: ProjectionEngine,
         config: ApiConfig,
         nats: Option<async_nats::Client>,
@@ -98,6 +104,7 @@ impl ApiState {
             metrics: metrics::Metrics::default(),
             store,
             identity,
+            credentials,
             engine,
             config,
             nats,

@@ -291,6 +291,26 @@ impl CredentialCommands {
         Ok(appended)
     }
 
+    /// Records the scheduled report of unused keys.
+    pub async fn report_unused_keys(
+        &self,
+        unused_days: u32,
+        keys: Vec<unity_domain::credentials::UnusedKey>,
+        metadata: &EventMetadata,
+    ) -> Result<Appended> {
+        let event = unity_domain::credentials::SshKeyReportEvent::UnusedSshKeysReported { unused_days, keys };
+        Ok(self
+            .store
+            .append(vec![StreamAppend {
+                stream_id: stream_of::<unity_domain::credentials::SshKeyReportEvent>(
+                    unity_domain::credentials::SSH_KEY_REPORT_STREAM,
+                ),
+                expected: ExpectedVersion::Any,
+                events: vec![NewEvent::from_domain(&event, metadata)],
+            }])
+            .await?)
+    }
+
     // -- SSH certificate authorities ----------------------------------------------------------
 
     pub async fn create_ssh_ca(&self, name: &str, algorithm: KeyAlgorithm, metadata: &EventMetadata) -> Result<Created> {

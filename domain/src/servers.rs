@@ -537,6 +537,16 @@ impl Decider for Server {
                     }
                     (ServerRequest::Install { file, entry, replaces }, Outcome::Done) => {
                         let mut events = vec![E::KeyInstalled { request_id, file: file.clone(), entry: entry.clone() }];
+                        // A server that logs in with the rotated key switches to its
+                        // replacement once that is in the login user's authorized_keys, before
+                        // the old key is removed there.
+                        let login_file = ManagedFile::AuthorizedKeys { user: data.spec.username.clone() };
+                        let logs_in_with_old =
+                            replaces.is_some_and(|old| data.spec.authentication == ServerAuth::SshKey { key_id: old });
+                        if logs_in_with_old && *file == login_file && entry.kind == EntryKind::SshKey {
+                            let spec = ServerSpec { authentication: ServerAuth::SshKey { key_id: entry.id }, ..data.spec.clone() };
+                            events.push(E::ServerUpdated { spec });
+                        }
                         let old = replaces.and_then(|old| data.installed.get(&(file.clone(), old)));
                         if let Some(old) = old {
                             events.push(E::KeyRemovalRequested {

@@ -2,6 +2,7 @@
 //! needs as its first line; objects reachable from a root field hold nothing more sensitive than
 //! that field's role may read.
 
+pub mod credentials;
 pub mod types;
 
 use std::{pin::Pin, sync::Arc};
@@ -127,6 +128,103 @@ impl Query {
             .collect::<Result<Vec<_>, ApiError>>()?;
         let end_cursor = edges.last().map(|e| e.cursor.clone());
         Ok(UserConnection { edges, page_info: PageInfo { has_next_page, end_cursor } })
+    }
+
+    /// SSH keys in creation order; deleted ones only with `includeDeleted`.
+    async fn ssh_keys(
+        ctx: &Context,
+        first: Option<i32>,
+        after: Option<String>,
+        include_deleted: Option<bool>,
+    ) -> Result<credentials::SshKeyConnection, ApiError> {
+        ctx.require(Role::Viewer)?;
+        credentials::ssh_key_connection(ctx, first, after, include_deleted.unwrap_or(false)).await
+    }
+
+    async fn ssh_key(ctx: &Context, id: ID) -> Result<credentials::SshKey, ApiError> {
+        ctx.require(Role::Viewer)?;
+        credentials::key(ctx, parse_id("id", &id)?).await
+    }
+
+    /// Every server where the key was installed at some time in `[from, to]`, with install and
+    /// removal times, from the log of distributions.
+    async fn key_exposure(
+        ctx: &Context,
+        input: credentials::KeyExposureInput,
+    ) -> Result<Vec<credentials::KeyInstallation>, ApiError> {
+        ctx.require(Role::Viewer)?;
+        if input.to < input.from {
+            return Err(ApiError::bad_input("`to` must not be before `from`"));
+        }
+        let key_id = parse_id("keyId", &input.key_id)?;
+        let rows = unity_projections::credentials::key_exposure(ctx.state.store.pool(), key_id, input.from, input.to).await?;
+        Ok(rows.into_iter().map(credentials::KeyInstallation::from).collect())
+    }
+
+    /// Keys neither used by Unity's sessions nor created in the last `unusedDays` days (default 90).
+    async fn unused_ssh_keys(ctx: &Context, unused_days: Option<i32>) -> Result<Vec<credentials::SshKey>, ApiError> {
+        ctx.require(Role::Viewer)?;
+        let days = unused_days.unwrap_or(90);
+        if !(0..=3650).contains(&days) {
+            return Err(ApiError::bad_input("unusedDays must be between 0 and 3650"));
+        }
+        let rows = unity_projections::credentials::unused_ssh_keys(ctx.state.store.pool(), days).await?;
+        Ok(rows.into_iter().map(credentials::SshKey).collect())
+    }
+
+    /// The latest scheduled unused-keys report.
+    async fn unused_ssh_keys_report(ctx: &Context) -> Result<Option<credentials::UnusedKeysReport>, ApiError> {
+        ctx.require(Role::Viewer)?;
+        let Some(report) = unity_projections::credentials::latest_key_report(ctx.state.store.pool()).await? else {
+            return Ok(None);
+        };
+        let keys: Vec<unity_domain::credentials::UnusedKey> = serde_json::from_value(report.keys).unwrap_or_default();
+        Ok(Some(credentials::UnusedKeysReport {
+            reported_at: report.reported_at,
+            unused_days: report.unused_days,
+            keys: keys
+                .into_iter()
+                .map(|k| credentials::UnusedKeyEntry {
+                    key_id: ID::new(k.key_id.to_string()),
+                    name: k.name,
+                    fingerprint: k.fingerprint,
+                    last_used_at: k.last_used_at,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn servers(ctx: &Context, first: Option<i32>, after: Option<String>) -> Result<credentials::ServerConnection, ApiError> {
+        ctx.require(Role::Viewer)?;
+        credentials::server_connection(ctx, first, after).await
+    }
+
+    async fn server(ctx: &Context, id: ID) -> Result<credentials::Server, ApiError> {
+        ctx.require(Role::Viewer)?;
+        credentials::server(ctx, parse_id("id", &id)?).await
+    }
+
+    /// Server credentials (never their secrets).
+    async fn server_credentials(ctx: &Context) -> Result<Vec<credentials::ServerCredential>, ApiError> {
+        ctx.require(Role::Viewer)?;
+        let rows = unity_projections::credentials::server_credentials(ctx.state.store.pool()).await?;
+        Ok(rows.into_iter().map(credentials::ServerCredential::from).collect())
+    }
+
+    async fn server_credential(ctx: &Context, id: ID) -> Result<credentials::ServerCredential, ApiError> {
+        ctx.require(Role::Viewer)?;
+        credentials::credential(ctx, parse_id("id", &id)?).await
+    }
+
+    async fn ssh_certificate_authorities(ctx: &Context) -> Result<Vec<credentials::SshCertificateAuthority>, ApiError> {
+        ctx.require(Role::Viewer)?;
+        let rows = unity_projections::credentials::ssh_cas(ctx.state.store.pool()).await?;
+        Ok(rows.into_iter().map(credentials::SshCertificateAuthority).collect())
+    }
+
+    async fn ssh_certificate_authority(ctx: &Context, id: ID) -> Result<credentials::SshCertificateAuthority, ApiError> {
+        ctx.require(Role::Viewer)?;
+        credentials::ca(ctx, parse_id("id", &id)?).await
     }
 
     /// The audit log, oldest first. Non-admins do not see identity and secret events.
@@ -328,6 +426,360 @@ impl Mutation {
             .await?
             .ok_or_else(|| ApiError::not_found("API key"))?;
         Ok(ApiKeyWithSecret { api_key: key.try_into()?, secret: issued.token })
+    }
+
+    async fn generate_ssh_key(ctx: &Context, input: credentials::GenerateSshKeyInput) -> Result<credentials::SshKey, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let bits = input.bits.map(|b| u32::try_from(b).map_err(|_| ApiError::bad_input("bits must be positive"))).transpose()?;
+        let created = ctx
+            .state
+            .credentials
+            .generate_ssh_key(
+                &input.name,
+                input.algorithm.into(),
+                bits,
+                input.comment.as_deref().unwrap_or(""),
+                input.tags.unwrap_or_default(),
+                &ctx.metadata(p),
+            )
+            .await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        credentials::key(ctx, created.id).await
+    }
+
+    async fn import_ssh_key(ctx: &Context, input: credentials::ImportSshKeyInput) -> Result<credentials::SshKey, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let created = ctx
+            .state
+            .credentials
+            .import_ssh_key(
+                &input.name,
+                input.private_key.as_deref(),
+                input.passphrase.as_deref(),
+                input.public_key.as_deref(),
+                input.comment.as_deref(),
+                input.tags.unwrap_or_default(),
+                &ctx.metadata(p),
+            )
+            .await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        credentials::key(ctx, created.id).await
+    }
+
+    /// The private key in OpenSSH form. Every reveal is recorded with who asked.
+    async fn reveal_ssh_private_key(ctx: &Context, id: ID) -> Result<String, ApiError> {
+        let p = ctx.require(Role::Admin)?;
+        Ok(ctx.state.credentials.reveal_private_key(parse_id("id", &id)?, &ctx.metadata(p)).await?)
+    }
+
+    /// Replaces the key on every server where it is installed: the new key goes in, then the old
+    /// one comes out, server by server. A server that cannot be reached keeps the old key (and
+    /// says so in `operations`); a server that logs in with the old key switches to the new one.
+    async fn rotate_ssh_key(ctx: &Context, id: ID) -> Result<credentials::KeyRotation, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let old_id = parse_id("id", &id)?;
+        let pool = ctx.state.store.pool();
+        let installed = unity_projections::credentials::installations_of(pool, old_id).await?;
+        let started = chrono::Utc::now();
+        let created = ctx.state.credentials.start_rotation(old_id, &ctx.metadata(p)).await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        let (_, entry) = credentials::key_entry(ctx, created.id).await?;
+        let mut targets = Vec::new();
+        for installation in installed.iter().filter(|i| i.entry_kind == "ssh_key") {
+            let file: unity_domain::servers::ManagedFile = serde_json::from_value(installation.file.clone())
+                .map_err(|e| ApiError::internal("installation file", &e))?;
+            targets.push((
+                installation.server_id,
+                unity_domain::servers::ServerRequest::Install { file, entry: entry.clone(), replaces: Some(old_id) },
+            ));
+        }
+        let mut operations = credentials::request_all(ctx, targets).await?;
+        // Each successful install opened the old key's removal on that server: wait for those too.
+        let mut removals = Vec::new();
+        for op in operations.iter().filter(|o| o.0.state == "SUCCEEDED") {
+            if let Some(removal) = unity_projections::credentials::removal_of(pool, op.0.server_id, old_id, started).await? {
+                removals.push(removal.request_id);
+            }
+        }
+        let removed = credentials::wait_for_requests(ctx, &removals).await?;
+        operations.extend(removed.into_iter().map(credentials::ServerOperation));
+        Ok(credentials::KeyRotation {
+            old_key: credentials::key(ctx, old_id).await?,
+            new_key: credentials::key(ctx, created.id).await?,
+            operations,
+        })
+    }
+
+    /// Removes the key from every server where it is installed, then crypto-shreds its private
+    /// half. If a removal fails, the key is kept (`deleted: false`) and nothing is shredded.
+    async fn delete_ssh_key(ctx: &Context, id: ID) -> Result<credentials::KeyDeletion, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let key_id = parse_id("id", &id)?;
+        let pool = ctx.state.store.pool();
+        credentials::key(ctx, key_id).await?;
+        let users = unity_projections::credentials::servers_authenticating_with(pool, key_id).await?;
+        if !users.is_empty() {
+            let names: Vec<&str> = users.iter().map(|s| s.name.as_str()).collect();
+            return Err(ApiError::new(
+                Code::Conflict,
+                format!("Unity logs in to {} with this key; give them another key first", names.join(", ")),
+            ));
+        }
+        let installed = unity_projections::credentials::installations_of(pool, key_id).await?;
+        let mut targets = Vec::new();
+        if !installed.is_empty() {
+            let (_, entry) = credentials::key_entry(ctx, key_id).await?;
+            for installation in installed {
+                let file: unity_domain::servers::ManagedFile = serde_json::from_value(installation.file)
+                    .map_err(|e| ApiError::internal("installation file", &e))?;
+                targets.push((installation.server_id, unity_domain::servers::ServerRequest::Remove { file, entry: entry.clone() }));
+            }
+        }
+        let operations = credentials::request_all(ctx, targets).await?;
+        let deleted = operations.iter().all(|o| o.0.state == "SUCCEEDED");
+        if deleted {
+            let appended = ctx.state.credentials.delete_ssh_key(key_id, &ctx.metadata(p)).await?;
+            ctx.settle(appended.as_ref()).await?;
+        }
+        Ok(credentials::KeyDeletion { deleted, operations, key: credentials::key(ctx, key_id).await? })
+    }
+
+    /// Installs the key in the authorized_keys of `user` (default: each server's login user).
+    async fn distribute_ssh_key(
+        ctx: &Context,
+        input: credentials::DistributeSshKeyInput,
+    ) -> Result<Vec<credentials::ServerOperation>, ApiError> {
+        ctx.require(Role::Operator)?;
+        let (_, entry) = credentials::key_entry(ctx, parse_id("keyId", &input.key_id)?).await?;
+        let servers = credentials::target_servers(ctx, &input.server_ids).await?;
+        let targets = servers
+            .into_iter()
+            .map(|s| {
+                let user = input.user.clone().unwrap_or(s.username);
+                let file = unity_domain::servers::ManagedFile::AuthorizedKeys { user };
+                (s.server_id, unity_domain::servers::ServerRequest::Install { file, entry: entry.clone(), replaces: None })
+            })
+            .collect();
+        credentials::request_all(ctx, targets).await
+    }
+
+    /// Removes the key from the given servers (every file Unity put it in; the login user's
+    /// authorized_keys if Unity has no record of it there).
+    async fn remove_ssh_key_from_servers(
+        ctx: &Context,
+        input: credentials::RemoveSshKeyFromServersInput,
+    ) -> Result<Vec<credentials::ServerOperation>, ApiError> {
+        ctx.require(Role::Operator)?;
+        let key_id = parse_id("keyId", &input.key_id)?;
+        let (_, entry) = credentials::key_entry(ctx, key_id).await?;
+        let servers = credentials::target_servers(ctx, &input.server_ids).await?;
+        let installed = unity_projections::credentials::installations_of(ctx.state.store.pool(), key_id).await?;
+        let mut targets = Vec::new();
+        for server in servers {
+            let mut files: Vec<unity_domain::servers::ManagedFile> = installed
+                .iter()
+                .filter(|i| i.server_id == server.server_id)
+                .filter_map(|i| serde_json::from_value(i.file.clone()).ok())
+                .collect();
+            if files.is_empty() {
+                files.push(unity_domain::servers::ManagedFile::AuthorizedKeys { user: server.username.clone() });
+            }
+            for file in files {
+                targets.push((server.server_id, unity_domain::servers::ServerRequest::Remove { file, entry: entry.clone() }));
+            }
+        }
+        credentials::request_all(ctx, targets).await
+    }
+
+    async fn register_server(ctx: &Context, input: credentials::RegisterServerInput) -> Result<credentials::Server, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let spec = credentials::register_spec(&input)?;
+        let created = ctx
+            .state
+            .credentials
+            .register_server(spec, input.host_key_fingerprint.clone(), &ctx.metadata(p))
+            .await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        credentials::server(ctx, created.id).await
+    }
+
+    async fn update_server(ctx: &Context, input: credentials::UpdateServerInput) -> Result<credentials::Server, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let server_id = parse_id("id", &input.id)?;
+        let current = credentials::server(ctx, server_id).await?;
+        let spec = credentials::updated_spec(&current.0, &input)?;
+        let appended = ctx.state.credentials.update_server(server_id, spec, &ctx.metadata(p)).await?;
+        ctx.settle(appended.as_ref()).await?;
+        credentials::server(ctx, server_id).await
+    }
+
+    /// Takes the server out of the inventory (keys Unity installed there stay on the machine).
+    async fn remove_server(ctx: &Context, id: ID) -> Result<credentials::Server, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let server_id = parse_id("id", &id)?;
+        let appended = ctx
+            .state
+            .credentials
+            .server_command(server_id, unity_domain::servers::ServerCommand::Remove, &ctx.metadata(p))
+            .await?;
+        ctx.settle(appended.as_ref()).await?;
+        credentials::server(ctx, server_id).await
+    }
+
+    /// Trusts a new host key deliberately (after a reinstall, say), ending a MISMATCH.
+    async fn accept_server_host_key(
+        ctx: &Context,
+        input: credentials::AcceptServerHostKeyInput,
+    ) -> Result<credentials::Server, ApiError> {
+        let p = ctx.require(Role::Admin)?;
+        let server_id = parse_id("serverId", &input.server_id)?;
+        let command = unity_domain::servers::ServerCommand::AcceptHostKey { fingerprint: input.fingerprint.trim().to_owned() };
+        let appended = ctx.state.credentials.server_command(server_id, command, &ctx.metadata(p)).await?;
+        ctx.settle(appended.as_ref()).await?;
+        credentials::server(ctx, server_id).await
+    }
+
+    /// Connects over SSH and reports the OS, kernel, hostname and one command's round trip.
+    async fn test_server_connection(ctx: &Context, server_id: ID) -> Result<credentials::ConnectionTest, ApiError> {
+        ctx.require(Role::Operator)?;
+        let server_id = parse_id("serverId", &server_id)?;
+        credentials::server(ctx, server_id).await?;
+        let mut ops =
+            credentials::request_all(ctx, vec![(server_id, unity_domain::servers::ServerRequest::TestConnection)]).await?;
+        let op = ops.pop().ok_or_else(|| ApiError::internal("connection test", &"no request recorded"))?;
+        let server = credentials::server(ctx, server_id).await?;
+        let succeeded = op.0.state == "SUCCEEDED";
+        let error = match op.0.state.as_str() {
+            "PENDING" => Some("still running; see the server's lastTestedAt later".to_owned()),
+            _ => op.0.error.clone(),
+        };
+        Ok(credentials::ConnectionTest {
+            succeeded,
+            error,
+            os: succeeded.then(|| server.0.os.clone()).flatten(),
+            kernel: succeeded.then(|| server.0.kernel.clone()).flatten(),
+            hostname: succeeded.then(|| server.0.hostname.clone()).flatten(),
+            rtt_ms: succeeded.then_some(server.0.rtt_ms).flatten(),
+            server,
+        })
+    }
+
+    /// Reads the server's managed blocks back and records any hand edits as drift.
+    async fn check_server_keys(ctx: &Context, server_id: ID) -> Result<credentials::ServerOperation, ApiError> {
+        ctx.require(Role::Operator)?;
+        let server_id = parse_id("serverId", &server_id)?;
+        credentials::server(ctx, server_id).await?;
+        let mut ops = credentials::request_all(ctx, vec![(server_id, unity_domain::servers::ServerRequest::Check)]).await?;
+        ops.pop().ok_or_else(|| ApiError::internal("key check", &"no request recorded"))
+    }
+
+    async fn create_server_credential(
+        ctx: &Context,
+        input: credentials::CreateServerCredentialInput,
+    ) -> Result<credentials::ServerCredential, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let created = ctx
+            .state
+            .credentials
+            .create_server_credential(&input.name, input.kind.into(), &input.username, &input.secret, &ctx.metadata(p))
+            .await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        credentials::credential(ctx, created.id).await
+    }
+
+    async fn update_server_credential(
+        ctx: &Context,
+        input: credentials::UpdateServerCredentialInput,
+    ) -> Result<credentials::ServerCredential, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let credential_id = parse_id("id", &input.id)?;
+        let appended = ctx
+            .state
+            .credentials
+            .update_server_credential(
+                credential_id,
+                input.name.as_deref(),
+                input.username.as_deref(),
+                input.secret.as_deref(),
+                &ctx.metadata(p),
+            )
+            .await?;
+        ctx.settle(appended.as_ref()).await?;
+        credentials::credential(ctx, credential_id).await
+    }
+
+    /// Deletes the credential and shreds its secret; refused while a server logs in with it.
+    async fn delete_server_credential(ctx: &Context, id: ID) -> Result<bool, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let credential_id = parse_id("id", &id)?;
+        let users = unity_projections::credentials::servers_authenticating_with(ctx.state.store.pool(), credential_id).await?;
+        if !users.is_empty() {
+            let names: Vec<&str> = users.iter().map(|s| s.name.as_str()).collect();
+            return Err(ApiError::new(Code::Conflict, format!("{} log in with this credential", names.join(", "))));
+        }
+        let appended = ctx.state.credentials.delete_server_credential(credential_id, &ctx.metadata(p)).await?;
+        ctx.settle(appended.as_ref()).await?;
+        Ok(true)
+    }
+
+    /// The credential's secret. Every reveal is recorded with who asked.
+    async fn reveal_server_credential(ctx: &Context, id: ID) -> Result<String, ApiError> {
+        let p = ctx.require(Role::Admin)?;
+        Ok(ctx.state.credentials.reveal_server_credential(parse_id("id", &id)?, &ctx.metadata(p)).await?)
+    }
+
+    async fn create_ssh_certificate_authority(
+        ctx: &Context,
+        input: credentials::CreateSshCertificateAuthorityInput,
+    ) -> Result<credentials::SshCertificateAuthority, ApiError> {
+        let p = ctx.require(Role::Admin)?;
+        let created = ctx.state.credentials.create_ssh_ca(&input.name, input.algorithm.into(), &ctx.metadata(p)).await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        credentials::ca(ctx, created.id).await
+    }
+
+    /// Signs an SSH certificate saying exactly what is asked; recorded with its serial.
+    async fn sign_ssh_certificate(
+        ctx: &Context,
+        input: credentials::SignSshCertificateInput,
+    ) -> Result<credentials::SignedSshCertificate, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let ca_id = parse_id("caId", &input.ca_id)?;
+        let request = credentials::certificate_request(&input);
+        let signed =
+            ctx.state.credentials.sign_ssh_certificate(ca_id, &input.public_key, request, &ctx.metadata(p)).await?;
+        ctx.settle(Some(&signed.appended)).await?;
+        Ok(credentials::SignedSshCertificate {
+            ca_id: input.ca_id,
+            serial: BigInt(signed.serial as i64),
+            certificate: signed.certificate,
+        })
+    }
+
+    /// Writes the CA's key into a managed TrustedUserCAKeys file on each server (point sshd's
+    /// `TrustedUserCAKeys` at it).
+    async fn install_ssh_ca_on_servers(
+        ctx: &Context,
+        input: credentials::InstallSshCaOnServersInput,
+    ) -> Result<Vec<credentials::ServerOperation>, ApiError> {
+        ctx.require(Role::Operator)?;
+        let ca = credentials::ca(ctx, parse_id("caId", &input.ca_id)?).await?;
+        let entry = unity_domain::servers::ManagedEntry {
+            kind: unity_domain::servers::EntryKind::SshCa,
+            id: ca.0.ca_id,
+            fingerprint: ca.0.fingerprint.clone(),
+            public_key: ca.0.public_key.clone(),
+        };
+        let path = input.path.clone().unwrap_or_else(|| credentials::DEFAULT_CA_PATH.into());
+        let servers = credentials::target_servers(ctx, &input.server_ids).await?;
+        let targets = servers
+            .into_iter()
+            .map(|s| {
+                let file = unity_domain::servers::ManagedFile::TrustedUserCaKeys { path: path.clone() };
+                (s.server_id, unity_domain::servers::ServerRequest::Install { file, entry: entry.clone(), replaces: None })
+            })
+            .collect();
+        credentials::request_all(ctx, targets).await
     }
 
     /// Revokes an API key: one's own, or anyone's for an admin.
