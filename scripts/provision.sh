@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what Unity needs on a Debian/Ubuntu machine: PostgreSQL and NATS with
-# JetStream, from the OS packages. Idempotent: a second run only checks that both are up.
+# JetStream, from the OS packages, and OpenSSH for the tests' stand-in servers. Idempotent: a
+# second run only checks that the services are up.
 # Sourced by scripts/run.sh and scripts/test.sh; it sets DATABASE_URL and NATS_URL if unset.
 set -euo pipefail
 
@@ -13,6 +14,10 @@ say() { printf 'provision: %s\n' "$*" >&2; }
 need_packages=()
 command -v pg_ctlcluster >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need_packages+=(postgresql)
 command -v nats-server >/dev/null 2>&1 || need_packages+=(nats-server)
+# sshd stands for the servers Unity manages (tests, `unity bench distribute`); ssh and ssh-keygen
+# check its work from outside.
+[ -x /usr/sbin/sshd ] || need_packages+=(openssh-server)
+command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 || need_packages+=(openssh-client)
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     say "missing ${need_packages[*]}; run as root (or install them) first"; exit 1

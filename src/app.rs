@@ -7,11 +7,8 @@ use futures::StreamExt;
 use sqlx::{postgres::PgPoolOptions, ConnectOptions, PgPool};
 use tokio::{sync::watch, task::JoinSet};
 use unity_api::{ApiConfig, ApiState};
+use unity_collectors::{reactor::SshReactor, ssh::SshConfig};
 use unity_commands::identity::IdentityCommandError;
-use unity_collectors::{
-    reactor::SshReactor,
-    ssh::SshConfig,
-};
 use unity_commands::{
     credentials::CredentialCommands,
     identity::IdentityCommands,

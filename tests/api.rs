@@ -12,24 +12,26 @@ use unity::{
 };
 use unity_commands::testing::{NatsServer, TestDb};
 
-const ADMIN_PASSWORD: &str = "correct horse battery staple";
+pub(crate) const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
 /// The application on 127.0.0.1:<random>, its database, and a client.
-struct TestApp {
+pub(crate) struct TestApp {
     address: String,
-    db: TestDb,
+    pub(crate) db: TestDb,
     client: awc::Client,
     _stop: watch::Sender<bool>,
-    _nats: NatsServer,
+    pub(crate) nats: NatsServer,
+    key: std::path::PathBuf,
 }
 
-async fn spawn_app() -> TestApp {
+pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
 
-async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let (db, nats) = (TestDb::new().await, NatsServer::start().await);
     let key = crate::key_file();
+    let key_path = key.clone();
     let mut vars: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), db.url.clone()),
         ("NATS_URL".into(), nats.url()),
@@ -45,7 +47,7 @@ async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let (stop, stopped) = watch::channel(false);
     actix_rt::spawn(async move { app.serve(&[Role::All], Some(listener), stopped).await.unwrap() });
     let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
-    let test_app = TestApp { address, db, client, _stop: stop, _nats: nats };
+    let test_app = TestApp { address, db, client, _stop: stop, nats, key: key_path };
     for _ in 0..300 {
         if test_app.client.get(test_app.url("/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
             return test_app;
@@ -56,12 +58,12 @@ async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 }
 
 impl TestApp {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
     }
 
     /// POSTs a GraphQL request; returns the HTTP status and the JSON body.
-    async fn post(&self, token: Option<&str>, body: &Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, token: Option<&str>, body: &Value) -> (u16, Value) {
         let mut request = self.client.post(self.url("/graphql"));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -72,18 +74,18 @@ impl TestApp {
         (status, body)
     }
 
-    async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+    pub(crate) async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
         self.post(token, &json!({ "query": query, "variables": variables })).await.1
     }
 
     /// Runs a query that must succeed, returning its `data`.
-    async fn ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+    pub(crate) async fn ok(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
         let body = self.graphql(token, query, variables).await;
         assert!(body.get("errors").is_none(), "{query}: {body}");
         body["data"].clone()
     }
 
-    async fn login(&self, username: &str, password: &str) -> String {
+    pub(crate) async fn login(&self, username: &str, password: &str) -> String {
         let data = self
             .ok(
                 None,
@@ -115,11 +117,23 @@ impl TestApp {
         self.db.store().append(appends).await.unwrap();
     }
 
-    async fn admin(&self) -> String {
+    /// The credential commands on this app's database and master key, for what the scheduler does.
+    pub(crate) async fn db_credentials(&self) -> unity_commands::credentials::CredentialCommands {
+        let master = unity_commands::vault::MasterKey::load(&self.key).unwrap().expect("the app made its key");
+        let vault = unity_commands::vault::Vault::open(master, self.db.store()).await.unwrap();
+        unity_commands::credentials::CredentialCommands::new(self.db.store(), vault)
+    }
+
+    pub(crate) async fn metrics(&self) -> String {
+        let body = self.client.get(self.url("/metrics")).send().await.unwrap().body().limit(4 << 20).await.unwrap();
+        String::from_utf8_lossy(&body).into_owned()
+    }
+
+    pub(crate) async fn admin(&self) -> String {
         self.login("admin", ADMIN_PASSWORD).await
     }
 
-    async fn create_user(&self, admin: &str, username: &str, role: &str) -> String {
+    pub(crate) async fn create_user(&self, admin: &str, username: &str, role: &str) -> String {
         let data = self
             .ok(
                 Some(admin),
@@ -131,7 +145,7 @@ impl TestApp {
     }
 }
 
-fn code(body: &Value) -> Option<&str> {
+pub(crate) fn code(body: &Value) -> Option<&str> {
     body["errors"][0]["extensions"]["code"].as_str()
 }
 
@@ -172,6 +186,38 @@ fn access_table(user_id: &str, key_id: &str) -> Vec<(&'static str, Option<&'stat
         ),
         // Anyone signed in revokes their own keys; this one is the admin's, so the others may not.
         ("Mutation.revokeApiKey", Some("ADMIN"), format!("mutation {{ revokeApiKey(id: \"{key_id}\") {{ id }} }}")),
+        // Credentials: ids that do not parse, so an allowed caller gets BAD_USER_INPUT after the role check.
+        ("Query.sshKeys", Some("VIEWER"), "{ sshKeys(first: 1) { edges { cursor } } }".into()),
+        ("Query.sshKey", Some("VIEWER"), "{ sshKey(id: \"x\") { id } }".into()),
+        ("Query.keyExposure", Some("VIEWER"), "{ keyExposure(input: {keyId: \"x\", from: \"2026-01-01T00:00:00Z\", to: \"2026-01-02T00:00:00Z\"}) { serverId } }".into()),
+        ("Query.unusedSshKeys", Some("VIEWER"), "{ unusedSshKeys { id } }".into()),
+        ("Query.unusedSshKeysReport", Some("VIEWER"), "{ unusedSshKeysReport { unusedDays } }".into()),
+        ("Query.servers", Some("VIEWER"), "{ servers(first: 1) { edges { cursor } } }".into()),
+        ("Query.server", Some("VIEWER"), "{ server(id: \"x\") { id } }".into()),
+        ("Query.serverCredentials", Some("VIEWER"), "{ serverCredentials { id } }".into()),
+        ("Query.serverCredential", Some("VIEWER"), "{ serverCredential(id: \"x\") { id } }".into()),
+        ("Query.sshCertificateAuthorities", Some("VIEWER"), "{ sshCertificateAuthorities { id } }".into()),
+        ("Query.sshCertificateAuthority", Some("VIEWER"), "{ sshCertificateAuthority(id: \"x\") { id } }".into()),
+        ("Mutation.generateSshKey", Some("OPERATOR"), "mutation { generateSshKey(input: {name: \"\", algorithm: ED25519}) { id } }".into()),
+        ("Mutation.importSshKey", Some("OPERATOR"), "mutation { importSshKey(input: {name: \"k\", publicKey: \"garbage\"}) { id } }".into()),
+        ("Mutation.revealSshPrivateKey", Some("ADMIN"), "mutation { revealSshPrivateKey(id: \"x\") }".into()),
+        ("Mutation.rotateSshKey", Some("OPERATOR"), "mutation { rotateSshKey(id: \"x\") { operations { state } } }".into()),
+        ("Mutation.deleteSshKey", Some("OPERATOR"), "mutation { deleteSshKey(id: \"x\") { deleted } }".into()),
+        ("Mutation.distributeSshKey", Some("OPERATOR"), "mutation { distributeSshKey(input: {keyId: \"x\", serverIds: []}) { state } }".into()),
+        ("Mutation.removeSshKeyFromServers", Some("OPERATOR"), "mutation { removeSshKeyFromServers(input: {keyId: \"x\", serverIds: []}) { state } }".into()),
+        ("Mutation.registerServer", Some("OPERATOR"), "mutation { registerServer(input: {name: \"\", address: \"h\", username: \"u\", authentication: {}}) { id } }".into()),
+        ("Mutation.updateServer", Some("OPERATOR"), "mutation { updateServer(input: {id: \"x\"}) { id } }".into()),
+        ("Mutation.removeServer", Some("OPERATOR"), "mutation { removeServer(id: \"x\") { id } }".into()),
+        ("Mutation.acceptServerHostKey", Some("ADMIN"), "mutation { acceptServerHostKey(input: {serverId: \"x\", fingerprint: \"f\"}) { id } }".into()),
+        ("Mutation.testServerConnection", Some("OPERATOR"), "mutation { testServerConnection(serverId: \"x\") { succeeded } }".into()),
+        ("Mutation.checkServerKeys", Some("OPERATOR"), "mutation { checkServerKeys(serverId: \"x\") { state } }".into()),
+        ("Mutation.createServerCredential", Some("OPERATOR"), "mutation { createServerCredential(input: {name: \"\", kind: PASSWORD, username: \"u\", secret: \"\"}) { id } }".into()),
+        ("Mutation.updateServerCredential", Some("OPERATOR"), "mutation { updateServerCredential(input: {id: \"x\"}) { id } }".into()),
+        ("Mutation.deleteServerCredential", Some("OPERATOR"), "mutation { deleteServerCredential(id: \"x\") }".into()),
+        ("Mutation.revealServerCredential", Some("ADMIN"), "mutation { revealServerCredential(id: \"x\") }".into()),
+        ("Mutation.createSshCertificateAuthority", Some("ADMIN"), "mutation { createSshCertificateAuthority(input: {name: \"\", algorithm: ED25519}) { id } }".into()),
+        ("Mutation.signSshCertificate", Some("OPERATOR"), "mutation { signSshCertificate(input: {caId: \"x\", publicKey: \"p\", certType: USER, keyId: \"k\", principals: [\"root\"], validAfter: \"2026-01-01T00:00:00Z\", validBefore: \"2026-01-02T00:00:00Z\"}) { serial } }".into()),
+        ("Mutation.installSshCaOnServers", Some("OPERATOR"), "mutation { installSshCaOnServers(input: {caId: \"x\", serverIds: []}) { state } }".into()),
         ("Subscription.events", Some("VIEWER"), "subscription { events { eventType } }".into()),
     ]
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod cli;
+mod credentials;
 mod serve;
 
 use std::process::{Command, Output};

@@ -340,6 +340,9 @@ async fn metrics(state: State) -> HttpResponse {
             m.set_projection(&s.name, s.position, s.lag, s.state != "running");
         }
     }
+    if let Ok(counts) = unity_projections::credentials::counts(state.store.pool()).await {
+        m.set_credentials(&counts);
+    }
     if let Some(name) = &state.relay_checkpoint {
         let position = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")
             .bind(name)

@@ -31,6 +31,22 @@ pub struct OperationLabels {
     pub operation: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlgorithmLabels {
+    pub algorithm: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HostKeyLabels {
+    pub host_key_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DistributionLabels {
+    pub kind: String,
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -45,6 +61,10 @@ pub struct Metrics {
     pub projection_lag: Family<ProjectionLabels, Gauge>,
     pub projection_stopped: Family<ProjectionLabels, Gauge>,
     pub relay_lag: Gauge,
+    pub ssh_keys: Family<AlgorithmLabels, Gauge>,
+    pub servers: Family<HostKeyLabels, Gauge>,
+    pub distributions: Family<DistributionLabels, Counter>,
+    pub certificates_signed: Counter,
 }
 
 impl Default for Metrics {
@@ -100,8 +120,24 @@ impl Default for Metrics {
         );
         let relay_lag = Gauge::default();
         registry.register("relay_lag_events", "Committed events not yet published to NATS", relay_lag.clone());
+        let ssh_keys = Family::<AlgorithmLabels, Gauge>::default();
+        registry.register("ssh_keys", "SSH keys held (not deleted), by algorithm", ssh_keys.clone());
+        let servers = Family::<HostKeyLabels, Gauge>::default();
+        registry.register("servers", "Servers in the inventory, by host key status", servers.clone());
+        let distributions = Family::<DistributionLabels, Counter>::default();
+        registry.register(
+            "ssh_key_distributions",
+            "Key installs and removals on servers, by outcome",
+            distributions.clone(),
+        );
+        let certificates_signed = Counter::default();
+        registry.register("ssh_certificates_signed", "SSH certificates signed", certificates_signed.clone());
         Metrics {
             registry,
+            ssh_keys,
+            servers,
+            distributions,
+            certificates_signed,
             requests,
             request_seconds,
             graphql_operations,
@@ -126,10 +162,7 @@ impl Metrics {
 
     /// Brings the process-wide counter of appended events up to the store's own count.
     pub fn set_events_appended(&self, total: u64) {
-        let seen = self.events_appended.get();
-        if total > seen {
-            self.events_appended.inc_by(total - seen);
-        }
+        catch_up(&self.events_appended, total as i64);
     }
 
     pub fn set_projection(&self, name: &str, position: Cursor, lag: i64, stopped: bool) {
@@ -139,9 +172,39 @@ impl Metrics {
         self.projection_stopped.get_or_create(&labels).set(i64::from(stopped));
     }
 
+    /// Sets the credential gauges and brings the counters up to the read model's counts.
+    pub fn set_credentials(&self, counts: &unity_projections::credentials::CredentialCounts) {
+        for algorithm in unity_domain::credentials::KeyAlgorithm::ALL {
+            self.ssh_keys.get_or_create(&AlgorithmLabels { algorithm: algorithm.as_str().into() }).set(0);
+        }
+        for (algorithm, n) in &counts.keys_by_algorithm {
+            self.ssh_keys.get_or_create(&AlgorithmLabels { algorithm: algorithm.clone() }).set(*n);
+        }
+        for status in ["UNKNOWN", "PINNED", "MISMATCH"] {
+            self.servers.get_or_create(&HostKeyLabels { host_key_status: status.into() }).set(0);
+        }
+        for (status, n) in &counts.servers_by_host_key_status {
+            self.servers.get_or_create(&HostKeyLabels { host_key_status: status.clone() }).set(*n);
+        }
+        for (kind, outcome, n) in &counts.distributions {
+            let counter =
+                self.distributions.get_or_create(&DistributionLabels { kind: kind.clone(), outcome: outcome.clone() });
+            catch_up(&counter, *n);
+        }
+        catch_up(&self.certificates_signed, counts.certificates_signed);
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Moves a counter up to a total counted elsewhere (never down).
+fn catch_up(counter: &Counter, total: i64) {
+    let seen = counter.get();
+    if total > 0 && total as u64 > seen {
+        counter.inc_by(total as u64 - seen);
     }
 }

@@ -4,3 +4,4 @@
 
 pub mod reactor;
 pub mod ssh;
+pub mod sshd;

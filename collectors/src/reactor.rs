@@ -24,7 +24,10 @@ use unity_commands::{
 };
 use unity_domain::{
     credentials::CredentialKind,
-    servers::{drift, FileDrift, ManagedFile, Outcome, ServerAuth, ServerCommand, ServerData, ServerEvent, ServerRequest, ServerState, SystemInfo},
+    servers::{
+        drift, FileDrift, ManagedFile, Outcome, ServerAuth, ServerCommand, ServerData, ServerEvent, ServerRequest,
+        ServerState, SystemInfo,
+    },
     Actor, DomainEvent, EventMetadata, StreamId,
 };
 use uuid::Uuid;
@@ -52,8 +55,11 @@ impl From<sqlx::Error> for ReactorError {
 /// at most once an hour per key, so `lastUsedAt` is fresh without an event per command.
 #[derive(Clone, Default)]
 pub struct KeyUsage {
-    inner: Arc<Mutex<HashMap<Uuid, (Option<Instant>, u64)>>>,
+    inner: Arc<Mutex<HashMap<Uuid, Usage>>>,
 }
+
+/// When a key's use was last recorded, and the sessions since.
+type Usage = (Option<Instant>, u64);
 
 const USAGE_FLUSH: Duration = Duration::from_secs(3600);
 
@@ -201,13 +207,15 @@ impl SshReactor {
 
     async fn login(&self, server: &ServerData) -> Result<SshAuth, CredentialsError> {
         Ok(match server.spec.authentication {
-            ServerAuth::SshKey { key_id } => SshAuth::Key(self.commands.private_key_for_login(key_id).await?),
-            ServerAuth::Credential { credential_id } => match self.commands.credential_for_login(credential_id).await? {
-                (CredentialKind::PrivateKey, pem) => {
-                    SshAuth::Key(unity_commands::ssh_keys::parse_private(&pem, None)?)
+            ServerAuth::SshKey { key_id } => SshAuth::Key(Box::new(self.commands.private_key_for_login(key_id).await?)),
+            ServerAuth::Credential { credential_id } => {
+                match self.commands.credential_for_login(credential_id).await? {
+                    (CredentialKind::PrivateKey, pem) => {
+                        SshAuth::Key(Box::new(unity_commands::ssh_keys::parse_private(&pem, None)?))
+                    }
+                    (_, password) => SshAuth::Password(password),
                 }
-                (_, password) => SshAuth::Password(password),
-            },
+            }
         })
     }
 
@@ -278,11 +286,17 @@ pub enum RequestError {
 }
 
 /// Where a managed file is, and the mode and owner a new one gets.
-async fn locate(session: &SshSession, server: &ServerData, file: &ManagedFile) -> Result<(String, &'static str, Option<String>), SshError> {
+async fn locate(
+    session: &SshSession,
+    server: &ServerData,
+    file: &ManagedFile,
+) -> Result<(String, &'static str, Option<String>), SshError> {
     Ok(match file {
-        ManagedFile::AuthorizedKeys { user } => {
-            (ssh::authorized_keys_path(session, &server.spec.authorized_keys_file, user).await?, "600", Some(user.clone()))
-        }
+        ManagedFile::AuthorizedKeys { user } => (
+            ssh::authorized_keys_path(session, &server.spec.authorized_keys_file, user).await?,
+            "600",
+            Some(user.clone()),
+        ),
         ManagedFile::TrustedUserCaKeys { path } => (path.clone(), "644", None),
     })
 }
@@ -292,13 +306,14 @@ async fn perform_on(session: &SshSession, server: &ServerData, request: &ServerR
         ServerRequest::TestConnection => {
             let started = Instant::now();
             session.run("true", None).await?;
-            let rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let rtt_micros = started.elapsed().as_micros() as u64;
             let (os, kernel, hostname) = ssh::system_info(session).await?;
-            Ok(Outcome::Tested(SystemInfo { os, kernel, hostname, rtt_ms }))
+            Ok(Outcome::Tested(SystemInfo { os, kernel, hostname, rtt_micros }))
         }
         ServerRequest::Install { file, entry, .. } => {
             let (path, mode, owner) = locate(session, server, file).await?;
-            ssh::edit_managed_block(session, &path, mode, owner.as_deref(), |text| text.with_key(&entry.public_key)).await?;
+            ssh::edit_managed_block(session, &path, mode, owner.as_deref(), |text| text.with_key(&entry.public_key))
+                .await?;
             Ok(Outcome::Done)
         }
         ServerRequest::Remove { file, entry } => {

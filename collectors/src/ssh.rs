@@ -34,7 +34,7 @@ impl Default for SshConfig {
 }
 
 pub enum SshAuth {
-    Key(PrivateKey),
+    Key(Box<PrivateKey>),
     Password(String),
 }
 
@@ -159,7 +159,7 @@ async fn connect_inner(
     let result = match &target.auth {
         SshAuth::Key(key) => {
             let hash = handle.best_supported_rsa_hash().await?.flatten();
-            let key = PrivateKeyWithHashAlg::new(Arc::new(key.clone()), hash);
+            let key = PrivateKeyWithHashAlg::new(Arc::new((**key).clone()), hash);
             handle.authenticate_publickey(&target.username, key).await?
         }
         SshAuth::Password(password) => handle.authenticate_password(&target.username, password).await?,
@@ -261,12 +261,10 @@ pub async fn write_file(
     owner: Option<&str>,
 ) -> Result<bool, SshError> {
     let expected = read_sha256.unwrap_or("absent");
-    let chown_new = owner.map_or(String::new(), |o| {
-        format!("[ \"$(id -un)\" = {o} ] || chown {o}: \"$tmp\"; ", o = shell_quote(o))
-    });
-    let mkdir_owner = owner.map_or(String::new(), |o| {
-        format!("[ \"$(id -un)\" = {o} ] || chown {o}: \"$d\"; ", o = shell_quote(o))
-    });
+    let chown_new = owner
+        .map_or(String::new(), |o| format!("[ \"$(id -un)\" = {o} ] || chown {o}: \"$tmp\"; ", o = shell_quote(o)));
+    let mkdir_owner =
+        owner.map_or(String::new(), |o| format!("[ \"$(id -un)\" = {o} ] || chown {o}: \"$d\"; ", o = shell_quote(o)));
     let script = format!(
         "set -eu\n\
          f={path}; expected={expected}\n\
@@ -324,25 +322,31 @@ pub async fn edit_managed_block(
 pub async fn authorized_keys_path(session: &SshSession, pattern: &str, user: &str) -> Result<String, SshError> {
     let home = if pattern.contains("%h") {
         let line = session.run(&format!("getent passwd {}", shell_quote(user)), None).await.map_err(|e| match e {
-            SshError::Command { status: 2, .. } => SshError::Protocol(format!("there is no user '{user}' on the server")),
+            SshError::Command { status: 2, .. } => {
+                SshError::Protocol(format!("there is no user '{user}' on the server"))
+            }
             e => e,
         })?;
-        line.trim_end().split(':').nth(5).filter(|h| h.starts_with('/')).map(str::to_owned).ok_or_else(|| {
-            SshError::Protocol(format!("cannot find the home directory of '{user}'"))
-        })?
+        line.trim_end()
+            .split(':')
+            .nth(5)
+            .filter(|h| h.starts_with('/'))
+            .map(str::to_owned)
+            .ok_or_else(|| SshError::Protocol(format!("cannot find the home directory of '{user}'")))?
     } else {
         String::new()
     };
-    Ok(pattern.replace("%%", "\u{0}").replace("%h", home.trim_end_matches('/')).replace("%u", user).replace('\u{0}', "%"))
+    Ok(pattern
+        .replace("%%", "\u{0}")
+        .replace("%h", home.trim_end_matches('/'))
+        .replace("%u", user)
+        .replace('\u{0}', "%"))
 }
 
 /// `uname`, hostname and os-release in one round trip.
 pub async fn system_info(session: &SshSession) -> Result<(String, String, String), SshError> {
     let out = session
-        .run(
-            "uname -r; hostname; (. /etc/os-release 2>/dev/null && echo \"${PRETTY_NAME:-$NAME}\") || uname -s",
-            None,
-        )
+        .run("uname -r; hostname; (. /etc/os-release 2>/dev/null && echo \"${PRETTY_NAME:-$NAME}\") || uname -s", None)
         .await?;
     let mut lines = out.lines();
     let kernel = lines.next().unwrap_or_default().trim().to_owned();
@@ -350,4 +354,3 @@ pub async fn system_info(session: &SshSession) -> Result<(String, String, String
     let os = lines.next().unwrap_or_default().trim().to_owned();
     Ok((os, kernel, hostname))
 }
-

@@ -182,7 +182,8 @@ impl CredentialCommands {
             let pem = ssh_keys::to_openssh(private)?;
             *private_key = Some(self.vault.seal(pem.as_bytes()).await?);
         }
-        let (_, appended) = execute::<SshKey>(&self.store, &stream_of::<SshKeyEvent>(key_id), &command, metadata).await?;
+        let (_, appended) =
+            execute::<SshKey>(&self.store, &stream_of::<SshKeyEvent>(key_id), &command, metadata).await?;
         Ok(Created { id: key_id, appended })
     }
 
@@ -313,7 +314,12 @@ impl CredentialCommands {
 
     // -- SSH certificate authorities ----------------------------------------------------------
 
-    pub async fn create_ssh_ca(&self, name: &str, algorithm: KeyAlgorithm, metadata: &EventMetadata) -> Result<Created> {
+    pub async fn create_ssh_ca(
+        &self,
+        name: &str,
+        algorithm: KeyAlgorithm,
+        metadata: &EventMetadata,
+    ) -> Result<Created> {
         let key = tokio::task::spawn_blocking(move || ssh_keys::generate(algorithm, None, "unity ssh ca"))
             .await
             .map_err(|e| KeyError::Signing(e.to_string()))??;
@@ -550,7 +556,12 @@ impl CredentialCommands {
         Ok(load::<Server>(&self.store, &stream_of::<ServerEvent>(server_id)).await?.0)
     }
 
-    pub async fn update_server(&self, server_id: Uuid, spec: ServerSpec, metadata: &EventMetadata) -> Result<Option<Appended>> {
+    pub async fn update_server(
+        &self,
+        server_id: Uuid,
+        spec: ServerSpec,
+        metadata: &EventMetadata,
+    ) -> Result<Option<Appended>> {
         self.check_authentication(&spec).await?;
         self.server_command(server_id, ServerCommand::Update { spec }, metadata).await
     }
@@ -561,15 +572,20 @@ impl CredentialCommands {
         command: ServerCommand,
         metadata: &EventMetadata,
     ) -> Result<Option<Appended>> {
-        let (_, appended) = execute::<Server>(&self.store, &stream_of::<ServerEvent>(server_id), &command, metadata).await?;
+        let (_, appended) =
+            execute::<Server>(&self.store, &stream_of::<ServerEvent>(server_id), &command, metadata).await?;
         Ok(appended)
     }
 
     /// Records a request for the SSH reactor to carry out.
-    pub async fn request(&self, server_id: Uuid, request: ServerRequest, metadata: &EventMetadata) -> Result<Requested> {
+    pub async fn request(
+        &self,
+        server_id: Uuid,
+        request: ServerRequest,
+        metadata: &EventMetadata,
+    ) -> Result<Requested> {
         let request_id = Uuid::now_v7();
-        let appended =
-            self.server_command(server_id, ServerCommand::Request { request_id, request }, metadata).await?;
+        let appended = self.server_command(server_id, ServerCommand::Request { request_id, request }, metadata).await?;
         Ok(Requested { server_id, request_id, appended })
     }
 

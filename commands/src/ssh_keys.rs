@@ -214,7 +214,8 @@ mod tests {
 
     #[test]
     fn generated_keys_have_the_asked_algorithm_and_size() {
-        for algorithm in [KeyAlgorithm::Ed25519, KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384, KeyAlgorithm::EcdsaP521]
+        for algorithm in
+            [KeyAlgorithm::Ed25519, KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384, KeyAlgorithm::EcdsaP521]
         {
             let key = generate(algorithm, None, "test").unwrap();
             let info = public_info(key.public_key()).unwrap();

@@ -83,10 +83,17 @@ pub enum SshKeyEvent {
         private_key: Option<SecretRef>,
     },
     /// Unity's own SSH sessions authenticated with this key (aggregated, not one per command).
-    SshKeyUsed { last_used_at: DateTime<Utc>, sessions: u64 },
-    SshKeyRotated { replaced_by: Uuid },
+    SshKeyUsed {
+        last_used_at: DateTime<Utc>,
+        sessions: u64,
+    },
+    SshKeyRotated {
+        replaced_by: Uuid,
+    },
     /// Removed from every server, and the private half crypto-shredded.
-    SshKeyDeleted { private_key_shredded: bool },
+    SshKeyDeleted {
+        private_key_shredded: bool,
+    },
 }
 
 impl DomainEvent for SshKeyEvent {
@@ -338,13 +345,18 @@ impl CertificateRequest {
         if self.key_id.len() > 256 {
             return Err(CredentialError::Invalid("keyId is at most 256 characters".into()));
         }
-        if self.principals.is_empty() || self.principals.len() > 256 || self.principals.iter().any(|p| p.is_empty() || p.len() > 256) {
+        if self.principals.is_empty()
+            || self.principals.len() > 256
+            || self.principals.iter().any(|p| p.is_empty() || p.len() > 256)
+        {
             return Err(CredentialError::Invalid("principals: 1 to 256 of them, each 1 to 256 characters".into()));
         }
         let mut names: Vec<&str> = self.extensions.iter().map(String::as_str).collect();
         names.extend(self.critical_options.iter().map(|o| o.name.as_str()));
         if names.iter().any(|n| n.is_empty() || n.len() > 128 || n.chars().any(|c| c.is_whitespace())) {
-            return Err(CredentialError::Invalid("extension and option names are 1 to 128 non-blank characters".into()));
+            return Err(CredentialError::Invalid(
+                "extension and option names are 1 to 128 non-blank characters".into(),
+            ));
         }
         Ok(())
     }
@@ -381,9 +393,18 @@ impl DomainEvent for SshCaEvent {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum SshCaCommand {
-    Create { ca_id: Uuid, name: String, key: PublicKeyInfo, private_key: SecretRef },
+    Create {
+        ca_id: Uuid,
+        name: String,
+        key: PublicKeyInfo,
+        private_key: SecretRef,
+    },
     /// Records a signature made with `serial`, which must be the CA's next serial.
-    RecordSignature { serial: u64, request: CertificateRequest, subject_fingerprint: String },
+    RecordSignature {
+        serial: u64,
+        request: CertificateRequest,
+        subject_fingerprint: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -586,13 +607,14 @@ impl Decider for ServerCredential {
             (_, E::ServerCredentialCreated { kind, username, secret, .. }) => {
                 S::Active { kind: *kind, username: username.clone(), secret: secret.clone() }
             }
-            (S::Active { kind, username: old_username, secret: old_secret }, E::ServerCredentialUpdated { username, secret, .. }) => {
-                S::Active {
-                    kind,
-                    username: username.clone().unwrap_or(old_username),
-                    secret: secret.clone().unwrap_or(old_secret),
-                }
-            }
+            (
+                S::Active { kind, username: old_username, secret: old_secret },
+                E::ServerCredentialUpdated { username, secret, .. },
+            ) => S::Active {
+                kind,
+                username: username.clone().unwrap_or(old_username),
+                secret: secret.clone().unwrap_or(old_secret),
+            },
             (_, E::ServerCredentialDeleted {}) => S::Deleted,
             (state, _) => state,
         }
@@ -600,6 +622,8 @@ impl Decider for ServerCredential {
 }
 
 #[cfg(test)]
+// Expected events are built once and cloned into each expectation: clearer than from_ref here.
+#[allow(clippy::cloned_ref_to_slice_refs)]
 mod tests {
     use chrono::TimeZone;
 
@@ -713,8 +737,11 @@ mod tests {
             request: request.clone(),
             subject_fingerprint: "SHA256:x".into(),
         };
-        let signed =
-            SshCaEvent::SshCertificateSigned { serial: 1, request: request.clone(), subject_fingerprint: "SHA256:x".into() };
+        let signed = SshCaEvent::SshCertificateSigned {
+            serial: 1,
+            request: request.clone(),
+            subject_fingerprint: "SHA256:x".into(),
+        };
         given::<SshCa>(&[created.clone()]).when(sign(1)).then(&[signed.clone()]);
         assert_eq!(SshCa::fold(&[created.clone(), signed.clone()]).next_serial(), 2);
         assert!(SshCa::decide(&sign(1), &SshCa::fold(&[created.clone(), signed])).is_err());
@@ -737,7 +764,11 @@ mod tests {
         };
         given::<ServerCredential>(&[created.clone()])
             .when(ServerCredentialCommand::Update { name: None, username: None, secret: Some(secret(4)) })
-            .then(&[ServerCredentialEvent::ServerCredentialUpdated { name: None, username: None, secret: Some(secret(4)) }]);
+            .then(&[ServerCredentialEvent::ServerCredentialUpdated {
+                name: None,
+                username: None,
+                secret: Some(secret(4)),
+            }]);
         given::<ServerCredential>(&[created])
             .when(ServerCredentialCommand::Update { name: None, username: Some("bad user".into()), secret: None })
             .then_error(CredentialError::Invalid("a username is 1 to 64 characters without spaces".into()));

@@ -163,9 +163,15 @@ mod tests {
         // Comments do not make a different key.
         assert_eq!(text.with_key("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAda other comment"), None);
         let added = text.with_key(BOB).unwrap();
-        assert_eq!(added, format!("{UNMANAGED}\n{BEGIN_MARKER}\n{ADA}\n{BOB}\n{END_MARKER}\n# after\nssh-rsa AAAAtail tail"));
+        assert_eq!(
+            added,
+            format!("{UNMANAGED}\n{BEGIN_MARKER}\n{ADA}\n{BOB}\n{END_MARKER}\n# after\nssh-rsa AAAAtail tail")
+        );
         let removed = ManagedText::parse(&added).unwrap().without_key(ADA).unwrap();
-        assert_eq!(removed, format!("{UNMANAGED}\n{BEGIN_MARKER}\n{BOB}\n{END_MARKER}\n# after\nssh-rsa AAAAtail tail"));
+        assert_eq!(
+            removed,
+            format!("{UNMANAGED}\n{BEGIN_MARKER}\n{BOB}\n{END_MARKER}\n# after\nssh-rsa AAAAtail tail")
+        );
         assert_eq!(ManagedText::parse(&removed).unwrap().without_key(ADA), None);
         // Keys outside the block are not Unity's to remove.
         assert_eq!(ManagedText::parse(&removed).unwrap().without_key("ssh-rsa AAAAtail"), None);

@@ -12,12 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{
-    credentials::check_tags,
-    decider::Decider,
-    event::DomainEvent,
-    managed_block::key_blob,
-};
+use crate::{credentials::check_tags, decider::Decider, event::DomainEvent, managed_block::key_blob};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -175,7 +170,8 @@ pub struct SystemInfo {
     pub os: String,
     pub kernel: String,
     pub hostname: String,
-    pub rtt_ms: f64,
+    /// One command's round trip, in microseconds (an integer: event hashes need exact values).
+    pub rtt_micros: u64,
 }
 
 /// What a check found in one managed block that Unity did not put there, or did not find.
@@ -381,15 +377,32 @@ pub enum Outcome {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerCommand {
-    Register { server_id: Uuid, spec: ServerSpec, host_key_fingerprint: Option<String> },
-    Update { spec: ServerSpec },
+    Register {
+        server_id: Uuid,
+        spec: ServerSpec,
+        host_key_fingerprint: Option<String>,
+    },
+    Update {
+        spec: ServerSpec,
+    },
     Remove,
     /// The fingerprint a connection attempt was shown.
-    ObserveHostKey { presented: String },
-    AcceptHostKey { fingerprint: String },
-    Request { request_id: Uuid, request: ServerRequest },
+    ObserveHostKey {
+        presented: String,
+    },
+    AcceptHostKey {
+        fingerprint: String,
+    },
+    Request {
+        request_id: Uuid,
+        request: ServerRequest,
+    },
     /// `follow_up_id` names the removal a completed rotation install opens.
-    Complete { request_id: Uuid, outcome: Outcome, follow_up_id: Uuid },
+    Complete {
+        request_id: Uuid,
+        outcome: Outcome,
+        follow_up_id: Uuid,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -443,9 +456,9 @@ pub enum ServerError {
 
 /// `SHA256:` and 43 characters of unpadded base64, as `ssh-keygen -l` prints.
 pub fn check_fingerprint(fingerprint: &str) -> Result<(), ServerError> {
-    let ok = fingerprint.strip_prefix("SHA256:").is_some_and(|b64| {
-        b64.len() == 43 && b64.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
-    });
+    let ok = fingerprint
+        .strip_prefix("SHA256:")
+        .is_some_and(|b64| b64.len() == 43 && b64.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/'));
     if ok {
         Ok(())
     } else {
@@ -516,7 +529,12 @@ impl Decider for Server {
                     ServerRequest::Check => E::KeyCheckRequested { request_id },
                     ServerRequest::Install { file, entry, replaces } => {
                         file.check()?;
-                        E::KeyInstallRequested { request_id, file: file.clone(), entry: entry.clone(), replaces: *replaces }
+                        E::KeyInstallRequested {
+                            request_id,
+                            file: file.clone(),
+                            entry: entry.clone(),
+                            replaces: *replaces,
+                        }
                     }
                     ServerRequest::Remove { file, entry } => {
                         file.check()?;
@@ -527,7 +545,8 @@ impl Decider for Server {
             C::Complete { request_id, outcome, follow_up_id } => {
                 let request = data.pending.get(request_id).ok_or(ServerError::RequestNotPending(*request_id))?;
                 let request_id = *request_id;
-                let mismatch = || ServerError::Invalid(format!("outcome {outcome:?} does not fit a {} request", request.kind()));
+                let mismatch =
+                    || ServerError::Invalid(format!("outcome {outcome:?} does not fit a {} request", request.kind()));
                 match (request, outcome) {
                     (ServerRequest::TestConnection, Outcome::Tested(info)) => {
                         Ok(vec![E::ConnectionTested { request_id, info: info.clone() }])
@@ -544,7 +563,10 @@ impl Decider for Server {
                         let logs_in_with_old =
                             replaces.is_some_and(|old| data.spec.authentication == ServerAuth::SshKey { key_id: old });
                         if logs_in_with_old && *file == login_file && entry.kind == EntryKind::SshKey {
-                            let spec = ServerSpec { authentication: ServerAuth::SshKey { key_id: entry.id }, ..data.spec.clone() };
+                            let spec = ServerSpec {
+                                authentication: ServerAuth::SshKey { key_id: entry.id },
+                                ..data.spec.clone()
+                            };
                             events.push(E::ServerUpdated { spec });
                         }
                         let old = replaces.and_then(|old| data.installed.get(&(file.clone(), old)));
@@ -557,12 +579,14 @@ impl Decider for Server {
                         }
                         Ok(events)
                     }
-                    (ServerRequest::Install { file, entry, .. }, Outcome::Failed(error)) => Ok(vec![E::KeyInstallFailed {
-                        request_id,
-                        file: file.clone(),
-                        entry: entry.clone(),
-                        error: error.clone(),
-                    }]),
+                    (ServerRequest::Install { file, entry, .. }, Outcome::Failed(error)) => {
+                        Ok(vec![E::KeyInstallFailed {
+                            request_id,
+                            file: file.clone(),
+                            entry: entry.clone(),
+                            error: error.clone(),
+                        }])
+                    }
                     (ServerRequest::Remove { file, entry }, Outcome::Done) => {
                         Ok(vec![E::KeyRemoved { request_id, file: file.clone(), entry: entry.clone() }])
                     }
@@ -648,6 +672,8 @@ impl Decider for Server {
 }
 
 #[cfg(test)]
+// Expected events are built once and cloned into each expectation: clearer than from_ref here.
+#[allow(clippy::cloned_ref_to_slice_refs)]
 mod tests {
     use super::*;
     use crate::decider::spec::given;
@@ -738,15 +764,37 @@ mod tests {
     #[test]
     fn requests_pair_with_their_outcomes_and_rotation_opens_the_old_keys_removal() {
         let r = |n: u128| Uuid::from_u128(100 + n);
-        let install = |n, e, replaces| ServerEvent::KeyInstallRequested { request_id: r(n), file: file(), entry: entry(e), replaces };
+        let install = |n, e, replaces| ServerEvent::KeyInstallRequested {
+            request_id: r(n),
+            file: file(),
+            entry: entry(e),
+            replaces,
+        };
         let installed = |n, e| ServerEvent::KeyInstalled { request_id: r(n), file: file(), entry: entry(e) };
-        let history = vec![registered(Some(FP)), install(1, 10, None), installed(1, 10), install(2, 11, Some(Uuid::from_u128(10)))];
+        let history = vec![
+            registered(Some(FP)),
+            install(1, 10, None),
+            installed(1, 10),
+            install(2, 11, Some(Uuid::from_u128(10))),
+        ];
         given::<Server>(&history)
             .when(ServerCommand::Complete { request_id: r(2), outcome: Outcome::Done, follow_up_id: r(3) })
-            .then(&[installed(2, 11), ServerEvent::KeyRemovalRequested { request_id: r(3), file: file(), entry: entry(10) }]);
+            .then(&[
+                installed(2, 11),
+                ServerEvent::KeyRemovalRequested { request_id: r(3), file: file(), entry: entry(10) },
+            ]);
         given::<Server>(&history)
-            .when(ServerCommand::Complete { request_id: r(2), outcome: Outcome::Failed("refused".into()), follow_up_id: r(3) })
-            .then(&[ServerEvent::KeyInstallFailed { request_id: r(2), file: file(), entry: entry(11), error: "refused".into() }]);
+            .when(ServerCommand::Complete {
+                request_id: r(2),
+                outcome: Outcome::Failed("refused".into()),
+                follow_up_id: r(3),
+            })
+            .then(&[ServerEvent::KeyInstallFailed {
+                request_id: r(2),
+                file: file(),
+                entry: entry(11),
+                error: "refused".into(),
+            }]);
         given::<Server>(&history)
             .when(ServerCommand::Complete { request_id: r(1), outcome: Outcome::Done, follow_up_id: r(3) })
             .then_error(ServerError::RequestNotPending(r(1)));
@@ -767,10 +815,18 @@ mod tests {
         let check = |n| ServerEvent::KeyCheckRequested { request_id: Uuid::from_u128(n) };
         let checked = |n, d: Vec<FileDrift>| ServerEvent::KeysChecked { request_id: Uuid::from_u128(n), drift: d };
         given::<Server>(&[registered(None), check(1)])
-            .when(ServerCommand::Complete { request_id: Uuid::from_u128(1), outcome: Outcome::Checked(vec![d.clone()]), follow_up_id: Uuid::nil() })
+            .when(ServerCommand::Complete {
+                request_id: Uuid::from_u128(1),
+                outcome: Outcome::Checked(vec![d.clone()]),
+                follow_up_id: Uuid::nil(),
+            })
             .then(&[checked(1, vec![d.clone()]), ServerEvent::KeyDriftDetected { drift: d.clone() }]);
         given::<Server>(&[registered(None), check(1), checked(1, vec![d.clone()]), check(2)])
-            .when(ServerCommand::Complete { request_id: Uuid::from_u128(2), outcome: Outcome::Checked(vec![d.clone()]), follow_up_id: Uuid::nil() })
+            .when(ServerCommand::Complete {
+                request_id: Uuid::from_u128(2),
+                outcome: Outcome::Checked(vec![d.clone()]),
+                follow_up_id: Uuid::nil(),
+            })
             .then(&[checked(2, vec![d])]);
     }
 }

@@ -451,7 +451,7 @@ async fn apply_server(conn: &mut PgConnection, e: &RecordedEvent, server_id: Uui
             .bind(&info.os)
             .bind(&info.kernel)
             .bind(&info.hostname)
-            .bind(info.rtt_ms)
+            .bind(info.rtt_micros as f64 / 1000.0)
             .bind(e.recorded_at)
             .execute(&mut *conn)
             .await?;
@@ -591,7 +591,8 @@ pub struct InstallationRow {
     pub removed_at: Option<DateTime<Utc>>,
 }
 
-const INSTALLATION: &str = "SELECT i.server_id, s.name AS server_name, i.file, i.entry_kind, i.entry_id, i.fingerprint, \
+const INSTALLATION: &str =
+    "SELECT i.server_id, s.name AS server_name, i.file, i.entry_kind, i.entry_id, i.fingerprint, \
      i.installed_at, i.removed_at FROM ssh_installations i JOIN servers s USING (server_id)";
 
 /// Where a key (or CA) is installed now.
@@ -703,7 +704,12 @@ pub async fn requests(pool: &PgPool, request_ids: &[Uuid]) -> Result<Vec<Request
 }
 
 /// Follow-up requests opened by the given ones' outcomes (a rotation's removal of the old key).
-pub async fn removal_of(pool: &PgPool, server_id: Uuid, entry_id: Uuid, since: DateTime<Utc>) -> Result<Option<RequestRow>, sqlx::Error> {
+pub async fn removal_of(
+    pool: &PgPool,
+    server_id: Uuid,
+    entry_id: Uuid,
+    since: DateTime<Utc>,
+) -> Result<Option<RequestRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT request_id, server_id, kind, state, error, requested_at, finished_at FROM ssh_requests \
          WHERE server_id = $1 AND entry_id = $2 AND kind = 'REMOVE' AND requested_at >= $3 \

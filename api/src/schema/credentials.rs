@@ -11,9 +11,7 @@ use chrono::{DateTime, Utc};
 use juniper::{graphql_object, GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
 use unity_commands::credentials::{CredentialsError, Requested};
 use unity_domain::{
-    credentials::{
-        CertType, CertificateRequest, CredentialError, CredentialKind, CriticalOption, KeyAlgorithm,
-    },
+    credentials::{CertType, CertificateRequest, CredentialError, CredentialKind, CriticalOption, KeyAlgorithm},
     servers::{
         EntryKind, ManagedEntry, ManagedFile, ServerAuth, ServerError, ServerRequest, ServerSpec,
         DEFAULT_AUTHORIZED_KEYS_FILE,
@@ -44,17 +42,17 @@ impl From<CredentialsError> for ApiError {
         match e {
             E::Credential(e) => {
                 let code = match &e {
-                    CredentialError::KeyNotFound | CredentialError::CaNotFound | CredentialError::CredentialNotFound => {
-                        Code::NotFound
-                    }
+                    CredentialError::KeyNotFound
+                    | CredentialError::CaNotFound
+                    | CredentialError::CredentialNotFound => Code::NotFound,
                     CredentialError::KeyExists
                     | CredentialError::CaExists
                     | CredentialError::AlreadyRotated(_)
                     | CredentialError::KeyDeleted
                     | CredentialError::CredentialDeleted => Code::Conflict,
-                    CredentialError::Invalid(_) | CredentialError::RsaTooSmall(_) | CredentialError::NoPrivateKey(_) => {
-                        Code::BadUserInput
-                    }
+                    CredentialError::Invalid(_)
+                    | CredentialError::RsaTooSmall(_)
+                    | CredentialError::NoPrivateKey(_) => Code::BadUserInput,
                 };
                 ApiError::new(code, e.to_string())
             }
@@ -333,7 +331,11 @@ impl SshKey {
     }
     /// Where the key is installed now.
     async fn installations(&self, ctx: &Context) -> Result<Vec<KeyInstallation>, ApiError> {
-        Ok(read::installations_of(ctx.state.store.pool(), self.0.key_id).await?.into_iter().map(KeyInstallation::from).collect())
+        Ok(read::installations_of(ctx.state.store.pool(), self.0.key_id)
+            .await?
+            .into_iter()
+            .map(KeyInstallation::from)
+            .collect())
     }
 }
 
@@ -362,9 +364,11 @@ impl From<&ManagedFile> for ManagedFileInfo {
 }
 
 fn file_info(value: &serde_json::Value) -> ManagedFileInfo {
-    serde_json::from_value::<ManagedFile>(value.clone())
-        .map(|f| ManagedFileInfo::from(&f))
-        .unwrap_or(ManagedFileInfo { kind: "UNKNOWN".into(), user: None, path: None })
+    serde_json::from_value::<ManagedFile>(value.clone()).map(|f| ManagedFileInfo::from(&f)).unwrap_or(ManagedFileInfo {
+        kind: "UNKNOWN".into(),
+        user: None,
+        path: None,
+    })
 }
 
 /// One stay of a key (or CA key) on a server.
@@ -484,13 +488,18 @@ impl Server {
     }
     /// Hand edits found in managed blocks by the last check.
     fn key_drift(&self) -> Vec<KeyDrift> {
-        let drift: Vec<unity_domain::servers::FileDrift> = serde_json::from_value(self.0.drift.clone()).unwrap_or_default();
+        let drift: Vec<unity_domain::servers::FileDrift> =
+            serde_json::from_value(self.0.drift.clone()).unwrap_or_default();
         drift
             .iter()
             .map(|d| KeyDrift {
                 file: ManagedFileInfo::from(&d.file),
                 unexpected_lines: d.unexpected.clone(),
-                missing_keys: d.missing.iter().map(|m| MissingKey { id: id(m.id), fingerprint: m.fingerprint.clone() }).collect(),
+                missing_keys: d
+                    .missing
+                    .iter()
+                    .map(|m| MissingKey { id: id(m.id), fingerprint: m.fingerprint.clone() })
+                    .collect(),
             })
             .collect()
     }
@@ -505,7 +514,11 @@ impl Server {
     }
     /// What Unity has installed on this server now.
     async fn installed_keys(&self, ctx: &Context) -> Result<Vec<KeyInstallation>, ApiError> {
-        Ok(read::installations_on(ctx.state.store.pool(), self.0.server_id).await?.into_iter().map(KeyInstallation::from).collect())
+        Ok(read::installations_on(ctx.state.store.pool(), self.0.server_id)
+            .await?
+            .into_iter()
+            .map(KeyInstallation::from)
+            .collect())
     }
 }
 
@@ -671,7 +684,10 @@ impl From<CertificateRow> for SshCertificate {
             valid_after: r.valid_after,
             valid_before: r.valid_before,
             extensions: r.extensions,
-            critical_options: options.into_iter().map(|o| CriticalOptionValue { name: o.name, value: o.value }).collect(),
+            critical_options: options
+                .into_iter()
+                .map(|o| CriticalOptionValue { name: o.name, value: o.value })
+                .collect(),
             subject_fingerprint: r.subject_fingerprint,
             signed_at: r.signed_at,
             signed_by: r.signed_by,
@@ -754,7 +770,11 @@ pub async fn ssh_key_connection(
     Ok(SshKeyConnection { edges, page_info: PageInfo { has_next_page, end_cursor } })
 }
 
-pub async fn server_connection(ctx: &Context, first: Option<i32>, after: Option<String>) -> Result<ServerConnection, ApiError> {
+pub async fn server_connection(
+    ctx: &Context,
+    first: Option<i32>,
+    after: Option<String>,
+) -> Result<ServerConnection, ApiError> {
     let limit = page_size(first)?;
     let after = after.map(|c| decode_cursor("server", &c)).transpose()?;
     let after = after.map(|a| a.parse::<Uuid>().map_err(|_| ApiError::bad_input("bad cursor"))).transpose()?;
@@ -802,7 +822,10 @@ fn authentication(input: &ServerAuthenticationInput) -> Result<ServerAuth, ApiEr
 
 fn port(port: Option<i32>) -> Result<u16, ApiError> {
     let port = port.unwrap_or(22);
-    u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| ApiError::bad_input(format!("port {port} is not between 1 and 65535")))
+    u16::try_from(port)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ApiError::bad_input(format!("port {port} is not between 1 and 65535")))
 }
 
 pub fn register_spec(input: &RegisterServerInput) -> Result<ServerSpec, ApiError> {
@@ -832,7 +855,10 @@ pub fn updated_spec(current: &ServerRow, input: &UpdateServerInput) -> Result<Se
         },
         username: input.username.clone().unwrap_or_else(|| current.username.clone()),
         authentication,
-        authorized_keys_file: input.authorized_keys_file.clone().unwrap_or_else(|| current.authorized_keys_file.clone()),
+        authorized_keys_file: input
+            .authorized_keys_file
+            .clone()
+            .unwrap_or_else(|| current.authorized_keys_file.clone()),
         tags: input.tags.clone().unwrap_or_else(|| current.tags.clone()),
     })
 }
@@ -890,16 +916,17 @@ pub async fn key_entry(ctx: &Context, key_id: Uuid) -> Result<(SshKeyRow, Manage
     if row.deleted_at.is_some() {
         return Err(ApiError::new(Code::Conflict, "this SSH key was deleted"));
     }
-    let entry =
-        ManagedEntry { kind: EntryKind::SshKey, id: key_id, fingerprint: row.fingerprint.clone(), public_key: row.public_key.clone() };
+    let entry = ManagedEntry {
+        kind: EntryKind::SshKey,
+        id: key_id,
+        fingerprint: row.fingerprint.clone(),
+        public_key: row.public_key.clone(),
+    };
     Ok((row, entry))
 }
 
 /// Records one request per target, then waits for their outcomes.
-pub async fn request_all(
-    ctx: &Context,
-    targets: Vec<(Uuid, ServerRequest)>,
-) -> Result<Vec<ServerOperation>, ApiError> {
+pub async fn request_all(ctx: &Context, targets: Vec<(Uuid, ServerRequest)>) -> Result<Vec<ServerOperation>, ApiError> {
     let p = ctx.principal.as_ref().expect("checked by the root field");
     let metadata = ctx.metadata(p);
     let mut requested: Vec<Requested> = Vec::with_capacity(targets.len());

@@ -80,6 +80,14 @@ impl Context {
         Ok(())
     }
 
+    /// Read-your-writes for writes that do not report where they landed (the vault's records):
+    /// waits until the projections have applied everything committed so far.
+    async fn settle_head(&self) -> Result<(), ApiError> {
+        let head = self.state.store.last_committed().await?;
+        self.state.engine.wait_for(head, self.state.config.read_your_writes_timeout).await?;
+        Ok(())
+    }
+
     async fn user(&self, id: uuid::Uuid) -> Result<User, ApiError> {
         user_by_id(self.state.store.pool(), id).await?.ok_or_else(|| ApiError::not_found("user"))?.try_into()
     }
@@ -157,7 +165,8 @@ impl Query {
             return Err(ApiError::bad_input("`to` must not be before `from`"));
         }
         let key_id = parse_id("keyId", &input.key_id)?;
-        let rows = unity_projections::credentials::key_exposure(ctx.state.store.pool(), key_id, input.from, input.to).await?;
+        let rows =
+            unity_projections::credentials::key_exposure(ctx.state.store.pool(), key_id, input.from, input.to).await?;
         Ok(rows.into_iter().map(credentials::KeyInstallation::from).collect())
     }
 
@@ -194,7 +203,11 @@ impl Query {
         }))
     }
 
-    async fn servers(ctx: &Context, first: Option<i32>, after: Option<String>) -> Result<credentials::ServerConnection, ApiError> {
+    async fn servers(
+        ctx: &Context,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<credentials::ServerConnection, ApiError> {
         ctx.require(Role::Viewer)?;
         credentials::server_connection(ctx, first, after).await
     }
@@ -222,7 +235,10 @@ impl Query {
         Ok(rows.into_iter().map(credentials::SshCertificateAuthority).collect())
     }
 
-    async fn ssh_certificate_authority(ctx: &Context, id: ID) -> Result<credentials::SshCertificateAuthority, ApiError> {
+    async fn ssh_certificate_authority(
+        ctx: &Context,
+        id: ID,
+    ) -> Result<credentials::SshCertificateAuthority, ApiError> {
         ctx.require(Role::Viewer)?;
         credentials::ca(ctx, parse_id("id", &id)?).await
     }
@@ -428,9 +444,15 @@ impl Mutation {
         Ok(ApiKeyWithSecret { api_key: key.try_into()?, secret: issued.token })
     }
 
-    async fn generate_ssh_key(ctx: &Context, input: credentials::GenerateSshKeyInput) -> Result<credentials::SshKey, ApiError> {
+    async fn generate_ssh_key(
+        ctx: &Context,
+        input: credentials::GenerateSshKeyInput,
+    ) -> Result<credentials::SshKey, ApiError> {
         let p = ctx.require(Role::Operator)?;
-        let bits = input.bits.map(|b| u32::try_from(b).map_err(|_| ApiError::bad_input("bits must be positive"))).transpose()?;
+        let bits = input
+            .bits
+            .map(|b| u32::try_from(b).map_err(|_| ApiError::bad_input("bits must be positive")))
+            .transpose()?;
         let created = ctx
             .state
             .credentials
@@ -447,7 +469,10 @@ impl Mutation {
         credentials::key(ctx, created.id).await
     }
 
-    async fn import_ssh_key(ctx: &Context, input: credentials::ImportSshKeyInput) -> Result<credentials::SshKey, ApiError> {
+    async fn import_ssh_key(
+        ctx: &Context,
+        input: credentials::ImportSshKeyInput,
+    ) -> Result<credentials::SshKey, ApiError> {
         let p = ctx.require(Role::Operator)?;
         let created = ctx
             .state
@@ -469,7 +494,9 @@ impl Mutation {
     /// The private key in OpenSSH form. Every reveal is recorded with who asked.
     async fn reveal_ssh_private_key(ctx: &Context, id: ID) -> Result<String, ApiError> {
         let p = ctx.require(Role::Admin)?;
-        Ok(ctx.state.credentials.reveal_private_key(parse_id("id", &id)?, &ctx.metadata(p)).await?)
+        let key = ctx.state.credentials.reveal_private_key(parse_id("id", &id)?, &ctx.metadata(p)).await?;
+        ctx.settle_head().await?;
+        Ok(key)
     }
 
     /// Replaces the key on every server where it is installed: the new key goes in, then the old
@@ -497,7 +524,9 @@ impl Mutation {
         // Each successful install opened the old key's removal on that server: wait for those too.
         let mut removals = Vec::new();
         for op in operations.iter().filter(|o| o.0.state == "SUCCEEDED") {
-            if let Some(removal) = unity_projections::credentials::removal_of(pool, op.0.server_id, old_id, started).await? {
+            if let Some(removal) =
+                unity_projections::credentials::removal_of(pool, op.0.server_id, old_id, started).await?
+            {
                 removals.push(removal.request_id);
             }
         }
@@ -532,7 +561,10 @@ impl Mutation {
             for installation in installed {
                 let file: unity_domain::servers::ManagedFile = serde_json::from_value(installation.file)
                     .map_err(|e| ApiError::internal("installation file", &e))?;
-                targets.push((installation.server_id, unity_domain::servers::ServerRequest::Remove { file, entry: entry.clone() }));
+                targets.push((
+                    installation.server_id,
+                    unity_domain::servers::ServerRequest::Remove { file, entry: entry.clone() },
+                ));
             }
         }
         let operations = credentials::request_all(ctx, targets).await?;
@@ -557,7 +589,10 @@ impl Mutation {
             .map(|s| {
                 let user = input.user.clone().unwrap_or(s.username);
                 let file = unity_domain::servers::ManagedFile::AuthorizedKeys { user };
-                (s.server_id, unity_domain::servers::ServerRequest::Install { file, entry: entry.clone(), replaces: None })
+                (
+                    s.server_id,
+                    unity_domain::servers::ServerRequest::Install { file, entry: entry.clone(), replaces: None },
+                )
             })
             .collect();
         credentials::request_all(ctx, targets).await
@@ -585,25 +620,31 @@ impl Mutation {
                 files.push(unity_domain::servers::ManagedFile::AuthorizedKeys { user: server.username.clone() });
             }
             for file in files {
-                targets.push((server.server_id, unity_domain::servers::ServerRequest::Remove { file, entry: entry.clone() }));
+                targets.push((
+                    server.server_id,
+                    unity_domain::servers::ServerRequest::Remove { file, entry: entry.clone() },
+                ));
             }
         }
         credentials::request_all(ctx, targets).await
     }
 
-    async fn register_server(ctx: &Context, input: credentials::RegisterServerInput) -> Result<credentials::Server, ApiError> {
+    async fn register_server(
+        ctx: &Context,
+        input: credentials::RegisterServerInput,
+    ) -> Result<credentials::Server, ApiError> {
         let p = ctx.require(Role::Operator)?;
         let spec = credentials::register_spec(&input)?;
-        let created = ctx
-            .state
-            .credentials
-            .register_server(spec, input.host_key_fingerprint.clone(), &ctx.metadata(p))
-            .await?;
+        let created =
+            ctx.state.credentials.register_server(spec, input.host_key_fingerprint.clone(), &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
         credentials::server(ctx, created.id).await
     }
 
-    async fn update_server(ctx: &Context, input: credentials::UpdateServerInput) -> Result<credentials::Server, ApiError> {
+    async fn update_server(
+        ctx: &Context,
+        input: credentials::UpdateServerInput,
+    ) -> Result<credentials::Server, ApiError> {
         let p = ctx.require(Role::Operator)?;
         let server_id = parse_id("id", &input.id)?;
         let current = credentials::server(ctx, server_id).await?;
@@ -633,7 +674,8 @@ impl Mutation {
     ) -> Result<credentials::Server, ApiError> {
         let p = ctx.require(Role::Admin)?;
         let server_id = parse_id("serverId", &input.server_id)?;
-        let command = unity_domain::servers::ServerCommand::AcceptHostKey { fingerprint: input.fingerprint.trim().to_owned() };
+        let command =
+            unity_domain::servers::ServerCommand::AcceptHostKey { fingerprint: input.fingerprint.trim().to_owned() };
         let appended = ctx.state.credentials.server_command(server_id, command, &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         credentials::server(ctx, server_id).await
@@ -645,7 +687,8 @@ impl Mutation {
         let server_id = parse_id("serverId", &server_id)?;
         credentials::server(ctx, server_id).await?;
         let mut ops =
-            credentials::request_all(ctx, vec![(server_id, unity_domain::servers::ServerRequest::TestConnection)]).await?;
+            credentials::request_all(ctx, vec![(server_id, unity_domain::servers::ServerRequest::TestConnection)])
+                .await?;
         let op = ops.pop().ok_or_else(|| ApiError::internal("connection test", &"no request recorded"))?;
         let server = credentials::server(ctx, server_id).await?;
         let succeeded = op.0.state == "SUCCEEDED";
@@ -669,7 +712,8 @@ impl Mutation {
         ctx.require(Role::Operator)?;
         let server_id = parse_id("serverId", &server_id)?;
         credentials::server(ctx, server_id).await?;
-        let mut ops = credentials::request_all(ctx, vec![(server_id, unity_domain::servers::ServerRequest::Check)]).await?;
+        let mut ops =
+            credentials::request_all(ctx, vec![(server_id, unity_domain::servers::ServerRequest::Check)]).await?;
         ops.pop().ok_or_else(|| ApiError::internal("key check", &"no request recorded"))
     }
 
@@ -712,7 +756,8 @@ impl Mutation {
     async fn delete_server_credential(ctx: &Context, id: ID) -> Result<bool, ApiError> {
         let p = ctx.require(Role::Operator)?;
         let credential_id = parse_id("id", &id)?;
-        let users = unity_projections::credentials::servers_authenticating_with(ctx.state.store.pool(), credential_id).await?;
+        let users =
+            unity_projections::credentials::servers_authenticating_with(ctx.state.store.pool(), credential_id).await?;
         if !users.is_empty() {
             let names: Vec<&str> = users.iter().map(|s| s.name.as_str()).collect();
             return Err(ApiError::new(Code::Conflict, format!("{} log in with this credential", names.join(", "))));
@@ -725,7 +770,9 @@ impl Mutation {
     /// The credential's secret. Every reveal is recorded with who asked.
     async fn reveal_server_credential(ctx: &Context, id: ID) -> Result<String, ApiError> {
         let p = ctx.require(Role::Admin)?;
-        Ok(ctx.state.credentials.reveal_server_credential(parse_id("id", &id)?, &ctx.metadata(p)).await?)
+        let secret = ctx.state.credentials.reveal_server_credential(parse_id("id", &id)?, &ctx.metadata(p)).await?;
+        ctx.settle_head().await?;
+        Ok(secret)
     }
 
     async fn create_ssh_certificate_authority(
@@ -733,7 +780,8 @@ impl Mutation {
         input: credentials::CreateSshCertificateAuthorityInput,
     ) -> Result<credentials::SshCertificateAuthority, ApiError> {
         let p = ctx.require(Role::Admin)?;
-        let created = ctx.state.credentials.create_ssh_ca(&input.name, input.algorithm.into(), &ctx.metadata(p)).await?;
+        let created =
+            ctx.state.credentials.create_ssh_ca(&input.name, input.algorithm.into(), &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
         credentials::ca(ctx, created.id).await
     }
@@ -776,7 +824,10 @@ impl Mutation {
             .into_iter()
             .map(|s| {
                 let file = unity_domain::servers::ManagedFile::TrustedUserCaKeys { path: path.clone() };
-                (s.server_id, unity_domain::servers::ServerRequest::Install { file, entry: entry.clone(), replaces: None })
+                (
+                    s.server_id,
+                    unity_domain::servers::ServerRequest::Install { file, entry: entry.clone(), replaces: None },
+                )
             })
             .collect();
         credentials::request_all(ctx, targets).await

@@ -1,0 +1,136 @@
+//! Real OpenSSH servers on loopback, for the tests and `unity bench distribute`: each with its own
+//! directory, port, host key, authorized_keys file and TrustedUserCAKeys file.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub const SSHD: &str = "/usr/sbin/sshd";
+
+pub struct Sshd {
+    pub dir: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{command:?}: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    Ok(())
+}
+
+impl Sshd {
+    /// Makes `dir` (host key, config, empty authorized_keys) and starts sshd on a free port.
+    pub fn start(dir: &Path) -> Result<Sshd, String> {
+        if !Path::new(SSHD).exists() {
+            return Err(format!("{SSHD} is missing: install openssh-server (scripts/provision.sh does)"));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all("/run/sshd").map_err(|e| format!("/run/sshd: {e}"))?;
+        let host_key = dir.join("hostkey");
+        if !host_key.exists() {
+            run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&host_key))?;
+        }
+        let authorized_keys = dir.join("authorized_keys");
+        if !authorized_keys.exists() {
+            std::fs::write(&authorized_keys, "").map_err(|e| e.to_string())?;
+        }
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
+        let mut sshd = Sshd { dir: dir.to_path_buf(), port, child: None };
+        sshd.launch()?;
+        Ok(sshd)
+    }
+
+    fn config(&self) -> String {
+        let d = self.dir.display();
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nAuthorizedKeysFile {d}/authorized_keys\n\
+             TrustedUserCAKeys {d}/trusted_user_ca_keys\nPasswordAuthentication no\nPermitRootLogin prohibit-password\n\
+             StrictModes no\nPidFile {d}/sshd.pid\nMaxStartups 100:30:200\nMaxSessions 50\nUsePAM no\n",
+            port = self.port
+        )
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        let config = self.dir.join("sshd_config");
+        std::fs::write(&config, self.config()).map_err(|e| e.to_string())?;
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-f")
+            .arg(&config)
+            .arg("-E")
+            .arg(self.dir.join("sshd.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting sshd: {e}"))?;
+        self.child = Some(child);
+        // Ready when it accepts connections (or dead, with its log to say why).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                let log = std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
+                return Err(format!("sshd exited with {status}: {log}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(format!("sshd on port {} did not accept connections within 10 s", self.port))
+    }
+
+    /// Stops the server (connections to its port are refused until [`Sshd::restart`]).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, with whatever host key `hostkey` now holds.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.launch()
+    }
+
+    /// Replaces the host key (as a reinstall would) and restarts.
+    pub fn new_host_key(&mut self) -> Result<(), String> {
+        let key = self.dir.join("hostkey");
+        let _ = std::fs::remove_file(&key);
+        let _ = std::fs::remove_file(self.dir.join("hostkey.pub"));
+        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key))?;
+        self.restart()
+    }
+
+    pub fn authorized_keys(&self) -> PathBuf {
+        self.dir.join("authorized_keys")
+    }
+
+    pub fn trusted_ca_file(&self) -> PathBuf {
+        self.dir.join("trusted_user_ca_keys")
+    }
+
+    /// The host key's fingerprint as `ssh-keygen -l` prints it.
+    pub fn host_key_fingerprint(&self) -> Result<String, String> {
+        let output = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(self.dir.join("hostkey.pub"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.split_whitespace().nth(1).map(str::to_owned).ok_or_else(|| format!("ssh-keygen -l said: {text}"))
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
