@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::{app::one_line, config::Settings};
 
+mod distribute;
 mod e2e;
 
 #[derive(Subcommand, Debug)]
@@ -63,6 +64,21 @@ pub enum BenchCommand {
         concurrency: usize,
         #[arg(long, default_value_t = 500)]
         deliveries: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One key distributed to --servers real sshd instances on loopback (started here; needs
+    /// /usr/sbin/sshd and root), at each --concurrency of the SSH reactor (fresh
+    /// `<database>_bench_distribute` database).
+    Distribute {
+        #[arg(long, default_value_t = 20)]
+        servers: usize,
+        /// Comma-separated reactor concurrency limits to measure.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,8,20")]
+        concurrency: Vec<usize>,
+        /// Distributions per concurrency limit; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
         #[arg(long)]
         json: bool,
     },
@@ -139,6 +155,29 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                     r["me_at_fixed_rate"]["rate"], ms(&r["me_at_fixed_rate"], "p50"), ms(&r["me_at_fixed_rate"], "p99"),
                     ms(&r["mutation_to_subscription"], "p50"), ms(&r["mutation_to_subscription"], "p99"),
                 )
+            });
+        }
+        BenchCommand::Distribute { servers, concurrency, rounds, json } => {
+            if servers == 0 || servers > 500 || rounds == 0 || concurrency.is_empty() || concurrency.contains(&0) {
+                bail!("--servers must be 1 to 500, --rounds at least 1, and every --concurrency at least 1");
+            }
+            let result = distribute::distribute(&settings, servers, &concurrency, rounds).await?;
+            print(&result, json, |r| {
+                let mut lines = vec![format!(
+                    "distribute: one key to {} sshd instances (median of {} rounds)",
+                    r["servers"], r["rounds"]
+                )];
+                for run in r["runs"].as_array().into_iter().flatten() {
+                    lines.push(format!(
+                        "  concurrency {:>3}: {:.3} s (min {:.3}, max {:.3}) = {:.1} servers/s",
+                        run["concurrency"],
+                        run["seconds_median"].as_f64().unwrap_or(0.0),
+                        run["seconds_min"].as_f64().unwrap_or(0.0),
+                        run["seconds_max"].as_f64().unwrap_or(0.0),
+                        run["servers_per_second"].as_f64().unwrap_or(0.0),
+                    ));
+                }
+                lines.join("\n")
             });
         }
         BenchCommand::Nats { rate, seconds, json } => {
