@@ -314,6 +314,7 @@ async fn keys_are_distributed_rotated_and_deleted_on_real_servers() {
     let original = format!("{UNMANAGED}\n{login_line}");
     for sshd in [&one, &two] {
         std::fs::write(sshd.authorized_keys(), &original).unwrap();
+        std::fs::set_permissions(sshd.authorized_keys(), std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
     }
     // One server's host key is given up front, the other's is trusted on first use.
     let s1 = register(&app, &admin, "one", &one, login_id, Some(one.host_key_fingerprint().unwrap())).await;
@@ -350,6 +351,9 @@ async fn keys_are_distributed_rotated_and_deleted_on_real_servers() {
             format!("\n{BEGIN_MARKER}\n{}\n{END_MARKER}\n", deploy["publicKey"].as_str().unwrap())
         );
         assert!(ssh_login(sshd, &deploy_private, None), "sshd accepts the distributed key");
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(sshd.authorized_keys()).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o640, "the rewritten file keeps its mode");
     }
     // Distributing again changes nothing.
     let again = distribute(&app, &admin, &deploy_id, &[&s1]).await;
@@ -408,6 +412,12 @@ async fn keys_are_distributed_rotated_and_deleted_on_real_servers() {
     let drift = &drifted["keyDrift"][0];
     assert_eq!(drift["unexpectedLines"], json!([hand]), "{drifted}");
     assert_eq!(drift["missingKeys"][0]["id"], deploy_id.as_str(), "{drifted}");
+    let events = app
+        .ok(Some(&admin), "{ auditLog(first: 10, filter: {eventTypes: [\"KeyDriftDetected\"]}) { edges { node { streamId payload } } } }", json!({}))
+        .await;
+    let drift_events = events["auditLog"]["edges"].as_array().unwrap();
+    assert_eq!(drift_events.len(), 1, "{events}");
+    assert_eq!(drift_events[0]["node"]["payload"]["unexpected"], json!([hand]));
     // Put right by distributing again; the hand-made line is left for a person to judge.
     distribute(&app, &admin, &deploy_id, &[&s1]).await;
     app.ok(Some(&admin), "mutation($id: ID!) { checkServerKeys(serverId: $id) { state } }", json!({ "id": s1 })).await;
@@ -633,6 +643,32 @@ async fn a_changed_host_key_is_refused_until_accepted() {
     let accepted = app.ok(Some(&admin), accept, json!({ "i": { "serverId": id, "fingerprint": second } })).await;
     assert_eq!(accepted["acceptServerHostKey"]["hostKeyStatus"], "PINNED");
     assert_eq!(test_connection(&app, &admin, &id).await["succeeded"], true);
+
+    // Updates change only what is given; a bad port is refused; removal takes it out of the list.
+    let update = "mutation($i: UpdateServerInput!) { updateServer(input: $i) { name port tags hostKeyStatus } }";
+    let updated = app.ok(Some(&admin), update, json!({ "i": { "id": id, "name": "box-2", "tags": ["rack:1"] } })).await;
+    assert_eq!(
+        updated["updateServer"],
+        json!({ "name": "box-2", "port": sshd.port, "tags": ["rack:1"], "hostKeyStatus": "PINNED" })
+    );
+    let bad = app.graphql(Some(&admin), update, json!({ "i": { "id": id, "port": 70000 } })).await;
+    assert_eq!(code(&bad), Some("BAD_USER_INPUT"), "{bad}");
+    let removed =
+        app.ok(Some(&admin), "mutation($id: ID!) { removeServer(id: $id) { removedAt } }", json!({ "id": id })).await;
+    assert!(removed["removeServer"]["removedAt"].is_string());
+    let listed = app.ok(Some(&admin), "{ servers { edges { node { id } } } }", json!({})).await;
+    assert_eq!(listed["servers"]["edges"], json!([]));
+    let gone = test_connection_raw(&app, &admin, &id).await;
+    assert_eq!(code(&gone), Some("CONFLICT"), "{gone}");
+}
+
+async fn test_connection_raw(app: &TestApp, token: &str, id: &str) -> Value {
+    app.graphql(
+        Some(token),
+        "mutation($id: ID!) { testServerConnection(serverId: $id) { succeeded } }",
+        json!({ "id": id }),
+    )
+    .await
 }
 
 #[actix_rt::test]
@@ -748,6 +784,41 @@ async fn sshd_accepts_a_user_certificate_from_a_ca_unity_installed() {
         .ok(Some(&admin), "mutation($id: ID!) { revealServerCredential(id: $id) }", json!({ "id": credential_id }))
         .await;
     assert_eq!(revealed["revealServerCredential"], "another-one-entirely");
+    // A PRIVATE_KEY credential logs Unity in; while a server uses it, it cannot be deleted.
+    let key_dir = dir.join("credential");
+    std::fs::create_dir_all(&key_dir).unwrap();
+    sh(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(key_dir.join("id")));
+    let pem = std::fs::read_to_string(key_dir.join("id")).unwrap();
+    let public = std::fs::read_to_string(key_dir.join("id.pub")).unwrap();
+    std::fs::write(sshd.authorized_keys(), format!("{}\n{public}", login["publicKey"].as_str().unwrap())).unwrap();
+    let create_key = "mutation($s: String!) { createServerCredential(input: {name: \"deploy key\", kind: PRIVATE_KEY, username: \"root\", secret: $s}) { id } }";
+    let key_credential = app.ok(Some(&admin), create_key, json!({ "s": pem })).await["createServerCredential"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_credential = app
+        .ok(
+            Some(&admin),
+            "mutation($i: RegisterServerInput!) { registerServer(input: $i) { id } }",
+            json!({ "i": { "name": "by-credential", "address": "127.0.0.1", "port": sshd.port, "username": "root",
+                           "authentication": { "credentialId": key_credential } } }),
+        )
+        .await["registerServer"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(test_connection(&app, &admin, &by_credential).await["succeeded"], true);
+    let in_use = app
+        .graphql(
+            Some(&admin),
+            "mutation($id: ID!) { deleteServerCredential(id: $id) }",
+            json!({ "id": key_credential }),
+        )
+        .await;
+    assert_eq!(code(&in_use), Some("CONFLICT"), "{in_use}");
+    let not_a_key = app.graphql(Some(&admin), create_key, json!({ "s": "hello" })).await;
+    assert_eq!(code(&not_a_key), Some("BAD_USER_INPUT"), "{not_a_key}");
+
     app.ok(Some(&admin), "mutation($id: ID!) { deleteServerCredential(id: $id) }", json!({ "id": credential_id }))
         .await;
     let gone = app
