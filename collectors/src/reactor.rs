@@ -43,6 +43,8 @@ pub enum ReactorError {
     Store(#[from] StoreError),
     #[error("this process does not hold the SSH reactor's lease")]
     NotLeader,
+    #[error("{0} outcome(s) of this batch could not be recorded; it will run again")]
+    Unrecorded(usize),
 }
 
 impl From<sqlx::Error> for ReactorError {
@@ -151,13 +153,24 @@ impl SshReactor {
             }
         }
         let this = &*self;
+        let unrecorded = std::sync::atomic::AtomicUsize::new(0);
         futures::stream::iter(jobs)
-            .for_each_concurrent(this.concurrency, |(server_id, request_id, request, metadata)| async move {
-                if let Err(e) = this.handle(server_id, request_id, request, &metadata).await {
-                    tracing::warn!(%server_id, %request_id, error = %e, "Could not record an SSH request's outcome.");
+            .for_each_concurrent(this.concurrency, |(server_id, request_id, request, metadata)| {
+                let unrecorded = &unrecorded;
+                async move {
+                    if let Err(e) = this.handle(server_id, request_id, request, &metadata).await {
+                        tracing::warn!(%server_id, %request_id, error = %e, "Could not record an SSH request's outcome.");
+                        unrecorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             })
             .await;
+        // An outcome that could not be recorded leaves its request pending: keep the checkpoint
+        // where it is, so the batch runs again (requests already done are skipped then).
+        let unrecorded = unrecorded.into_inner();
+        if unrecorded > 0 {
+            return Err(ReactorError::Unrecorded(unrecorded));
+        }
         self.commit(through).await?;
         Ok(count as usize)
     }
@@ -237,7 +250,10 @@ impl SshReactor {
         let session = attempt.result?;
         if let ServerAuth::SshKey { key_id } = server.spec.authentication {
             if let Some(sessions) = self.usage.used(key_id) {
-                self.commands.record_key_use(key_id, Utc::now(), sessions, metadata).await?;
+                // Bookkeeping: a failure here must not fail the operation the session is for.
+                if let Err(e) = self.commands.record_key_use(key_id, Utc::now(), sessions, metadata).await {
+                    tracing::warn!(%key_id, error = %e, "Could not record an SSH key's use.");
+                }
             }
         }
         Ok(session)
