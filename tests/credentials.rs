@@ -536,6 +536,19 @@ async fn keys_are_distributed_rotated_and_deleted_on_real_servers() {
     let requested = types.iter().filter(|t| **t == "KeyInstallRequested").count();
     assert_eq!(requested, types.len() - requested, "{types:?}");
 
+    // The periodic drift check asks for a check of every server; the reactor carries them out.
+    let last_checked = "query($id: ID!) { server(id: $id) { lastCheckedAt } }";
+    let before = app.ok(Some(&admin), last_checked, json!({ "id": s1 })).await["server"].clone();
+    assert!(before["lastCheckedAt"].is_string(), "checked by hand above");
+    assert_eq!(unity::schedule::check_all_servers(&app.db_credentials().await).await.unwrap(), 2);
+    unity_commands::testing::eventually(std::time::Duration::from_secs(20), "the scheduled checks", || async {
+        let now = app.ok(Some(&admin), last_checked, json!({ "id": s2 })).await;
+        let s1_now = app.ok(Some(&admin), last_checked, json!({ "id": s1 })).await;
+        (now["server"]["lastCheckedAt"].is_string() && s1_now["server"]["lastCheckedAt"] != before["lastCheckedAt"])
+            .then_some(())
+    })
+    .await;
+
     // Unused keys: a report event and a query.
     let reported = unity::schedule::report_unused_keys(&app.db_credentials().await, 0).await.unwrap();
     assert!(reported >= 1);
@@ -585,6 +598,7 @@ async fn scan_for_private_keys(app: &TestApp, keys: &[&str], logs: &Arc<Mutex<Ve
         }
     }
     let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(logs.contains("Request served."), "the logs were captured, so their scan means something");
     for (place, haystacks) in [("events", events), ("NATS", messages), ("logs", vec![logs])] {
         for haystack in &haystacks {
             assert!(!haystack.contains("PRIVATE KEY-----"), "a PEM header in the {place}");
