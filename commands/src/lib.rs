@@ -11,6 +11,7 @@ pub mod ssh_keys;
 pub mod store;
 pub mod vault;
 pub mod wakeup;
+pub mod x509;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod managed_block;
 pub mod schema;
 pub mod servers;
+pub mod x509;
 
 pub use decider::Decider;
 pub use event::{Actor, DomainEvent, EventMetadata, SecretRef, StreamId};

@@ -1,0 +1,586 @@
+//! X.509 commands: internal CAs (rcgen), issuing, importing (x509-parser), revoking and CRLs.
+//! Private keys are sealed in the vault before any event mentions them.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType,
+    SerialNumber, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+use unity_domain::{
+    x509::{
+        check_dns_name, check_validity_days, CertificateCommand, CertificateEvent, CertificateFacts, CertificateSource,
+        CertificateState, CertificateUsage, CreateCa, RevocationReason, X509Ca, X509CaEvent, X509CaState, X509Error,
+        X509KeyAlgorithm,
+    },
+    Decider, EventMetadata, SecretRef,
+};
+use uuid::Uuid;
+use x509_parser::prelude::{FromDer, GeneralName, Pem, X509Certificate};
+use zeroize::Zeroizing;
+
+use crate::{
+    credentials::Created,
+    handler::{execute, load, stream_of, CommandError},
+    store::{Appended, StoreError},
+    vault::{Vault, VaultError},
+};
+
+/// Longest PEM text accepted (a long chain with an RSA-4096 key fits many times over).
+pub const MAX_PEM: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum X509CommandError {
+    #[error(transparent)]
+    Rejected(#[from] X509Error),
+    /// The caller's certificate or key cannot be used; the message says why.
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    Crypto(String),
+    #[error("the stream kept changing underneath this command ({0})")]
+    Contended(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+impl From<CommandError<X509Error>> for X509CommandError {
+    fn from(e: CommandError<X509Error>) -> X509CommandError {
+        match e {
+            CommandError::Rejected(e) => X509CommandError::Rejected(e),
+            CommandError::Contended(s) => X509CommandError::Contended(s),
+            CommandError::Store(e) => X509CommandError::Store(e),
+            CommandError::Decode(e) => X509CommandError::Crypto(e.to_string()),
+        }
+    }
+}
+
+fn crypto(e: impl std::fmt::Display) -> X509CommandError {
+    X509CommandError::Crypto(e.to_string())
+}
+
+fn bad(message: impl Into<String>) -> X509CommandError {
+    X509CommandError::BadInput(message.into())
+}
+
+type Result<T> = std::result::Result<T, X509CommandError>;
+
+/// A new CA as asked for.
+#[derive(Clone, Debug)]
+pub struct NewCa {
+    pub name: String,
+    pub common_name: String,
+    pub organization: Option<String>,
+    pub key_algorithm: X509KeyAlgorithm,
+    pub validity_days: i64,
+    pub path_length: Option<u8>,
+    pub parent_id: Option<Uuid>,
+}
+
+/// A certificate to issue from an internal CA.
+#[derive(Clone, Debug)]
+pub struct NewCertificate {
+    pub ca_id: Uuid,
+    pub name: Option<String>,
+    pub common_name: String,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<std::net::IpAddr>,
+    pub validity_days: i64,
+    pub usage: CertificateUsage,
+    pub key_algorithm: X509KeyAlgorithm,
+}
+
+fn generate_key(algorithm: X509KeyAlgorithm) -> Result<KeyPair> {
+    match algorithm {
+        X509KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(crypto),
+        X509KeyAlgorithm::EcdsaP384 => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(crypto),
+        X509KeyAlgorithm::Ed25519 => KeyPair::generate_for(&PKCS_ED25519).map_err(crypto),
+        // ring cannot generate RSA keys: the rsa crate does, and ring signs with them.
+        X509KeyAlgorithm::Rsa2048 | X509KeyAlgorithm::Rsa4096 => {
+            use rsa::pkcs8::EncodePrivateKey;
+            let bits = if algorithm == X509KeyAlgorithm::Rsa2048 { 2048 } else { 4096 };
+            let key = rsa::RsaPrivateKey::new(&mut rand::rng(), bits).map_err(crypto)?;
+            let der = key.to_pkcs8_der().map_err(crypto)?;
+            KeyPair::try_from(der.as_bytes()).map_err(crypto)
+        }
+    }
+}
+
+/// 128 random bits, positive.
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new().fill(&mut bytes).expect("system randomness");
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01; // never a leading zero byte, so the hex form is stable
+    SerialNumber::from(bytes.to_vec())
+}
+
+fn offset(time: DateTime<Utc>) -> Result<time::OffsetDateTime> {
+    time::OffsetDateTime::from_unix_timestamp(time.timestamp()).map_err(crypto)
+}
+
+fn utc(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(seconds, 0).single().unwrap_or_default()
+}
+
+/// Parses every CERTIFICATE block of a PEM text, in order.
+pub fn parse_pem_chain(text: &str) -> Result<Vec<Vec<u8>>> {
+    if text.len() > MAX_PEM {
+        return Err(bad(format!("the PEM text is {} bytes; at most {MAX_PEM}", text.len())));
+    }
+    let mut ders = Vec::new();
+    for pem in Pem::iter_from_buffer(text.as_bytes()) {
+        let pem = pem.map_err(|e| bad(format!("not PEM: {e}")))?;
+        if pem.label == "CERTIFICATE" {
+            ders.push(pem.contents);
+        }
+    }
+    Ok(ders)
+}
+
+/// The facts of one DER certificate.
+pub fn facts_of(der: &[u8]) -> Result<CertificateFacts> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
+    let mut dns_names = Vec::new();
+    let mut ip_addresses = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => dns_names.push(d.to_string()),
+                GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => <[u8; 4]>::try_from(*bytes).ok().map(std::net::IpAddr::from),
+                        16 => <[u8; 16]>::try_from(*bytes).ok().map(std::net::IpAddr::from),
+                        _ => None,
+                    };
+                    ip_addresses.extend(ip.map(|ip| ip.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let common_name = cert.subject().iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_owned);
+    Ok(CertificateFacts {
+        subject: cert.subject().to_string(),
+        common_name,
+        issuer: cert.issuer().to_string(),
+        serial: cert.serial.to_str_radix(16),
+        not_before: utc(cert.validity().not_before.timestamp()),
+        not_after: utc(cert.validity().not_after.timestamp()),
+        dns_names,
+        ip_addresses,
+        fingerprint: hex::encode(ring::digest::digest(&ring::digest::SHA256, der)),
+        is_ca: cert.is_ca(),
+    })
+}
+
+// PKCS#1 and SEC1 keys wrapped as PKCS#8, which is all ring reads.
+fn der_len(n: usize) -> Vec<u8> {
+    match n {
+        0..0x80 => vec![n as u8],
+        0x80..0x100 => vec![0x81, n as u8],
+        _ => vec![0x82, (n >> 8) as u8, n as u8],
+    }
+}
+fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![tag];
+    v.extend(der_len(body.len()));
+    v.extend_from_slice(body);
+    v
+}
+fn wrap_pkcs8(algorithm: &[u8], inner: &[u8]) -> Vec<u8> {
+    tlv(0x30, &[&[0x02, 0x01, 0x00][..], &tlv(0x30, algorithm), &tlv(0x04, inner)].concat())
+}
+const RSA_ENCRYPTION: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
+const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+
+/// A private key in PEM: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+pub fn parse_private_key(text: &str) -> Result<KeyPair> {
+    if text.len() > MAX_PEM {
+        return Err(bad(format!("the private key is {} bytes; at most {MAX_PEM}", text.len())));
+    }
+    let unreadable = || bad("privateKeyPem is not a private key in PEM (PKCS#8, PKCS#1 or SEC1; unencrypted)");
+    let pem = Pem::iter_from_buffer(text.as_bytes())
+        .filter_map(|p| p.ok())
+        .find(|p| p.label.ends_with("PRIVATE KEY"))
+        .ok_or_else(unreadable)?;
+    let key = match pem.label.as_str() {
+        "PRIVATE KEY" => KeyPair::try_from(pem.contents.as_slice()).ok(),
+        "RSA PRIVATE KEY" => KeyPair::try_from(wrap_pkcs8(RSA_ENCRYPTION, &pem.contents)).ok(),
+        "EC PRIVATE KEY" => [P256, P384]
+            .iter()
+            .find_map(|curve| KeyPair::try_from(wrap_pkcs8(&[EC_PUBLIC_KEY, curve].concat(), &pem.contents)).ok()),
+        "ENCRYPTED PRIVATE KEY" => return Err(bad("the private key is encrypted; give it unencrypted")),
+        _ => None,
+    };
+    key.ok_or_else(unreadable)
+}
+
+fn key_matches(key: &KeyPair, der: &[u8]) -> bool {
+    X509Certificate::from_der(der)
+        .map(|(_, cert)| key.public_key_raw() == cert.public_key().subject_public_key.data.as_ref())
+        .unwrap_or(false)
+}
+
+#[derive(Clone)]
+pub struct X509Commands {
+    store: crate::store::EventStore,
+    vault: Vault,
+}
+
+impl X509Commands {
+    pub fn new(store: crate::store::EventStore, vault: Vault) -> X509Commands {
+        X509Commands { store, vault }
+    }
+
+    pub async fn ca(&self, ca_id: Uuid) -> Result<X509CaState> {
+        Ok(load::<X509Ca>(&self.store, &stream_of::<X509CaEvent>(ca_id)).await?.0)
+    }
+
+    /// The CA as an rcgen issuer, its key decrypted for Unity's own use.
+    async fn issuer(&self, ca_id: Uuid) -> Result<(Box<unity_domain::x509::CaData>, Issuer<'static, KeyPair>)> {
+        let X509CaState::Active(ca) = self.ca(ca_id).await? else {
+            return Err(X509Error::CaNotFound.into());
+        };
+        let pem = Zeroizing::new(self.vault.decrypt(&ca.private_key).await?);
+        let key = KeyPair::from_pem(std::str::from_utf8(&pem).map_err(crypto)?).map_err(crypto)?;
+        let issuer = Issuer::from_ca_cert_pem(&ca.certificate_pem, key).map_err(crypto)?;
+        Ok((ca, issuer))
+    }
+
+    pub async fn create_ca(&self, new: NewCa, now: DateTime<Utc>, metadata: &EventMetadata) -> Result<Created> {
+        check_validity_days(new.validity_days)?;
+        if new.common_name.trim().is_empty() || new.common_name.len() > 64 {
+            return Err(bad("commonName must be 1 to 64 characters"));
+        }
+        let not_after = now + Duration::days(new.validity_days);
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, new.common_name.trim());
+        if let Some(org) = new.organization.as_deref().filter(|o| !o.trim().is_empty()) {
+            params.distinguished_name.push(DnType::OrganizationName, org.trim());
+        }
+        params.not_before = offset(now - Duration::minutes(5))?;
+        params.not_after = offset(not_after)?;
+        params.serial_number = Some(random_serial());
+        params.is_ca = IsCa::Ca(match new.path_length {
+            Some(n) => BasicConstraints::Constrained(n),
+            None => BasicConstraints::Unconstrained,
+        });
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_identifier_method = KeyIdMethod::Sha256;
+        params.use_authority_key_identifier_extension = new.parent_id.is_some();
+        let key = tokio::task::spawn_blocking(move || generate_key(new.key_algorithm)).await.map_err(crypto)??;
+        let (certificate, chain_pem) = match new.parent_id {
+            None => (params.self_signed(&key).map_err(crypto)?, String::new()),
+            Some(parent_id) => {
+                let (parent, issuer) = self.issuer(parent_id).await?;
+                match parent.path_length {
+                    Some(0) => return Err(bad("the parent CA's path length is 0: it cannot sign another CA")),
+                    Some(n) if new.path_length.is_none_or(|p| p >= n) => {
+                        return Err(bad(format!(
+                            "the parent CA allows {n} level(s) below it: pathLength must be below {n}"
+                        )))
+                    }
+                    _ => {}
+                }
+                if not_after > parent.facts.not_after {
+                    return Err(bad(format!(
+                        "the parent CA expires at {}; ask for fewer validityDays",
+                        parent.facts.not_after.to_rfc3339()
+                    )));
+                }
+                let certificate = params.signed_by(&key, &issuer).map_err(crypto)?;
+                (certificate, format!("{}{}", parent.certificate_pem, parent.chain_pem))
+            }
+        };
+        let facts = facts_of(certificate.der())?;
+        let ca_id = Uuid::now_v7();
+        let placeholder = SecretRef { secret_id: Uuid::nil(), ciphertext: String::new() };
+        let mut command = CreateCa {
+            ca_id,
+            name: new.name.clone(),
+            key_algorithm: new.key_algorithm,
+            path_length: new.path_length,
+            parent_id: new.parent_id,
+            facts,
+            certificate_pem: certificate.pem(),
+            chain_pem,
+            private_key: placeholder,
+        };
+        X509Ca::decide(&command, &X509CaState::Absent)?;
+        command.private_key = self.vault.seal(key.serialize_pem().as_bytes()).await?;
+        let (_, appended) =
+            execute::<X509Ca>(&self.store, &stream_of::<X509CaEvent>(ca_id), &command, metadata).await?;
+        Ok(Created { id: ca_id, appended })
+    }
+
+    pub async fn issue(&self, new: NewCertificate, now: DateTime<Utc>, metadata: &EventMetadata) -> Result<Created> {
+        check_validity_days(new.validity_days)?;
+        for name in &new.dns_names {
+            check_dns_name(name)?;
+        }
+        if new.common_name.trim().is_empty() || new.common_name.len() > 64 {
+            return Err(bad("commonName must be 1 to 64 characters"));
+        }
+        if new.dns_names.len() + new.ip_addresses.len() > 100 {
+            return Err(bad("at most 100 DNS names and IP addresses"));
+        }
+        let (ca, issuer) = self.issuer(new.ca_id).await?;
+        let not_after = now + Duration::days(new.validity_days);
+        if not_after > ca.facts.not_after {
+            return Err(bad(format!(
+                "the CA expires at {}; ask for fewer validityDays",
+                ca.facts.not_after.to_rfc3339()
+            )));
+        }
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, new.common_name.trim());
+        for name in &new.dns_names {
+            params.subject_alt_names.push(SanType::DnsName(name.as_str().try_into().map_err(crypto)?));
+        }
+        for ip in &new.ip_addresses {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        params.not_before = offset(now - Duration::minutes(5))?;
+        params.not_after = offset(not_after)?;
+        params.serial_number = Some(random_serial());
+        params.is_ca = IsCa::ExplicitNoCa;
+        let rsa = matches!(new.key_algorithm, X509KeyAlgorithm::Rsa2048 | X509KeyAlgorithm::Rsa4096);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if rsa {
+            params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+        }
+        params.extended_key_usages = match new.usage {
+            CertificateUsage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            CertificateUsage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            CertificateUsage::Both => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        };
+        params.use_authority_key_identifier_extension = true;
+        let algorithm = new.key_algorithm;
+        let key = tokio::task::spawn_blocking(move || generate_key(algorithm)).await.map_err(crypto)??;
+        let certificate = params.signed_by(&key, &issuer).map_err(crypto)?;
+        let chain_pem = format!("{}{}", ca.certificate_pem, ca.chain_pem);
+        self.record(
+            new.name.unwrap_or_else(|| new.common_name.clone()),
+            CertificateSource::Internal { ca_id: new.ca_id },
+            Some(new.usage),
+            Some(new.key_algorithm),
+            certificate.der(),
+            certificate.pem(),
+            chain_pem,
+            Some(&key),
+            metadata,
+        )
+        .await
+    }
+
+    /// Imports a certificate (and its chain and key); refuses garbage, a key that does not
+    /// match, and a certificate already expired.
+    pub async fn import(
+        &self,
+        name: Option<&str>,
+        certificate_pem: &str,
+        chain_pem: Option<&str>,
+        private_key_pem: Option<&str>,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<Created> {
+        let ders = parse_pem_chain(certificate_pem)?;
+        let leaf = ders.first().ok_or_else(|| bad("certificatePem holds no CERTIFICATE block"))?;
+        let facts = facts_of(leaf)?;
+        if facts.not_after <= now {
+            return Err(bad(format!("this certificate expired at {}", facts.not_after.to_rfc3339())));
+        }
+        // A chain may come inside certificatePem (a fullchain file) or in chainPem.
+        let mut chain: Vec<Vec<u8>> = ders[1..].to_vec();
+        if let Some(extra) = chain_pem.filter(|c| !c.trim().is_empty()) {
+            let parsed = parse_pem_chain(extra)?;
+            if parsed.is_empty() {
+                return Err(bad("chainPem holds no CERTIFICATE block"));
+            }
+            chain.extend(parsed);
+        }
+        for der in &chain {
+            facts_of(der)?;
+        }
+        let key = private_key_pem.filter(|k| !k.trim().is_empty()).map(parse_private_key).transpose()?;
+        if let Some(key) = &key {
+            if !key_matches(key, leaf) {
+                return Err(bad("the private key does not belong to this certificate"));
+            }
+        }
+        let leaf_pem = pem_of(leaf);
+        let chain_pem: String = chain.iter().map(|d| pem_of(d)).collect();
+        let name =
+            name.map(str::to_owned).or_else(|| facts.common_name.clone()).unwrap_or_else(|| facts.subject.clone());
+        self.record(name, CertificateSource::Imported, None, None, leaf, leaf_pem, chain_pem, key.as_ref(), metadata)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record(
+        &self,
+        name: String,
+        source: CertificateSource,
+        usage: Option<CertificateUsage>,
+        key_algorithm: Option<X509KeyAlgorithm>,
+        der: &[u8],
+        certificate_pem: String,
+        chain_pem: String,
+        key: Option<&KeyPair>,
+        metadata: &EventMetadata,
+    ) -> Result<Created> {
+        let certificate_id = Uuid::now_v7();
+        let mut command = CertificateCommand::Record {
+            certificate_id,
+            name,
+            source,
+            usage,
+            key_algorithm,
+            facts: facts_of(der)?,
+            certificate_pem,
+            chain_pem,
+            private_key: None,
+        };
+        unity_domain::x509::Certificate::decide(&command, &CertificateState::Absent)?;
+        if let (Some(key), CertificateCommand::Record { private_key, .. }) = (key, &mut command) {
+            *private_key = Some(self.vault.seal(key.serialize_pem().as_bytes()).await?);
+        }
+        let (_, appended) = execute::<unity_domain::x509::Certificate>(
+            &self.store,
+            &stream_of::<CertificateEvent>(certificate_id),
+            &command,
+            metadata,
+        )
+        .await?;
+        Ok(Created { id: certificate_id, appended })
+    }
+
+    pub async fn certificate(&self, certificate_id: Uuid) -> Result<CertificateState> {
+        Ok(load::<unity_domain::x509::Certificate>(&self.store, &stream_of::<CertificateEvent>(certificate_id))
+            .await?
+            .0)
+    }
+
+    pub async fn revoke(
+        &self,
+        certificate_id: Uuid,
+        reason: RevocationReason,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<Option<Appended>> {
+        let (_, appended) = execute::<unity_domain::x509::Certificate>(
+            &self.store,
+            &stream_of::<CertificateEvent>(certificate_id),
+            &CertificateCommand::Revoke { reason, at: now },
+            metadata,
+        )
+        .await?;
+        Ok(appended)
+    }
+
+    /// The private key in PEM, recorded as a `SecretRevealed` event with the actor.
+    pub async fn reveal_private_key(&self, certificate_id: Uuid, metadata: &EventMetadata) -> Result<String> {
+        let secret = match self.certificate(certificate_id).await? {
+            CertificateState::Absent => return Err(X509Error::NotFound.into()),
+            CertificateState::Active { private_key, .. } | CertificateState::Revoked { private_key, .. } => private_key,
+        };
+        let secret = secret.ok_or_else(|| bad("Unity does not hold this certificate's private key"))?;
+        let plaintext = self
+            .vault
+            .reveal(&secret, &format!("revealCertificatePrivateKey certificate-{certificate_id}"), metadata)
+            .await?;
+        String::from_utf8(plaintext).map_err(|_| VaultError::Corrupt(secret.secret_id).into())
+    }
+
+    /// The CA's CRL (DER), listing `revoked` (serial in hex, when, why), valid for a week.
+    pub async fn crl(
+        &self,
+        ca_id: Uuid,
+        revoked: &[(String, DateTime<Utc>, RevocationReason)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u8>> {
+        let (_, issuer) = self.issuer(ca_id).await?;
+        let mut revoked_certs = Vec::with_capacity(revoked.len());
+        for (serial, at, reason) in revoked {
+            let bytes = hex::decode(if serial.len() % 2 == 1 { format!("0{serial}") } else { serial.clone() })
+                .map_err(crypto)?;
+            revoked_certs.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&bytes),
+                revocation_time: offset(*at)?,
+                reason_code: Some(match reason {
+                    RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
+                    RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
+                    RevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
+                    RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+                    RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
+                    RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+                }),
+                invalidity_date: None,
+            });
+        }
+        let crl = CertificateRevocationListParams {
+            this_update: offset(now)?,
+            next_update: offset(now + Duration::days(7))?,
+            // Increases with time, as RFC 5280 asks, without a counter to keep.
+            crl_number: SerialNumber::from(now.timestamp().max(1) as u64),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)
+        .map_err(crypto)?;
+        Ok(crl.der().to_vec())
+    }
+}
+
+/// A DER certificate as a PEM block.
+pub fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in body.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_refused_with_reasons() {
+        assert!(matches!(parse_private_key("hello"), Err(X509CommandError::BadInput(_))));
+        assert!(matches!(facts_of(b"\x30\x03\x02\x01\x01"), Err(X509CommandError::BadInput(_))));
+        assert!(parse_pem_chain("no pem here").unwrap().is_empty());
+        assert!(matches!(parse_pem_chain(&"A".repeat(MAX_PEM + 1)), Err(X509CommandError::BadInput(_))));
+    }
+
+    #[test]
+    fn generated_keys_load_back_from_their_pem_and_match_their_certificates() {
+        for algorithm in [X509KeyAlgorithm::EcdsaP256, X509KeyAlgorithm::EcdsaP384, X509KeyAlgorithm::Ed25519] {
+            let key = generate_key(algorithm).unwrap();
+            let mut params = CertificateParams::new(vec!["a.lab".into()]).unwrap();
+            params.is_ca = IsCa::ExplicitNoCa;
+            let cert = params.self_signed(&key).unwrap();
+            let again = parse_private_key(&key.serialize_pem()).unwrap();
+            assert!(key_matches(&again, cert.der()), "{algorithm:?}");
+            let other = generate_key(algorithm).unwrap();
+            assert!(!key_matches(&other, cert.der()));
+            let facts = facts_of(cert.der()).unwrap();
+            assert_eq!(facts.dns_names, vec!["a.lab".to_string()]);
+            assert_eq!(parse_pem_chain(&pem_of(cert.der())).unwrap(), vec![cert.der().to_vec()]);
+        }
+    }
+}
