@@ -246,6 +246,8 @@ pub enum RevocationReason {
     CessationOfOperation,
 }
 
+// Issued carries the certificate itself; events are few and built once, so no boxing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "payload")]
 pub enum CertificateEvent {
@@ -279,6 +281,7 @@ impl DomainEvent for CertificateEvent {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum CertificateCommand {
     Record {
