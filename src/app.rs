@@ -232,8 +232,11 @@ impl App {
             let relay_checkpoint = nats.as_ref().map(|_| format!("nats-relay:{}", app.settings.nats_stream));
             let state = Arc::new(ApiState::new(
                 app.store.clone(),
-                identity,
-                app.credentials().await?,
+                unity_api::Commands {
+                    identity,
+                    credentials: app.credentials().await?,
+                    x509: unity_commands::x509::X509Commands::new(app.store.clone(), app.vault().await?),
+                },
                 app.engine(),
                 config,
                 nats.clone(),

@@ -124,6 +124,17 @@ impl TestApp {
         unity_commands::credentials::CredentialCommands::new(self.db.store(), vault)
     }
 
+    /// GETs a path; the body's bytes.
+    pub(crate) async fn get(&self, path: &str) -> Vec<u8> {
+        let mut response = self.client.get(self.url(path)).send().await.unwrap();
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.body().limit(4 << 20).await.unwrap().to_vec()
+    }
+
+    pub(crate) async fn get_status(&self, path: &str) -> u16 {
+        self.client.get(self.url(path)).send().await.unwrap().status().as_u16()
+    }
+
     pub(crate) async fn metrics(&self) -> String {
         let body = self.client.get(self.url("/metrics")).send().await.unwrap().body().limit(4 << 20).await.unwrap();
         String::from_utf8_lossy(&body).into_owned()
@@ -218,6 +229,15 @@ fn access_table(user_id: &str, key_id: &str) -> Vec<(&'static str, Option<&'stat
         ("Mutation.createSshCertificateAuthority", Some("ADMIN"), "mutation { createSshCertificateAuthority(input: {name: \"\", algorithm: ED25519}) { id } }".into()),
         ("Mutation.signSshCertificate", Some("OPERATOR"), "mutation { signSshCertificate(input: {caId: \"x\", publicKey: \"p\", certType: USER, keyId: \"k\", principals: [\"root\"], validAfter: \"2026-01-01T00:00:00Z\", validBefore: \"2026-01-02T00:00:00Z\"}) { serial } }".into()),
         ("Mutation.installSshCaOnServers", Some("OPERATOR"), "mutation { installSshCaOnServers(input: {caId: \"x\", serverIds: []}) { state } }".into()),
+        ("Query.certificateAuthorities", Some("VIEWER"), "{ certificateAuthorities { id } }".into()),
+        ("Query.certificateAuthority", Some("VIEWER"), "{ certificateAuthority(id: \"x\") { id } }".into()),
+        ("Query.certificates", Some("VIEWER"), "{ certificates(first: 1) { edges { cursor } } }".into()),
+        ("Query.certificate", Some("VIEWER"), "{ certificate(id: \"x\") { id } }".into()),
+        ("Mutation.createCertificateAuthority", Some("ADMIN"), "mutation { createCertificateAuthority(input: {name: \"ca\", commonName: \"ca\", parentId: \"x\"}) { id } }".into()),
+        ("Mutation.issueCertificate", Some("OPERATOR"), "mutation { issueCertificate(input: {caId: \"x\", commonName: \"a\"}) { id } }".into()),
+        ("Mutation.importCertificate", Some("OPERATOR"), "mutation { importCertificate(input: {certificatePem: \"garbage\"}) { id } }".into()),
+        ("Mutation.revokeCertificate", Some("OPERATOR"), "mutation { revokeCertificate(input: {id: \"x\"}) { id } }".into()),
+        ("Mutation.revealCertificatePrivateKey", Some("ADMIN"), "mutation { revealCertificatePrivateKey(id: \"x\") }".into()),
         ("Subscription.events", Some("VIEWER"), "subscription { events { eventType } }".into()),
     ]
 }

@@ -2,6 +2,7 @@
 //! operator would drive it.
 
 mod api;
+mod certificates;
 mod cli;
 mod credentials;
 mod serve;

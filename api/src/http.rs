@@ -35,6 +35,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
+        .route("/ca/{id}/crl", web::get().to(crl))
         .default_service(web::to(|| async {
             error_response(StatusCode::NOT_FOUND, Code::NotFound, "no such endpoint")
         }));
@@ -304,6 +305,30 @@ async fn graphiql() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .body(juniper::http::graphiql::graphiql_source("/graphql", Some("/graphql")))
+}
+
+/// An internal CA's certificate revocation list, DER (`openssl crl -inform DER`), signed afresh
+/// on each request and valid for a week. Public, as CRLs are.
+async fn crl(state: State, path: web::Path<String>) -> HttpResponse {
+    let Ok(ca_id) = path.into_inner().parse::<uuid::Uuid>() else {
+        return HttpResponse::NotFound().body("no such certificate authority\n");
+    };
+    match unity_projections::certificates::x509_ca(state.store.pool(), ca_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return HttpResponse::NotFound().body("no such certificate authority\n"),
+        Err(e) => return HttpResponse::ServiceUnavailable().body(format!("{}\n", crate::errors::ApiError::from(e))),
+    }
+    let revoked = match unity_projections::certificates::revoked_by(state.store.pool(), ca_id).await {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|(serial, at, reason)| (serial, at, crate::schema::certificates::stored_reason(&reason)))
+            .collect::<Vec<_>>(),
+        Err(e) => return HttpResponse::ServiceUnavailable().body(format!("{}\n", crate::errors::ApiError::from(e))),
+    };
+    match state.x509.crl(ca_id, &revoked, chrono::Utc::now()).await {
+        Ok(der) => HttpResponse::Ok().content_type("application/pkix-crl").body(der),
+        Err(e) => HttpResponse::InternalServerError().body(format!("{}\n", crate::errors::ApiError::from(e))),
+    }
 }
 
 async fn healthz() -> HttpResponse {

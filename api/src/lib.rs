@@ -12,7 +12,9 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{middleware::from_fn, web, HttpServer};
 use tokio::sync::watch;
-use unity_commands::{credentials::CredentialCommands, identity::IdentityCommands, store::EventStore};
+use unity_commands::{
+    credentials::CredentialCommands, identity::IdentityCommands, store::EventStore, x509::X509Commands,
+};
 use unity_projections::ProjectionEngine;
 
 pub use auth::ThrottleConfig;
@@ -54,6 +56,8 @@ pub struct ApiConfig {
     /// How long a mutation that acts on servers waits for their outcomes before answering
     /// with what it has (the rest show as PENDING).
     pub ssh_wait: Duration,
+    /// A certificate within this many days of its expiry has status EXPIRING.
+    pub expiring_days: i64,
 }
 
 impl Default for ApiConfig {
@@ -65,8 +69,16 @@ impl Default for ApiConfig {
             throttle: ThrottleConfig::default(),
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             ssh_wait: Duration::from_secs(30),
+            expiring_days: 30,
         }
     }
+}
+
+/// The write side the API drives.
+pub struct Commands {
+    pub identity: IdentityCommands,
+    pub credentials: CredentialCommands,
+    pub x509: X509Commands,
 }
 
 /// Everything a request handler needs, shared by all workers.
@@ -74,6 +86,7 @@ pub struct ApiState {
     pub store: EventStore,
     pub identity: IdentityCommands,
     pub credentials: CredentialCommands,
+    pub x509: X509Commands,
     /// Used for read-your-writes waits and status; the projections themselves run elsewhere
     /// (the projections role).
     pub engine: ProjectionEngine,
@@ -90,8 +103,7 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(
         store: EventStore,
-        identity: IdentityCommands,
-        credentials: CredentialCommands,
+        commands: Commands,
         engine: ProjectionEngine,
         config: ApiConfig,
         nats: Option<async_nats::Client>,
@@ -103,8 +115,9 @@ impl ApiState {
             schema: Arc::new(schema::schema(&config.limits)),
             metrics: metrics::Metrics::default(),
             store,
-            identity,
-            credentials,
+            identity: commands.identity,
+            credentials: commands.credentials,
+            x509: commands.x509,
             engine,
             config,
             nats,

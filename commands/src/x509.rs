@@ -167,7 +167,15 @@ pub fn facts_of(der: &[u8]) -> Result<CertificateFacts> {
         subject: cert.subject().to_string(),
         common_name,
         issuer: cert.issuer().to_string(),
-        serial: cert.serial.to_str_radix(16),
+        // Whole bytes, as openssl prints serials.
+        serial: {
+            let hex = cert.serial.to_str_radix(16);
+            if hex.len() % 2 == 1 {
+                format!("0{hex}")
+            } else {
+                hex
+            }
+        },
         not_before: utc(cert.validity().not_before.timestamp()),
         not_after: utc(cert.validity().not_after.timestamp()),
         dns_names,

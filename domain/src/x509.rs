@@ -69,7 +69,7 @@ pub struct CertificateFacts {
     pub subject: String,
     pub common_name: Option<String>,
     pub issuer: String,
-    /// Lower-case hex.
+    /// Lower-case hex, whole bytes (as openssl prints it, without colons).
     pub serial: String,
     pub not_before: DateTime<Utc>,
     pub not_after: DateTime<Utc>,

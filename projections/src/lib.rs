@@ -1,6 +1,7 @@
 //! Unity's read side: the projection engine and the read models it maintains.
 
 pub mod audit;
+pub mod certificates;
 pub mod credentials;
 pub mod engine;
 pub mod users;
@@ -18,5 +19,6 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(audit::AuditLogProjection),
         Arc::new(users::UsersProjection),
         Arc::new(credentials::CredentialsProjection),
+        Arc::new(certificates::CertificatesProjection),
     ]
 }

@@ -2,6 +2,7 @@
 //! needs as its first line; objects reachable from a root field hold nothing more sensitive than
 //! that field's role may read.
 
+pub mod certificates;
 pub mod credentials;
 pub mod types;
 
@@ -86,6 +87,12 @@ impl Context {
         let head = self.state.store.last_committed().await?;
         self.state.engine.wait_for(head, self.state.config.read_your_writes_timeout).await?;
         Ok(())
+    }
+
+    async fn certificate(&self, id: uuid::Uuid) -> Result<certificates::Certificate, ApiError> {
+        let row = unity_projections::certificates::certificate(self.state.store.pool(), id).await?;
+        let row = row.ok_or_else(|| ApiError::not_found("certificate"))?;
+        Ok(certificates::Certificate::from_row(row, chrono::Utc::now(), self.state.config.expiring_days))
     }
 
     async fn user(&self, id: uuid::Uuid) -> Result<User, ApiError> {
@@ -241,6 +248,70 @@ impl Query {
     ) -> Result<credentials::SshCertificateAuthority, ApiError> {
         ctx.require(Role::Viewer)?;
         credentials::ca(ctx, parse_id("id", &id)?).await
+    }
+
+    /// Internal X.509 certificate authorities.
+    async fn certificate_authorities(ctx: &Context) -> Result<Vec<certificates::CertificateAuthority>, ApiError> {
+        ctx.require(Role::Viewer)?;
+        let rows = unity_projections::certificates::x509_cas(ctx.state.store.pool()).await?;
+        Ok(rows.into_iter().map(certificates::CertificateAuthority::from).collect())
+    }
+
+    async fn certificate_authority(ctx: &Context, id: ID) -> Result<certificates::CertificateAuthority, ApiError> {
+        ctx.require(Role::Viewer)?;
+        let row = unity_projections::certificates::x509_ca(ctx.state.store.pool(), parse_id("id", &id)?).await?;
+        row.map(certificates::CertificateAuthority::from).ok_or_else(|| ApiError::not_found("certificate authority"))
+    }
+
+    /// Certificates Unity keeps (issued, ACME, imported), in creation order.
+    async fn certificates(
+        ctx: &Context,
+        filter: Option<certificates::CertificateFilterInput>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<certificates::CertificateConnection, ApiError> {
+        ctx.require(Role::Viewer)?;
+        let limit = page_size(first)?;
+        let after = after.map(|c| decode_cursor("certificate", &c)).transpose()?;
+        let after =
+            after.map(|a| a.parse::<uuid::Uuid>().map_err(|_| ApiError::bad_input("bad cursor"))).transpose()?;
+        let f = filter.unwrap_or_default();
+        if f.expiring_within_days.is_some_and(|d| !(0..=36_500).contains(&d)) {
+            return Err(ApiError::bad_input("expiringWithinDays must be between 0 and 36500"));
+        }
+        let filter = unity_projections::certificates::CertificateFilter {
+            expiring_within_days: f.expiring_within_days,
+            ca_id: f.ca_id.as_ref().map(|i| parse_id("caId", i)).transpose()?,
+            source: f.source.map(|s| certificates::source_text(s).to_owned()),
+            status: f.status.map(|s| certificates::status_text(s).to_owned()),
+        };
+        let now = chrono::Utc::now();
+        let expiring = ctx.state.config.expiring_days;
+        let mut rows = unity_projections::certificates::certificates(
+            ctx.state.store.pool(),
+            &filter,
+            now,
+            expiring as i32,
+            after,
+            limit + 1,
+        )
+        .await?;
+        let has_next_page = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let edges: Vec<certificates::CertificateEdge> = rows
+            .into_iter()
+            .map(|r| certificates::CertificateEdge {
+                cursor: encode_cursor("certificate", &r.certificate_id.to_string()),
+                node: certificates::Certificate::from_row(r, now, expiring),
+            })
+            .collect();
+        let end_cursor = edges.last().map(|e| e.cursor.clone());
+        Ok(certificates::CertificateConnection { edges, page_info: PageInfo { has_next_page, end_cursor } })
+    }
+
+    async fn certificate(ctx: &Context, id: ID) -> Result<certificates::Certificate, ApiError> {
+        ctx.require(Role::Viewer)?;
+        ctx.certificate(parse_id("id", &id)?).await
     }
 
     /// The audit log, oldest first. Non-admins do not see identity and secret events.
@@ -831,6 +902,95 @@ impl Mutation {
             })
             .collect();
         credentials::request_all(ctx, targets).await
+    }
+
+    /// A root CA, or with `parentId` an intermediate signed by an existing CA.
+    async fn create_certificate_authority(
+        ctx: &Context,
+        input: certificates::CreateCertificateAuthorityInput,
+    ) -> Result<certificates::CertificateAuthority, ApiError> {
+        let p = ctx.require(Role::Admin)?;
+        let path_length = input
+            .path_length
+            .map(|n| u8::try_from(n).map_err(|_| ApiError::bad_input("pathLength must be between 0 and 255")))
+            .transpose()?;
+        let new = unity_commands::x509::NewCa {
+            name: input.name,
+            common_name: input.common_name,
+            organization: input.organization,
+            key_algorithm: input.key_algorithm.unwrap_or(certificates::CertificateKeyAlgorithmValue::EcdsaP256).into(),
+            validity_days: certificates::days(input.validity_days, 3650),
+            path_length,
+            parent_id: input.parent_id.as_ref().map(|i| parse_id("parentId", i)).transpose()?,
+        };
+        let created = ctx.state.x509.create_ca(new, chrono::Utc::now(), &ctx.metadata(p)).await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        let row = unity_projections::certificates::x509_ca(ctx.state.store.pool(), created.id).await?;
+        row.map(certificates::CertificateAuthority::from).ok_or_else(|| ApiError::not_found("certificate authority"))
+    }
+
+    /// A certificate and key from an internal CA.
+    async fn issue_certificate(
+        ctx: &Context,
+        input: certificates::IssueCertificateInput,
+    ) -> Result<certificates::Certificate, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let new = unity_commands::x509::NewCertificate {
+            ca_id: parse_id("caId", &input.ca_id)?,
+            name: input.name,
+            common_name: input.common_name,
+            dns_names: input.dns_names.unwrap_or_default(),
+            ip_addresses: certificates::parse_ips(&input.ip_addresses.unwrap_or_default())?,
+            validity_days: certificates::days(input.validity_days, 90),
+            usage: input.usage.unwrap_or(certificates::CertificateUsageValue::Server).into(),
+            key_algorithm: input.key_algorithm.unwrap_or(certificates::CertificateKeyAlgorithmValue::EcdsaP256).into(),
+        };
+        let created = ctx.state.x509.issue(new, chrono::Utc::now(), &ctx.metadata(p)).await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        ctx.certificate(created.id).await
+    }
+
+    /// Keeps a certificate obtained elsewhere (its key too, if given, sealed in the vault).
+    async fn import_certificate(
+        ctx: &Context,
+        input: certificates::ImportCertificateInput,
+    ) -> Result<certificates::Certificate, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let created = ctx
+            .state
+            .x509
+            .import(
+                input.name.as_deref(),
+                &input.certificate_pem,
+                input.chain_pem.as_deref(),
+                input.private_key_pem.as_deref(),
+                chrono::Utc::now(),
+                &ctx.metadata(p),
+            )
+            .await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        ctx.certificate(created.id).await
+    }
+
+    /// Revokes a certificate; an internal CA's CRL lists it from then on.
+    async fn revoke_certificate(
+        ctx: &Context,
+        input: certificates::RevokeCertificateInput,
+    ) -> Result<certificates::Certificate, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let certificate_id = parse_id("id", &input.id)?;
+        let reason = input.reason.unwrap_or(certificates::RevocationReasonValue::Unspecified).into();
+        let appended = ctx.state.x509.revoke(certificate_id, reason, chrono::Utc::now(), &ctx.metadata(p)).await?;
+        ctx.settle(appended.as_ref()).await?;
+        ctx.certificate(certificate_id).await
+    }
+
+    /// The certificate's private key in PEM. Every reveal is recorded with who asked.
+    async fn reveal_certificate_private_key(ctx: &Context, id: ID) -> Result<String, ApiError> {
+        let p = ctx.require(Role::Admin)?;
+        let key = ctx.state.x509.reveal_private_key(parse_id("id", &id)?, &ctx.metadata(p)).await?;
+        ctx.settle_head().await?;
+        Ok(key)
     }
 
     /// Revokes an API key: one's own, or anyone's for an admin.

@@ -1,0 +1,333 @@
+//! The X.509 part of the schema: internal CAs, certificates (issued, imported), revocation.
+//! Root fields in `mod.rs` check roles and call in here.
+
+use chrono::{DateTime, Utc};
+use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
+use unity_commands::x509::X509CommandError;
+use unity_domain::x509::{CertificateUsage, RevocationReason, X509Error, X509KeyAlgorithm};
+use unity_projections::certificates::{CertificateRow, X509CaRow};
+
+use super::types::PageInfo;
+use crate::errors::{ApiError, Code};
+
+impl From<X509CommandError> for ApiError {
+    fn from(e: X509CommandError) -> ApiError {
+        match e {
+            X509CommandError::Rejected(e) => {
+                let code = match &e {
+                    X509Error::CaNotFound | X509Error::NotFound => Code::NotFound,
+                    X509Error::CaExists | X509Error::Exists | X509Error::Revoked => Code::Conflict,
+                    X509Error::Invalid(_) => Code::BadUserInput,
+                };
+                ApiError::new(code, e.to_string())
+            }
+            X509CommandError::BadInput(message) => ApiError::bad_input(message),
+            X509CommandError::Crypto(e) => ApiError::internal("x509", &e),
+            X509CommandError::Contended(_) => {
+                ApiError::new(Code::Conflict, "too many concurrent changes to this record; try again")
+            }
+            X509CommandError::Store(e) => e.into(),
+            X509CommandError::Vault(unity_commands::vault::VaultError::Store(e)) => e.into(),
+            X509CommandError::Vault(e) => ApiError::internal("vault", &e),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
+#[graphql(name = "CertificateKeyAlgorithm")]
+pub enum CertificateKeyAlgorithmValue {
+    EcdsaP256,
+    EcdsaP384,
+    Ed25519,
+    #[graphql(name = "RSA_2048")]
+    Rsa2048,
+    #[graphql(name = "RSA_4096")]
+    Rsa4096,
+}
+
+impl From<CertificateKeyAlgorithmValue> for X509KeyAlgorithm {
+    fn from(a: CertificateKeyAlgorithmValue) -> X509KeyAlgorithm {
+        match a {
+            CertificateKeyAlgorithmValue::EcdsaP256 => X509KeyAlgorithm::EcdsaP256,
+            CertificateKeyAlgorithmValue::EcdsaP384 => X509KeyAlgorithm::EcdsaP384,
+            CertificateKeyAlgorithmValue::Ed25519 => X509KeyAlgorithm::Ed25519,
+            CertificateKeyAlgorithmValue::Rsa2048 => X509KeyAlgorithm::Rsa2048,
+            CertificateKeyAlgorithmValue::Rsa4096 => X509KeyAlgorithm::Rsa4096,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
+#[graphql(name = "CertificateUsage")]
+pub enum CertificateUsageValue {
+    Server,
+    Client,
+    Both,
+}
+
+impl From<CertificateUsageValue> for CertificateUsage {
+    fn from(u: CertificateUsageValue) -> CertificateUsage {
+        match u {
+            CertificateUsageValue::Server => CertificateUsage::Server,
+            CertificateUsageValue::Client => CertificateUsage::Client,
+            CertificateUsageValue::Both => CertificateUsage::Both,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
+#[graphql(name = "RevocationReason")]
+pub enum RevocationReasonValue {
+    Unspecified,
+    KeyCompromise,
+    CaCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+}
+
+impl From<RevocationReasonValue> for RevocationReason {
+    fn from(r: RevocationReasonValue) -> RevocationReason {
+        match r {
+            RevocationReasonValue::Unspecified => RevocationReason::Unspecified,
+            RevocationReasonValue::KeyCompromise => RevocationReason::KeyCompromise,
+            RevocationReasonValue::CaCompromise => RevocationReason::CaCompromise,
+            RevocationReasonValue::AffiliationChanged => RevocationReason::AffiliationChanged,
+            RevocationReasonValue::Superseded => RevocationReason::Superseded,
+            RevocationReasonValue::CessationOfOperation => RevocationReason::CessationOfOperation,
+        }
+    }
+}
+
+/// Parses a stored reason (the domain's SCREAMING_SNAKE_CASE name).
+pub fn stored_reason(text: &str) -> RevocationReason {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).unwrap_or(RevocationReason::Unspecified)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
+pub enum CertificateSourceValue {
+    Internal,
+    Acme,
+    Imported,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
+pub enum CertificateStatus {
+    Valid,
+    Expiring,
+    Expired,
+    Revoked,
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct CreateCertificateAuthorityInput {
+    pub name: String,
+    pub common_name: String,
+    pub organization: Option<String>,
+    /// Default ECDSA_P256.
+    pub key_algorithm: Option<CertificateKeyAlgorithmValue>,
+    /// Default 3650 (ten years).
+    pub validity_days: Option<i32>,
+    /// How many CA levels may follow below this one; unset: no limit.
+    pub path_length: Option<i32>,
+    /// Makes an intermediate signed by that CA.
+    pub parent_id: Option<ID>,
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct IssueCertificateInput {
+    pub ca_id: ID,
+    pub name: Option<String>,
+    pub common_name: String,
+    pub dns_names: Option<Vec<String>>,
+    pub ip_addresses: Option<Vec<String>>,
+    /// Default 90.
+    pub validity_days: Option<i32>,
+    /// Default SERVER.
+    pub usage: Option<CertificateUsageValue>,
+    /// Default ECDSA_P256.
+    pub key_algorithm: Option<CertificateKeyAlgorithmValue>,
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct ImportCertificateInput {
+    pub name: Option<String>,
+    /// The certificate; a full chain (leaf first) is accepted too.
+    pub certificate_pem: String,
+    pub chain_pem: Option<String>,
+    /// PKCS#8, PKCS#1 or SEC1, unencrypted.
+    pub private_key_pem: Option<String>,
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct RevokeCertificateInput {
+    pub id: ID,
+    /// Default UNSPECIFIED.
+    pub reason: Option<RevocationReasonValue>,
+}
+
+#[derive(Clone, Debug, Default, GraphQLInputObject)]
+pub struct CertificateFilterInput {
+    /// Unrevoked certificates whose notAfter is within this many days (expired ones included).
+    pub expiring_within_days: Option<i32>,
+    pub ca_id: Option<ID>,
+    pub source: Option<CertificateSourceValue>,
+    pub status: Option<CertificateStatus>,
+}
+
+fn id(uuid: uuid::Uuid) -> ID {
+    ID::new(uuid.to_string())
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
+pub struct CertificateAuthority {
+    pub id: ID,
+    pub name: String,
+    pub key_algorithm: String,
+    pub path_length: Option<i32>,
+    pub parent_id: Option<ID>,
+    pub subject: String,
+    pub serial: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    /// SHA-256 of the certificate's DER, hex.
+    pub fingerprint: String,
+    pub certificate_pem: String,
+    /// The parents' certificates, nearest first.
+    pub chain_pem: String,
+    /// Where its CRL is served (DER; no sign-in needed).
+    pub crl_path: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<X509CaRow> for CertificateAuthority {
+    fn from(r: X509CaRow) -> CertificateAuthority {
+        CertificateAuthority {
+            id: id(r.ca_id),
+            name: r.name,
+            key_algorithm: r.key_algorithm,
+            path_length: r.path_length,
+            parent_id: r.parent_id.map(id),
+            subject: r.subject,
+            serial: r.serial,
+            not_before: r.not_before,
+            not_after: r.not_after,
+            fingerprint: r.fingerprint,
+            certificate_pem: r.certificate_pem,
+            chain_pem: r.chain_pem,
+            crl_path: format!("/ca/{}/crl", r.ca_id),
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
+pub struct Certificate {
+    pub id: ID,
+    pub name: String,
+    pub source: String,
+    pub ca_id: Option<ID>,
+    pub usage: Option<String>,
+    pub key_algorithm: Option<String>,
+    pub subject: String,
+    pub common_name: Option<String>,
+    pub issuer: String,
+    /// Hex.
+    pub serial: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<String>,
+    /// SHA-256 of the certificate's DER, hex.
+    pub fingerprint: String,
+    pub status: CertificateStatus,
+    pub has_private_key: bool,
+    /// Downloadable without a reveal: certificates are public.
+    pub certificate_pem: String,
+    pub chain_pem: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revocation_reason: Option<String>,
+}
+
+impl Certificate {
+    pub fn from_row(r: CertificateRow, now: DateTime<Utc>, expiring_days: i64) -> Certificate {
+        let status = if r.revoked_at.is_some() {
+            CertificateStatus::Revoked
+        } else if r.not_after <= now {
+            CertificateStatus::Expired
+        } else if r.not_after <= now + chrono::Duration::days(expiring_days) {
+            CertificateStatus::Expiring
+        } else {
+            CertificateStatus::Valid
+        };
+        Certificate {
+            id: id(r.certificate_id),
+            name: r.name,
+            source: r.source,
+            ca_id: r.ca_id.map(id),
+            usage: r.usage,
+            key_algorithm: r.key_algorithm,
+            subject: r.subject,
+            common_name: r.common_name,
+            issuer: r.issuer,
+            serial: r.serial,
+            not_before: r.not_before,
+            not_after: r.not_after,
+            dns_names: r.dns_names,
+            ip_addresses: r.ip_addresses,
+            fingerprint: r.fingerprint,
+            status,
+            has_private_key: r.has_private_key,
+            certificate_pem: r.certificate_pem,
+            chain_pem: r.chain_pem,
+            created_at: r.created_at,
+            revoked_at: r.revoked_at,
+            revocation_reason: r.revocation_reason,
+        }
+    }
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
+pub struct CertificateEdge {
+    pub cursor: String,
+    pub node: Certificate,
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
+pub struct CertificateConnection {
+    pub edges: Vec<CertificateEdge>,
+    pub page_info: PageInfo,
+}
+
+pub fn status_text(status: CertificateStatus) -> &'static str {
+    match status {
+        CertificateStatus::Valid => "VALID",
+        CertificateStatus::Expiring => "EXPIRING",
+        CertificateStatus::Expired => "EXPIRED",
+        CertificateStatus::Revoked => "REVOKED",
+    }
+}
+
+pub fn source_text(source: CertificateSourceValue) -> &'static str {
+    match source {
+        CertificateSourceValue::Internal => "INTERNAL",
+        CertificateSourceValue::Acme => "ACME",
+        CertificateSourceValue::Imported => "IMPORTED",
+    }
+}
+
+/// IP addresses as given, each checked.
+pub fn parse_ips(raw: &[String]) -> Result<Vec<std::net::IpAddr>, ApiError> {
+    raw.iter()
+        .map(|s| {
+            s.trim().parse().map_err(|_| {
+                ApiError::bad_input(format!("'{}' is not an IP address", s.chars().take(60).collect::<String>()))
+            })
+        })
+        .collect()
+}
+
+pub fn days(value: Option<i32>, default: i64) -> i64 {
+    value.map_or(default, i64::from)
+}

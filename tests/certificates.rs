@@ -1,0 +1,302 @@
+//! X.509 end to end: internal root and intermediate CAs, issuance checked by `openssl verify` and
+//! `openssl x509`, revocation seen in the CA's CRL, imports of certificates made by openssl.
+
+use std::{path::Path, process::Command};
+
+use serde_json::{json, Value};
+
+use crate::api::{code, spawn_app, TestApp};
+
+fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
+    let output = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+const CA_FIELDS: &str = "id subject pathLength certificatePem chainPem fingerprint crlPath";
+const CERT_FIELDS: &str = "id name source subject commonName issuer serial notBefore notAfter dnsNames ipAddresses \
+     fingerprint status hasPrivateKey certificatePem chainPem revokedAt revocationReason";
+
+async fn create_ca(app: &TestApp, token: &str, input: Value) -> Value {
+    let body = app
+        .graphql(
+            Some(token),
+            &format!("mutation($i: CreateCertificateAuthorityInput!) {{ createCertificateAuthority(input: $i) {{ {CA_FIELDS} }} }}"),
+            json!({ "i": input }),
+        )
+        .await;
+    body.get("data").and_then(|d| d.get("createCertificateAuthority")).cloned().filter(|v| !v.is_null()).unwrap_or(body)
+}
+
+async fn issue(app: &TestApp, token: &str, input: Value) -> Value {
+    let body = app
+        .graphql(
+            Some(token),
+            &format!("mutation($i: IssueCertificateInput!) {{ issueCertificate(input: $i) {{ {CERT_FIELDS} }} }}"),
+            json!({ "i": input }),
+        )
+        .await;
+    body.get("data").and_then(|d| d.get("issueCertificate")).cloned().filter(|v| !v.is_null()).unwrap_or(body)
+}
+
+async fn import(app: &TestApp, token: &str, input: Value) -> Value {
+    let body = app
+        .graphql(
+            Some(token),
+            &format!("mutation($i: ImportCertificateInput!) {{ importCertificate(input: $i) {{ {CERT_FIELDS} }} }}"),
+            json!({ "i": input }),
+        )
+        .await;
+    body.get("data").and_then(|d| d.get("importCertificate")).cloned().filter(|v| !v.is_null()).unwrap_or(body)
+}
+
+fn refused(body: &Value, words: &str) {
+    assert_eq!(code(body), Some("BAD_USER_INPUT"), "{body}");
+    let message = body["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains(words), "'{message}' should say '{words}'");
+}
+
+#[actix_rt::test]
+async fn an_internal_ca_issues_certificates_openssl_accepts_and_revokes_them_in_its_crl() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let dir = std::env::temp_dir().join(format!("unity-x509-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let root = create_ca(
+        &app,
+        &admin,
+        json!({ "name": "lab root", "commonName": "Lab Root CA", "organization": "Lab", "keyAlgorithm": "ECDSA_P384",
+                "validityDays": 3650, "pathLength": 1 }),
+    )
+    .await;
+    let intermediate = create_ca(
+        &app,
+        &admin,
+        json!({ "name": "lab issuing", "commonName": "Lab Issuing CA", "keyAlgorithm": "ECDSA_P256",
+                "validityDays": 1825, "pathLength": 0, "parentId": root["id"] }),
+    )
+    .await;
+    assert_eq!(intermediate["chainPem"], root["certificatePem"], "{intermediate}");
+    write(&dir, "root.pem", root["certificatePem"].as_str().unwrap());
+    write(&dir, "intermediate.pem", intermediate["certificatePem"].as_str().unwrap());
+    let (ok, text) = openssl(&["verify", "-CAfile", "root.pem", "intermediate.pem"], &dir);
+    assert!(ok, "{text}");
+    let (_, text) = openssl(&["x509", "-in", "root.pem", "-noout", "-text"], &dir);
+    assert!(text.contains("CA:TRUE, pathlen:1") && text.contains("Certificate Sign, CRL Sign"), "{text}");
+    // The intermediate may not make CAs below it; a child may not outlive its parent.
+    let refused_ca =
+        create_ca(&app, &admin, json!({ "name": "x", "commonName": "x", "parentId": intermediate["id"] })).await;
+    refused(&refused_ca, "path length is 0");
+    let too_long = create_ca(
+        &app,
+        &admin,
+        json!({ "name": "x", "commonName": "x", "parentId": root["id"], "pathLength": 0, "validityDays": 4000 }),
+    )
+    .await;
+    refused(&too_long, "expires at");
+
+    // A server-and-client certificate from the intermediate: openssl accepts the chain, and the
+    // SANs, key usage and extended key usage are what was asked.
+    let leaf = issue(
+        &app,
+        &admin,
+        json!({ "caId": intermediate["id"], "commonName": "nas.lab", "dnsNames": ["nas.lab", "*.nas.lab"],
+                "ipAddresses": ["10.0.0.5", "fd00::5"], "validityDays": 90, "usage": "BOTH" }),
+    )
+    .await;
+    assert_eq!(leaf["status"], "VALID", "{leaf}");
+    assert_eq!(leaf["source"], "INTERNAL");
+    assert_eq!(leaf["dnsNames"], json!(["nas.lab", "*.nas.lab"]));
+    assert_eq!(leaf["ipAddresses"], json!(["10.0.0.5", "fd00::5"]));
+    write(&dir, "leaf.pem", leaf["certificatePem"].as_str().unwrap());
+    write(&dir, "chain.pem", leaf["chainPem"].as_str().unwrap());
+    let (ok, text) = openssl(&["verify", "-CAfile", "root.pem", "-untrusted", "chain.pem", "leaf.pem"], &dir);
+    assert!(ok, "{text}");
+    let (_, text) = openssl(&["x509", "-in", "leaf.pem", "-noout", "-text", "-fingerprint", "-sha256"], &dir);
+    for expected in [
+        "DNS:nas.lab, DNS:*.nas.lab, IP Address:10.0.0.5, IP Address:FD00:0:0:0:0:0:0:5",
+        "X509v3 Key Usage: critical\n                Digital Signature",
+        "TLS Web Server Authentication, TLS Web Client Authentication",
+        "CA:FALSE",
+        "Issuer: CN = Lab Issuing CA",
+    ] {
+        assert!(text.contains(expected), "openssl x509 -text lacks '{expected}':\n{text}");
+    }
+    let openssl_fingerprint =
+        text.lines().find_map(|l| l.strip_prefix("sha256 Fingerprint=")).unwrap().replace(':', "");
+    assert_eq!(openssl_fingerprint.to_lowercase(), leaf["fingerprint"].as_str().unwrap());
+    let rsa = issue(
+        &app,
+        &admin,
+        json!({ "caId": intermediate["id"], "commonName": "client", "usage": "CLIENT", "keyAlgorithm": "RSA_2048" }),
+    )
+    .await;
+    write(&dir, "rsa.pem", rsa["certificatePem"].as_str().unwrap());
+    let (_, text) = openssl(&["x509", "-in", "rsa.pem", "-noout", "-text"], &dir);
+    assert!(
+        text.contains("Digital Signature, Key Encipherment") && text.contains("TLS Web Client Authentication"),
+        "{text}"
+    );
+    assert!(text.contains("Public-Key: (2048 bit)"), "{text}");
+    let bad =
+        issue(&app, &admin, json!({ "caId": intermediate["id"], "commonName": "x", "dnsNames": ["not a name"] })).await;
+    refused(&bad, "not a DNS name");
+    let bad =
+        issue(&app, &admin, json!({ "caId": intermediate["id"], "commonName": "x", "ipAddresses": ["10.0.0"] })).await;
+    refused(&bad, "not an IP address");
+    let bad = issue(&app, &admin, json!({ "caId": intermediate["id"], "commonName": "x", "validityDays": 5000 })).await;
+    refused(&bad, "expires at");
+
+    // The private key: revealed to admins only, it matches the certificate.
+    let reveal = "mutation($id: ID!) { revealCertificatePrivateKey(id: $id) }";
+    app.create_user(&admin, "op", "OPERATOR").await;
+    let operator = app.login("op", crate::api::ADMIN_PASSWORD).await;
+    assert_eq!(code(&app.graphql(Some(&operator), reveal, json!({ "id": leaf["id"] })).await), Some("FORBIDDEN"));
+    let key = app.ok(Some(&admin), reveal, json!({ "id": leaf["id"] })).await["revealCertificatePrivateKey"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    write(&dir, "leaf.key", &key);
+    let (_, from_key) = openssl(&["pkey", "-in", "leaf.key", "-pubout"], &dir);
+    let (_, from_cert) = openssl(&["x509", "-in", "leaf.pem", "-noout", "-pubkey"], &dir);
+    assert_eq!(from_key, from_cert);
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT payload::text FROM events").fetch_all(&app.db.pool).await.unwrap();
+    let body_line = key.lines().nth(1).unwrap();
+    assert!(events.iter().all(|e| !e.contains(body_line) && !e.contains("PRIVATE KEY")), "keys are sealed");
+
+    // Revocation: the CA's CRL (no sign-in needed) lists the serial, and openssl refuses the leaf.
+    let revoked = app
+        .ok(
+            Some(&operator),
+            "mutation($id: ID!) { revokeCertificate(input: {id: $id, reason: KEY_COMPROMISE}) { status revokedAt revocationReason } }",
+            json!({ "id": leaf["id"] }),
+        )
+        .await;
+    assert_eq!(revoked["revokeCertificate"]["status"], "REVOKED");
+    assert_eq!(revoked["revokeCertificate"]["revocationReason"], "KEY_COMPROMISE");
+    let crl = app.get(intermediate["crlPath"].as_str().unwrap()).await;
+    std::fs::write(dir.join("crl.der"), crl).unwrap();
+    let (ok, text) = openssl(&["crl", "-inform", "DER", "-in", "crl.der", "-noout", "-text"], &dir);
+    assert!(ok, "{text}");
+    assert!(text.to_lowercase().contains(&format!("serial number: {}", leaf["serial"].as_str().unwrap())), "{text}");
+    assert!(text.contains("Key Compromise"), "{text}");
+    let (ok, _) = openssl(&["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"], &dir);
+    assert!(ok);
+    let (ok, text) = openssl(&["crl", "-in", "crl.pem", "-noout", "-CAfile", "intermediate.pem"], &dir);
+    assert!(ok && text.contains("verify OK"), "the CRL is signed by its CA: {text}");
+    let (ok, text) = openssl(
+        &["verify", "-crl_check", "-CRLfile", "crl.pem", "-CAfile", "root.pem", "-untrusted", "chain.pem", "leaf.pem"],
+        &dir,
+    );
+    assert!(!ok && text.contains("certificate revoked"), "{text}");
+    assert_eq!(app.get_status(&format!("/ca/{}/crl", uuid::Uuid::now_v7())).await, 404);
+
+    // Lists and filters.
+    let list = |filter: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let data = app
+                .ok(
+                    Some(&admin),
+                    "query($f: CertificateFilterInput) { certificates(filter: $f) { edges { node { name status } } } }",
+                    json!({ "f": filter }),
+                )
+                .await;
+            let mut names: Vec<String> = data["certificates"]["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["node"]["name"].as_str().unwrap().to_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    issue(
+        &app,
+        &admin,
+        json!({ "caId": intermediate["id"], "name": "soon", "commonName": "soon.lab", "validityDays": 10 }),
+    )
+    .await;
+    assert_eq!(list(json!({ "status": "EXPIRING" })).await, vec!["soon"]);
+    assert_eq!(list(json!({ "expiringWithinDays": 20 })).await, vec!["soon"]);
+    assert_eq!(list(json!({ "status": "REVOKED" })).await, vec!["nas.lab"]);
+    assert_eq!(list(json!({ "caId": intermediate["id"] })).await, vec!["client", "nas.lab", "soon"]);
+    assert_eq!(list(json!({ "source": "IMPORTED" })).await, Vec::<String>::new());
+}
+
+#[actix_rt::test]
+async fn imports_are_parsed_checked_against_their_keys_and_refused_with_reasons() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let dir = std::env::temp_dir().join(format!("unity-import-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Certificates made by openssl, with keys in PKCS#1 (RSA) and SEC1 (EC) form.
+    for (name, keygen) in [
+        ("rsa", vec!["genrsa", "-traditional", "-out", "rsa.key", "2048"]),
+        ("ec", vec!["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ec.key"]),
+    ] {
+        let (ok, text) = openssl(&keygen, &dir);
+        assert!(ok, "{text}");
+        let key = format!("{name}.key");
+        let cert = format!("{name}.pem");
+        let subject = format!("/CN={name}.example");
+        let san = format!("subjectAltName=DNS:{name}.example,IP:192.0.2.7");
+        let (ok, text) = openssl(
+            &["req", "-x509", "-key", &key, "-out", &cert, "-days", "30", "-subj", &subject, "-addext", &san],
+            &dir,
+        );
+        assert!(ok, "{text}");
+    }
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert!(read("rsa.key").contains("BEGIN RSA PRIVATE KEY") && read("ec.key").contains("BEGIN EC PRIVATE KEY"));
+    for name in ["rsa", "ec"] {
+        let imported = import(
+            &app,
+            &admin,
+            json!({ "certificatePem": read(&format!("{name}.pem")), "privateKeyPem": read(&format!("{name}.key")) }),
+        )
+        .await;
+        assert_eq!(imported["source"], "IMPORTED", "{imported}");
+        assert_eq!(imported["commonName"], format!("{name}.example"));
+        assert_eq!(imported["dnsNames"], json!([format!("{name}.example")]));
+        assert_eq!(imported["ipAddresses"], json!(["192.0.2.7"]));
+        assert_eq!(imported["hasPrivateKey"], true);
+        assert_eq!(imported["status"], "EXPIRING", "30 days left is within the 30-day warning");
+        let (_, fingerprint) =
+            openssl(&["x509", "-in", &format!("{name}.pem"), "-noout", "-fingerprint", "-sha256"], &dir);
+        let fingerprint = fingerprint.trim().trim_start_matches("sha256 Fingerprint=").replace(':', "").to_lowercase();
+        assert_eq!(imported["fingerprint"], fingerprint);
+    }
+    refused(
+        &import(&app, &admin, json!({ "certificatePem": read("rsa.pem"), "privateKeyPem": read("ec.key") })).await,
+        "does not belong",
+    );
+    refused(&import(&app, &admin, json!({ "certificatePem": "garbage" })).await, "no CERTIFICATE block");
+    let broken = read("rsa.pem").replace("MII", "XXX");
+    assert!(code(&import(&app, &admin, json!({ "certificatePem": broken })).await) == Some("BAD_USER_INPUT"));
+    refused(
+        &import(&app, &admin, json!({ "certificatePem": read("ec.pem"), "privateKeyPem": "nope" })).await,
+        "not a private key",
+    );
+    // An expired certificate: made by openssl with a validity window entirely in the past.
+    let (ok, text) = openssl(&["req", "-new", "-key", "ec.key", "-subj", "/CN=old.example", "-out", "old.csr"], &dir);
+    assert!(ok, "{text}");
+    let (ok, text) =
+        openssl(&["x509", "-req", "-in", "old.csr", "-key", "ec.key", "-out", "old.pem", "-days", "-1"], &dir);
+    assert!(ok, "{text}");
+    refused(&import(&app, &admin, json!({ "certificatePem": read("old.pem") })).await, "expired");
+    // Nothing refused was stored.
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'CertificateIssued'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+}
