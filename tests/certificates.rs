@@ -230,6 +230,16 @@ async fn an_internal_ca_issues_certificates_openssl_accepts_and_revokes_them_in_
     assert_eq!(list(json!({ "status": "REVOKED" })).await, vec!["nas.lab"]);
     assert_eq!(list(json!({ "caId": intermediate["id"] })).await, vec!["client", "nas.lab", "soon"]);
     assert_eq!(list(json!({ "source": "IMPORTED" })).await, Vec::<String>::new());
+
+    let metrics = app.metrics().await;
+    for line in [
+        "unity_certificates{status=\"VALID\"} 1",
+        "unity_certificates{status=\"EXPIRING\"} 1",
+        "unity_certificates{status=\"REVOKED\"} 1",
+        "unity_certificate_soonest_expiry_days 9.9",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+    }
 }
 
 #[actix_rt::test]

@@ -368,6 +368,12 @@ async fn metrics(state: State) -> HttpResponse {
     if let Ok(counts) = unity_projections::credentials::counts(state.store.pool()).await {
         m.set_credentials(&counts);
     }
+    let expiring = state.config.expiring_days as i32;
+    if let Ok((by_status, soonest)) =
+        unity_projections::certificates::certificate_counts(state.store.pool(), chrono::Utc::now(), expiring).await
+    {
+        m.set_certificates(&by_status, soonest);
+    }
     if let Some(name) = &state.relay_checkpoint {
         let position = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")
             .bind(name)

@@ -47,6 +47,11 @@ pub struct DistributionLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
@@ -65,6 +70,8 @@ pub struct Metrics {
     pub servers: Family<HostKeyLabels, Gauge>,
     pub distributions: Family<DistributionLabels, Counter>,
     pub certificates_signed: Counter,
+    pub certificates: Family<StatusLabels, Gauge>,
+    pub soonest_expiry_days: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -132,8 +139,18 @@ impl Default for Metrics {
         );
         let certificates_signed = Counter::default();
         registry.register("ssh_certificates_signed", "SSH certificates signed", certificates_signed.clone());
+        let certificates = Family::<StatusLabels, Gauge>::default();
+        registry.register("certificates", "X.509 certificates kept, by status", certificates.clone());
+        let soonest_expiry_days = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "certificate_soonest_expiry_days",
+            "Days until the soonest expiry among unrevoked, unexpired certificates",
+            soonest_expiry_days.clone(),
+        );
         Metrics {
             registry,
+            certificates,
+            soonest_expiry_days,
             ssh_keys,
             servers,
             distributions,
@@ -192,6 +209,16 @@ impl Metrics {
             catch_up(&counter, *n);
         }
         catch_up(&self.certificates_signed, counts.certificates_signed);
+    }
+
+    pub fn set_certificates(&self, by_status: &[(String, i64)], soonest_days: Option<f64>) {
+        for status in ["VALID", "EXPIRING", "EXPIRED", "REVOKED"] {
+            self.certificates.get_or_create(&StatusLabels { status: status.into() }).set(0);
+        }
+        for (status, n) in by_status {
+            self.certificates.get_or_create(&StatusLabels { status: status.clone() }).set(*n);
+        }
+        self.soonest_expiry_days.set(soonest_days.unwrap_or(f64::NAN));
     }
 
     pub fn encode(&self) -> String {
