@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::{app::one_line, config::Settings};
 
+mod certificates;
 mod distribute;
 mod e2e;
 
@@ -79,6 +80,14 @@ pub enum BenchCommand {
         /// Distributions per concurrency limit; the median is reported.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Issuing --count internal certificates in a row, with ECDSA P-256 keys and then RSA 2048
+    /// keys, each recorded and its key sealed (fresh `<database>_bench_certificates` database).
+    Certificates {
+        #[arg(long, default_value_t = 100)]
+        count: usize,
         #[arg(long)]
         json: bool,
     },
@@ -178,6 +187,29 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                     ));
                 }
                 lines.join("\n")
+            });
+        }
+        BenchCommand::Certificates { count, json } => {
+            if count == 0 || count > 100_000 {
+                bail!("--count must be between 1 and 100000");
+            }
+            let result = certificates::certificates(&settings, count).await?;
+            print(&result, json, |r| {
+                let runs: Vec<String> = r["runs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|run| {
+                        format!(
+                            "{} {} in {:.2} s = {:.1}/s",
+                            run["certificates"],
+                            run["key_algorithm"].as_str().unwrap_or("?"),
+                            run["seconds"].as_f64().unwrap_or(0.0),
+                            run["per_second"].as_f64().unwrap_or(0.0)
+                        )
+                    })
+                    .collect();
+                format!("certificates: {}", runs.join("; "))
             });
         }
         BenchCommand::Nats { rate, seconds, json } => {
