@@ -267,7 +267,16 @@ impl App {
                 app.settings.unused_keys_days,
                 shutdown.clone(),
             ));
-            tracing::info!(concurrency = app.settings.ssh_concurrency, "SSH reactor and key checks started.");
+            tasks.spawn(crate::schedule::certificates_periodically(
+                unity_commands::x509::X509Commands::new(app.store.clone(), app.vault().await?),
+                app.settings.certificate_check_interval,
+                app.settings.expiry_warning_days.clone(),
+                shutdown.clone(),
+            ));
+            tracing::info!(
+                concurrency = app.settings.ssh_concurrency,
+                "SSH reactor, key checks and certificate renewal started."
+            );
         }
         tracing::info!(roles = ?roles, "Unity is running.");
         while let Some(result) = tasks.join_next().await {

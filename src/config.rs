@@ -43,6 +43,10 @@ pub struct Settings {
     /// How often the unused-keys report is made, and after how many days a key counts as unused.
     pub unused_keys_report_interval: std::time::Duration,
     pub unused_keys_days: u32,
+    /// How often due certificates are renewed and expiry warnings checked.
+    pub certificate_check_interval: std::time::Duration,
+    /// Days before expiry at which `CertificateExpiring` is recorded (once each).
+    pub expiry_warning_days: Vec<u32>,
 }
 
 /// The settings a TOML file may hold: each environment variable's name in lower case, without
@@ -64,6 +68,8 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("key_check_interval_secs", "UNITY_KEY_CHECK_INTERVAL_SECS"),
     ("unused_keys_report_interval_secs", "UNITY_UNUSED_KEYS_REPORT_INTERVAL_SECS"),
     ("unused_keys_days", "UNITY_UNUSED_KEYS_DAYS"),
+    ("certificate_check_interval_secs", "UNITY_CERTIFICATE_CHECK_INTERVAL_SECS"),
+    ("expiry_warning_days", "UNITY_EXPIRY_WARNING_DAYS"),
 ];
 
 /// Reads an optional TOML settings file into environment-variable names and values.
@@ -155,6 +161,16 @@ impl Settings {
         if unused_keys_days > 3650 {
             bail!("UNITY_UNUSED_KEYS_DAYS '{unused_keys_days}' is more than 3650");
         }
+        let certificate_check_interval = seconds("UNITY_CERTIFICATE_CHECK_INTERVAL_SECS", 3600)?;
+        let warning_text = var("UNITY_EXPIRY_WARNING_DAYS").unwrap_or_else(|| "30,14,7,1".into());
+        let expiry_warning_days = warning_text
+            .split(',')
+            .map(|d| d.trim().parse::<u32>().ok().filter(|d| (1..=3650).contains(d)))
+            .collect::<Option<Vec<u32>>>()
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| {
+                anyhow!("UNITY_EXPIRY_WARNING_DAYS '{warning_text}' is not a comma-separated list of days (1 to 3650)")
+            })?;
         Ok(Settings {
             database,
             database_display,
@@ -173,6 +189,8 @@ impl Settings {
             key_check_interval: std::time::Duration::from_secs(key_check_interval),
             unused_keys_report_interval: std::time::Duration::from_secs(unused_keys_report_interval),
             unused_keys_days: unused_keys_days as u32,
+            certificate_check_interval: std::time::Duration::from_secs(certificate_check_interval),
+            expiry_warning_days,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Periodic work that joins read models to commands: the drift check of every server's managed
-//! key blocks, and the unused-keys report. Each tick records requests or reports as events; the
+//! key blocks, the unused-keys report, certificate renewal and expiry warnings. Each task takes
+//! the time as an argument, so tests move the clock instead of waiting. Each tick records requests or reports as events; the
 //! SSH reactor does the rest.
 //!
 //! One process should run the collectors role for now: two would both ask for the checks (which
@@ -7,8 +8,9 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
-use unity_commands::credentials::CredentialCommands;
+use unity_commands::{credentials::CredentialCommands, x509::X509Commands};
 use unity_domain::{credentials::UnusedKey, servers::ServerRequest, Actor, EventMetadata};
 use unity_projections::credentials as read;
 
@@ -84,6 +86,54 @@ pub async fn report_unused_keys_periodically(
     every(interval, shutdown, "unused keys report", || async {
         let n = report_unused_keys(&credentials, days).await?;
         tracing::info!(keys = n, days, "Reported SSH keys unused for a while.");
+        Ok(())
+    })
+    .await
+}
+
+/// Renews every internal certificate whose renewal is due at `now`. Returns (renewed, failed).
+pub async fn renew_due_certificates(x509: &X509Commands, now: DateTime<Utc>) -> anyhow::Result<(usize, usize)> {
+    let pool = x509.store().pool().clone();
+    let (mut renewed, mut failed) = (0, 0);
+    for certificate_id in unity_projections::certificates::renewable(&pool).await? {
+        match x509.renew_if_due(certificate_id, now, &metadata()).await {
+            Ok(Some(_)) => renewed += 1,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%certificate_id, error = %e, "A certificate renewal failed; it is retried with backoff.");
+                failed += 1;
+            }
+        }
+    }
+    Ok((renewed, failed))
+}
+
+/// Warns about every current certificate within one of `thresholds` days of expiry (once per
+/// threshold). Returns how many certificates were checked.
+pub async fn check_certificate_expiry(
+    x509: &X509Commands,
+    now: DateTime<Utc>,
+    thresholds: &[u32],
+) -> anyhow::Result<usize> {
+    let widest = thresholds.iter().copied().max().unwrap_or(0) as i32;
+    let ids = unity_projections::certificates::expiring_within(x509.store().pool(), now, widest).await?;
+    for certificate_id in &ids {
+        x509.check_expiry(*certificate_id, now, thresholds, &metadata()).await?;
+    }
+    Ok(ids.len())
+}
+
+pub async fn certificates_periodically(
+    x509: X509Commands,
+    renewal_interval: Duration,
+    thresholds: Vec<u32>,
+    shutdown: watch::Receiver<bool>,
+) {
+    every(renewal_interval, shutdown, "certificate renewal and expiry check", || async {
+        let now = Utc::now();
+        let (renewed, failed) = renew_due_certificates(&x509, now).await?;
+        let checked = check_certificate_expiry(&x509, now, &thresholds).await?;
+        tracing::debug!(renewed, failed, checked, "Certificate renewal and expiry check done.");
         Ok(())
     })
     .await

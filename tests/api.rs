@@ -135,6 +135,13 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap().status().as_u16()
     }
 
+    /// The X.509 commands on this app's database and master key, for what the scheduler does.
+    pub(crate) async fn db_x509(&self) -> unity_commands::x509::X509Commands {
+        let master = unity_commands::vault::MasterKey::load(&self.key).unwrap().expect("the app made its key");
+        let vault = unity_commands::vault::Vault::open(master, self.db.store()).await.unwrap();
+        unity_commands::x509::X509Commands::new(self.db.store(), vault)
+    }
+
     pub(crate) async fn metrics(&self) -> String {
         let body = self.client.get(self.url("/metrics")).send().await.unwrap().body().limit(4 << 20).await.unwrap();
         String::from_utf8_lossy(&body).into_owned()
@@ -237,6 +244,7 @@ fn access_table(user_id: &str, key_id: &str) -> Vec<(&'static str, Option<&'stat
         ("Mutation.issueCertificate", Some("OPERATOR"), "mutation { issueCertificate(input: {caId: \"x\", commonName: \"a\"}) { id } }".into()),
         ("Mutation.importCertificate", Some("OPERATOR"), "mutation { importCertificate(input: {certificatePem: \"garbage\"}) { id } }".into()),
         ("Mutation.revokeCertificate", Some("OPERATOR"), "mutation { revokeCertificate(input: {id: \"x\"}) { id } }".into()),
+        ("Mutation.configureCertificateRenewal", Some("OPERATOR"), "mutation { configureCertificateRenewal(input: {id: \"x\"}) { id } }".into()),
         ("Mutation.revealCertificatePrivateKey", Some("ADMIN"), "mutation { revealCertificatePrivateKey(id: \"x\") }".into()),
         ("Subscription.events", Some("VIEWER"), "subscription { events { eventType } }".into()),
     ]

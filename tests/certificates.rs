@@ -310,3 +310,107 @@ async fn imports_are_parsed_checked_against_their_keys_and_refused_with_reasons(
         .unwrap();
     assert_eq!(count, 2);
 }
+
+#[actix_rt::test]
+async fn internal_certificates_renew_on_time_warn_before_expiry_and_back_off_after_failures() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let x509 = app.db_x509().await;
+    let thresholds = [30, 14, 7, 1];
+    // A CA that lives 60 days: a 30-day certificate renews once (at day 20, until day 50); the
+    // next renewal (at day 40, until day 70) cannot fit inside the CA.
+    let ca = create_ca(&app, &admin, json!({ "name": "short", "commonName": "Short CA", "validityDays": 60 })).await;
+    let leaf = issue(
+        &app,
+        &admin,
+        json!({ "caId": ca["id"], "commonName": "web.lab", "dnsNames": ["web.lab"], "validityDays": 30 }),
+    )
+    .await;
+    let leaf_id: uuid::Uuid = leaf["id"].as_str().unwrap().parse().unwrap();
+    let t0 = chrono::Utc::now();
+    let day = |d: f64| t0 + chrono::Duration::seconds((d * 86_400.0) as i64);
+
+    // Not due before two thirds of the lifetime; due after.
+    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(19.0)).await.unwrap(), (0, 0));
+    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(20.5)).await.unwrap(), (1, 0));
+    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(20.6)).await.unwrap(), (0, 0), "renewed once");
+    let query = "query($id: ID!) { certificate(id: $id) { renewedBy renewalOf dnsNames notAfter lastRenewalError renewalFailures nextRenewalAttemptAt } }";
+    let old = eventually_certificate(&app, &admin, query, &leaf_id.to_string(), |c| c["renewedBy"].is_string()).await;
+    let new_id = old["renewedBy"].as_str().unwrap().to_owned();
+    let new = app.ok(Some(&admin), query, json!({ "id": new_id })).await["certificate"].clone();
+    assert_eq!(new["renewalOf"], leaf_id.to_string());
+    assert_eq!(new["dnsNames"], json!(["web.lab"]), "the same names, a fresh key and dates");
+
+    // The renewed certificate's own renewal would outlive its CA: it fails, is recorded with
+    // an expiry warning, and is retried only after the backoff.
+    let new_uuid: uuid::Uuid = new_id.parse().unwrap();
+    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(41.0)).await.unwrap(), (0, 1));
+    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(41.02)).await.unwrap(), (0, 0), "backing off");
+    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(41.05)).await.unwrap(), (0, 1), "an hour later");
+    let failed = eventually_certificate(&app, &admin, query, &new_id, |c| c["renewalFailures"] == 2).await;
+    assert!(failed["lastRenewalError"].as_str().unwrap().contains("expires at"), "{failed}");
+    let events: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("SELECT event_type, payload FROM events WHERE stream_id = $1 ORDER BY stream_version")
+            .bind(format!("certificate-{new_uuid}"))
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    let types: Vec<&str> = events.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "CertificateIssued",
+            "CertificateRenewalFailed",
+            "CertificateExpiring",
+            "CertificateRenewalFailed",
+            "CertificateExpiring"
+        ]
+    );
+    assert_eq!(events[2].1["cause"], "RENEWAL_FAILED");
+
+    // Expiry warnings: once per threshold crossed, not every day.
+    let warn = |at| unity::schedule::check_certificate_expiry(&x509, at, &thresholds);
+    let warnings = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'CertificateExpiring' AND payload->>'cause' = 'THRESHOLD'",
+        )
+        .bind(format!("certificate-{new_uuid}"))
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        n
+    };
+    let not_after: chrono::DateTime<chrono::Utc> = new["notAfter"].as_str().unwrap().parse().unwrap();
+    let before_expiry = |d: f64| not_after - chrono::Duration::seconds((d * 86_400.0) as i64);
+    warn(before_expiry(31.0)).await.unwrap();
+    assert_eq!(warnings().await, 0);
+    warn(before_expiry(29.0)).await.unwrap();
+    warn(before_expiry(28.0)).await.unwrap();
+    assert_eq!(warnings().await, 1, "30 days: once");
+    warn(before_expiry(6.5)).await.unwrap();
+    warn(before_expiry(6.0)).await.unwrap();
+    assert_eq!(warnings().await, 2, "7 days (14 was missed): once");
+    warn(before_expiry(0.5)).await.unwrap();
+    assert_eq!(warnings().await, 3, "1 day");
+
+    // Renewal settings: days before expiry instead of two thirds, checked against the lifetime.
+    let configure = "mutation($i: ConfigureCertificateRenewalInput!) { configureCertificateRenewal(input: $i) { renewBeforeDays } }";
+    let body = app.graphql(Some(&admin), configure, json!({ "i": { "id": new_id, "renewBeforeDays": 45 } })).await;
+    assert_eq!(code(&body), Some("BAD_USER_INPUT"), "{body}");
+    let set = app.ok(Some(&admin), configure, json!({ "i": { "id": new_id, "renewBeforeDays": 5 } })).await;
+    assert_eq!(set["configureCertificateRenewal"]["renewBeforeDays"], 5);
+}
+
+async fn eventually_certificate(
+    app: &TestApp,
+    token: &str,
+    query: &str,
+    id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    unity_commands::testing::eventually(std::time::Duration::from_secs(10), "the read model", || async {
+        let c = app.ok(Some(token), query, json!({ "id": id })).await["certificate"].clone();
+        done(&c).then_some(c)
+    })
+    .await
+}

@@ -246,6 +246,10 @@ impl X509Commands {
         X509Commands { store, vault }
     }
 
+    pub fn store(&self) -> &crate::store::EventStore {
+        &self.store
+    }
+
     pub async fn ca(&self, ca_id: Uuid) -> Result<X509CaState> {
         Ok(load::<X509Ca>(&self.store, &stream_of::<X509CaEvent>(ca_id)).await?.0)
     }
@@ -330,6 +334,16 @@ impl X509Commands {
     }
 
     pub async fn issue(&self, new: NewCertificate, now: DateTime<Utc>, metadata: &EventMetadata) -> Result<Created> {
+        self.issue_renewing(new, None, now, metadata).await
+    }
+
+    async fn issue_renewing(
+        &self,
+        new: NewCertificate,
+        renewal_of: Option<Uuid>,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<Created> {
         check_validity_days(new.validity_days)?;
         for name in &new.dns_names {
             check_dns_name(name)?;
@@ -385,6 +399,7 @@ impl X509Commands {
             certificate.pem(),
             chain_pem,
             Some(&key),
+            renewal_of,
             metadata,
         )
         .await
@@ -429,8 +444,19 @@ impl X509Commands {
         let chain_pem: String = chain.iter().map(|d| pem_of(d)).collect();
         let name =
             name.map(str::to_owned).or_else(|| facts.common_name.clone()).unwrap_or_else(|| facts.subject.clone());
-        self.record(name, CertificateSource::Imported, None, None, leaf, leaf_pem, chain_pem, key.as_ref(), metadata)
-            .await
+        self.record(
+            name,
+            CertificateSource::Imported,
+            None,
+            None,
+            leaf,
+            leaf_pem,
+            chain_pem,
+            key.as_ref(),
+            None,
+            metadata,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -444,6 +470,7 @@ impl X509Commands {
         certificate_pem: String,
         chain_pem: String,
         key: Option<&KeyPair>,
+        renewal_of: Option<Uuid>,
         metadata: &EventMetadata,
     ) -> Result<Created> {
         let certificate_id = Uuid::now_v7();
@@ -457,6 +484,7 @@ impl X509Commands {
             certificate_pem,
             chain_pem,
             private_key: None,
+            renewal_of,
         };
         unity_domain::x509::Certificate::decide(&command, &CertificateState::Absent)?;
         if let (Some(key), CertificateCommand::Record { private_key, .. }) = (key, &mut command) {
@@ -495,11 +523,103 @@ impl X509Commands {
         Ok(appended)
     }
 
+    async fn certificate_command(
+        &self,
+        certificate_id: Uuid,
+        command: CertificateCommand,
+        metadata: &EventMetadata,
+    ) -> Result<Option<Appended>> {
+        let stream = stream_of::<CertificateEvent>(certificate_id);
+        let (_, appended) =
+            execute::<unity_domain::x509::Certificate>(&self.store, &stream, &command, metadata).await?;
+        Ok(appended)
+    }
+
+    /// `None`: renew at two thirds of the lifetime; else this many days before expiry.
+    pub async fn configure_renewal(
+        &self,
+        certificate_id: Uuid,
+        renew_before_days: Option<u32>,
+        metadata: &EventMetadata,
+    ) -> Result<Option<Appended>> {
+        self.certificate_command(certificate_id, CertificateCommand::ConfigureRenewal { renew_before_days }, metadata)
+            .await
+    }
+
+    /// Warns (once per threshold) if the certificate expires within one of `thresholds` days.
+    pub async fn check_expiry(
+        &self,
+        certificate_id: Uuid,
+        now: DateTime<Utc>,
+        thresholds: &[u32],
+        metadata: &EventMetadata,
+    ) -> Result<Option<Appended>> {
+        let command = CertificateCommand::CheckExpiry { now, thresholds: thresholds.to_vec() };
+        self.certificate_command(certificate_id, command, metadata).await
+    }
+
+    /// Renews an internal certificate if it is due at `now`: the same names, usage, key type and
+    /// lifetime from the same CA, with a fresh key. A failure is recorded (with the next attempt's
+    /// time and an expiry warning) and returned. `Ok(None)`: not due.
+    pub async fn renew_if_due(
+        &self,
+        certificate_id: Uuid,
+        now: DateTime<Utc>,
+        metadata: &EventMetadata,
+    ) -> Result<Option<Created>> {
+        let CertificateState::Present(data) = self.certificate(certificate_id).await? else {
+            return Err(X509Error::NotFound.into());
+        };
+        if !data.renewal_due(now) {
+            return Ok(None);
+        }
+        let stream = stream_of::<CertificateEvent>(certificate_id).to_string();
+        let first = self.store.read_stream(&stream, None).await?;
+        let issued = first.first().map(|e| e.decode::<CertificateEvent>()).transpose().map_err(crypto)?;
+        let Some(CertificateEvent::CertificateIssued { name, source, usage, key_algorithm, facts, .. }) = issued else {
+            return Err(X509Error::NotFound.into());
+        };
+        let CertificateSource::Internal { ca_id } = source else {
+            return Err(bad(format!("Unity cannot renew a {} certificate by itself", source.as_str())));
+        };
+        let new = NewCertificate {
+            ca_id,
+            name: Some(name),
+            common_name: facts.common_name.clone().unwrap_or_else(|| facts.subject.clone()),
+            dns_names: facts.dns_names.clone(),
+            ip_addresses: facts.ip_addresses.iter().filter_map(|ip| ip.parse().ok()).collect(),
+            validity_days: (data.not_after - data.not_before).num_days().max(1),
+            usage: usage.unwrap_or(CertificateUsage::Server),
+            key_algorithm: key_algorithm.unwrap_or(X509KeyAlgorithm::EcdsaP256),
+        };
+        match self.issue_renewing(new, Some(certificate_id), now, metadata).await {
+            Ok(created) => {
+                self.certificate_command(
+                    certificate_id,
+                    CertificateCommand::RecordRenewal { replaced_by: created.id },
+                    metadata,
+                )
+                .await?;
+                Ok(Some(created))
+            }
+            Err(e) => {
+                let error = e.to_string();
+                self.certificate_command(
+                    certificate_id,
+                    CertificateCommand::RecordRenewalFailure { error, now },
+                    metadata,
+                )
+                .await?;
+                Err(e)
+            }
+        }
+    }
+
     /// The private key in PEM, recorded as a `SecretRevealed` event with the actor.
     pub async fn reveal_private_key(&self, certificate_id: Uuid, metadata: &EventMetadata) -> Result<String> {
         let secret = match self.certificate(certificate_id).await? {
             CertificateState::Absent => return Err(X509Error::NotFound.into()),
-            CertificateState::Active { private_key, .. } | CertificateState::Revoked { private_key, .. } => private_key,
+            CertificateState::Present(data) => data.private_key,
         };
         let secret = secret.ok_or_else(|| bad("Unity does not hold this certificate's private key"))?;
         let plaintext = self

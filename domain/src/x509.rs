@@ -264,11 +264,40 @@ pub enum CertificateEvent {
         certificate_pem: String,
         chain_pem: String,
         private_key: Option<SecretRef>,
+        /// The certificate this one renews.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        renewal_of: Option<Uuid>,
     },
     CertificateRevoked {
         reason: RevocationReason,
         revoked_at: DateTime<Utc>,
     },
+    /// `None`: renew at two thirds of the lifetime.
+    CertificateRenewalConfigured {
+        renew_before_days: Option<u32>,
+    },
+    CertificateRenewed {
+        replaced_by: Uuid,
+    },
+    CertificateRenewalFailed {
+        attempt: u32,
+        error: String,
+        next_attempt_at: DateTime<Utc>,
+    },
+    /// A warning: the certificate expires soon (a threshold crossed, or a renewal failed).
+    CertificateExpiring {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        threshold_days: Option<u32>,
+        not_after: DateTime<Utc>,
+        cause: ExpiryCause,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExpiryCause {
+    Threshold,
+    RenewalFailed,
 }
 
 impl DomainEvent for CertificateEvent {
@@ -277,6 +306,10 @@ impl DomainEvent for CertificateEvent {
         match self {
             CertificateEvent::CertificateIssued { .. } => "CertificateIssued",
             CertificateEvent::CertificateRevoked { .. } => "CertificateRevoked",
+            CertificateEvent::CertificateRenewalConfigured { .. } => "CertificateRenewalConfigured",
+            CertificateEvent::CertificateRenewed { .. } => "CertificateRenewed",
+            CertificateEvent::CertificateRenewalFailed { .. } => "CertificateRenewalFailed",
+            CertificateEvent::CertificateExpiring { .. } => "CertificateExpiring",
         }
     }
 }
@@ -294,10 +327,26 @@ pub enum CertificateCommand {
         certificate_pem: String,
         chain_pem: String,
         private_key: Option<SecretRef>,
+        renewal_of: Option<Uuid>,
     },
     Revoke {
         reason: RevocationReason,
         at: DateTime<Utc>,
+    },
+    ConfigureRenewal {
+        renew_before_days: Option<u32>,
+    },
+    RecordRenewal {
+        replaced_by: Uuid,
+    },
+    RecordRenewalFailure {
+        error: String,
+        now: DateTime<Utc>,
+    },
+    /// The daily check: warns once per threshold crossed (the tightest one, if several).
+    CheckExpiry {
+        now: DateTime<Utc>,
+        thresholds: Vec<u32>,
     },
 }
 
@@ -305,15 +354,45 @@ pub enum CertificateCommand {
 pub enum CertificateState {
     #[default]
     Absent,
-    Active {
-        source: CertificateSource,
-        private_key: Option<SecretRef>,
-        serial: String,
-    },
-    Revoked {
-        source: CertificateSource,
-        private_key: Option<SecretRef>,
-    },
+    Present(Box<CertificateData>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CertificateData {
+    pub source: CertificateSource,
+    pub private_key: Option<SecretRef>,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    pub revoked: bool,
+    pub replaced_by: Option<Uuid>,
+    pub renew_before_days: Option<u32>,
+    pub failed_attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The tightest expiry threshold warned about so far.
+    pub warned_threshold: Option<u32>,
+}
+
+impl CertificateData {
+    /// When renewal is due: `renew_before_days` before expiry, or at two thirds of the lifetime.
+    pub fn renew_at(&self) -> DateTime<Utc> {
+        match self.renew_before_days {
+            Some(days) => self.not_after - chrono::Duration::days(i64::from(days)),
+            None => self.not_before + (self.not_after - self.not_before) * 2 / 3,
+        }
+    }
+
+    /// Whether the renewal worker should renew it now.
+    pub fn renewal_due(&self, now: DateTime<Utc>) -> bool {
+        !self.revoked
+            && self.replaced_by.is_none()
+            && now >= self.renew_at()
+            && self.next_attempt_at.is_none_or(|at| now >= at)
+    }
+}
+
+/// Retries after a failed renewal: 1 h, 2 h, 4 h, … at most a day apart.
+pub fn renewal_backoff(attempt: u32) -> chrono::Duration {
+    chrono::Duration::hours(1i64 << attempt.saturating_sub(1).min(5)).min(chrono::Duration::hours(24))
 }
 
 pub struct Certificate;
@@ -325,9 +404,11 @@ impl Decider for Certificate {
     type Error = X509Error;
 
     fn decide(command: &CertificateCommand, state: &CertificateState) -> Result<Vec<CertificateEvent>, X509Error> {
-        match (command, state) {
+        use CertificateCommand as C;
+        use CertificateEvent as E;
+        let data = match (command, state) {
             (
-                CertificateCommand::Record {
+                C::Record {
                     certificate_id,
                     name,
                     source,
@@ -337,6 +418,7 @@ impl Decider for Certificate {
                     certificate_pem,
                     chain_pem,
                     private_key,
+                    renewal_of,
                 },
                 CertificateState::Absent,
             ) => {
@@ -344,7 +426,7 @@ impl Decider for Certificate {
                 if facts.not_after <= facts.not_before {
                     return Err(X509Error::Invalid("the certificate's notAfter is not after its notBefore".into()));
                 }
-                Ok(vec![CertificateEvent::CertificateIssued {
+                return Ok(vec![E::CertificateIssued {
                     certificate_id: *certificate_id,
                     name: name.trim().to_owned(),
                     source: source.clone(),
@@ -354,29 +436,102 @@ impl Decider for Certificate {
                     certificate_pem: certificate_pem.clone(),
                     chain_pem: chain_pem.clone(),
                     private_key: private_key.clone(),
-                }])
+                    renewal_of: *renewal_of,
+                }]);
             }
-            (CertificateCommand::Record { .. }, _) => Err(X509Error::Exists),
-            (_, CertificateState::Absent) => Err(X509Error::NotFound),
-            (CertificateCommand::Revoke { .. }, CertificateState::Revoked { .. }) => Ok(vec![]),
-            (CertificateCommand::Revoke { reason, at }, CertificateState::Active { .. }) => {
-                Ok(vec![CertificateEvent::CertificateRevoked { reason: *reason, revoked_at: *at }])
+            (C::Record { .. }, _) => return Err(X509Error::Exists),
+            (_, CertificateState::Absent) => return Err(X509Error::NotFound),
+            (_, CertificateState::Present(data)) => data,
+        };
+        match command {
+            C::Record { .. } => unreachable!("handled above"),
+            C::Revoke { .. } if data.revoked => Ok(vec![]),
+            C::Revoke { reason, at } => Ok(vec![E::CertificateRevoked { reason: *reason, revoked_at: *at }]),
+            _ if data.revoked => Err(X509Error::Revoked),
+            C::ConfigureRenewal { renew_before_days } => {
+                let lifetime_days = (data.not_after - data.not_before).num_days();
+                if renew_before_days.is_some_and(|d| d == 0 || i64::from(d) >= lifetime_days) {
+                    return Err(X509Error::Invalid(format!(
+                        "renewBeforeDays must be between 1 and {} (the certificate lives {lifetime_days} days)",
+                        (lifetime_days - 1).max(1)
+                    )));
+                }
+                if *renew_before_days == data.renew_before_days {
+                    return Ok(vec![]);
+                }
+                Ok(vec![E::CertificateRenewalConfigured { renew_before_days: *renew_before_days }])
+            }
+            C::RecordRenewal { replaced_by } => match data.replaced_by {
+                Some(existing) if existing == *replaced_by => Ok(vec![]),
+                Some(_) => Err(X509Error::Invalid("this certificate was renewed already".into())),
+                None => Ok(vec![E::CertificateRenewed { replaced_by: *replaced_by }]),
+            },
+            C::RecordRenewalFailure { error, now } => {
+                let attempt = data.failed_attempts + 1;
+                Ok(vec![
+                    E::CertificateRenewalFailed {
+                        attempt,
+                        error: error.clone(),
+                        next_attempt_at: *now + renewal_backoff(attempt),
+                    },
+                    E::CertificateExpiring {
+                        threshold_days: None,
+                        not_after: data.not_after,
+                        cause: ExpiryCause::RenewalFailed,
+                    },
+                ])
+            }
+            C::CheckExpiry { now, thresholds } => {
+                if data.replaced_by.is_some() || data.not_after <= *now {
+                    return Ok(vec![]);
+                }
+                let days_left = (data.not_after - *now).num_seconds() as f64 / 86_400.0;
+                let tightest = thresholds.iter().copied().filter(|t| days_left <= f64::from(*t)).min();
+                match tightest {
+                    Some(t) if data.warned_threshold.is_none_or(|w| t < w) => Ok(vec![E::CertificateExpiring {
+                        threshold_days: Some(t),
+                        not_after: data.not_after,
+                        cause: ExpiryCause::Threshold,
+                    }]),
+                    _ => Ok(vec![]),
+                }
             }
         }
     }
 
     fn evolve(state: CertificateState, event: &CertificateEvent) -> CertificateState {
-        match (state, event) {
-            (_, CertificateEvent::CertificateIssued { source, private_key, facts, .. }) => CertificateState::Active {
-                source: source.clone(),
-                private_key: private_key.clone(),
-                serial: facts.serial.clone(),
-            },
-            (CertificateState::Active { source, private_key, .. }, CertificateEvent::CertificateRevoked { .. }) => {
-                CertificateState::Revoked { source, private_key }
+        use CertificateEvent as E;
+        let mut data = match (state, event) {
+            (_, E::CertificateIssued { source, private_key, facts, .. }) => {
+                return CertificateState::Present(Box::new(CertificateData {
+                    source: source.clone(),
+                    private_key: private_key.clone(),
+                    not_before: facts.not_before,
+                    not_after: facts.not_after,
+                    revoked: false,
+                    replaced_by: None,
+                    renew_before_days: None,
+                    failed_attempts: 0,
+                    next_attempt_at: None,
+                    warned_threshold: None,
+                }))
             }
-            (state, _) => state,
+            (CertificateState::Present(data), _) => data,
+            (state, _) => return state,
+        };
+        match event {
+            E::CertificateIssued { .. } => {}
+            E::CertificateRevoked { .. } => data.revoked = true,
+            E::CertificateRenewalConfigured { renew_before_days } => data.renew_before_days = *renew_before_days,
+            E::CertificateRenewed { replaced_by } => data.replaced_by = Some(*replaced_by),
+            E::CertificateRenewalFailed { attempt, next_attempt_at, .. } => {
+                data.failed_attempts = *attempt;
+                data.next_attempt_at = Some(*next_attempt_at);
+            }
+            E::CertificateExpiring { threshold_days: Some(t), .. } => data.warned_threshold = Some(*t),
+            E::CertificateExpiring { .. } => {}
         }
+        CertificateState::Present(data)
     }
 }
 
@@ -414,6 +569,7 @@ mod tests {
             certificate_pem: "pem".into(),
             chain_pem: String::new(),
             private_key: None,
+            renewal_of: None,
         }
     }
 
@@ -447,6 +603,95 @@ mod tests {
         given::<Certificate>(&[])
             .when(CertificateCommand::Revoke { reason: RevocationReason::Superseded, at })
             .then_error(X509Error::NotFound);
+    }
+
+    fn lived(days: i64) -> Vec<CertificateEvent> {
+        let CertificateCommand::Record { certificate_id, name, source, facts, certificate_pem, chain_pem, .. } =
+            record()
+        else {
+            unreachable!()
+        };
+        let t0 = Utc.timestamp_opt(1_000_000, 0).unwrap();
+        let facts = CertificateFacts { not_before: t0, not_after: t0 + chrono::Duration::days(days), ..facts };
+        vec![CertificateEvent::CertificateIssued {
+            certificate_id,
+            name,
+            source,
+            usage: None,
+            key_algorithm: None,
+            facts,
+            certificate_pem,
+            chain_pem,
+            private_key: None,
+            renewal_of: None,
+        }]
+    }
+
+    #[test]
+    fn renewal_is_due_at_two_thirds_or_as_configured_and_backs_off_after_failures() {
+        let history = lived(90);
+        let CertificateState::Present(data) = Certificate::fold(&history) else { panic!() };
+        let t0 = data.not_before;
+        assert_eq!(data.renew_at(), t0 + chrono::Duration::days(60));
+        assert!(
+            !data.renewal_due(t0 + chrono::Duration::days(59)) && data.renewal_due(t0 + chrono::Duration::days(60))
+        );
+        given::<Certificate>(&history)
+            .when(CertificateCommand::ConfigureRenewal { renew_before_days: Some(90) })
+            .then_error(X509Error::Invalid(
+                "renewBeforeDays must be between 1 and 89 (the certificate lives 90 days)".into(),
+            ));
+        let mut configured = history.clone();
+        configured.extend(
+            Certificate::decide(
+                &CertificateCommand::ConfigureRenewal { renew_before_days: Some(10) },
+                &Certificate::fold(&history),
+            )
+            .unwrap(),
+        );
+        let CertificateState::Present(data) = Certificate::fold(&configured) else { panic!() };
+        assert_eq!(data.renew_at(), t0 + chrono::Duration::days(80));
+        let now = t0 + chrono::Duration::days(81);
+        let failed = Certificate::decide(
+            &CertificateCommand::RecordRenewalFailure { error: "CA expired".into(), now },
+            &Certificate::fold(&configured),
+        )
+        .unwrap();
+        assert!(matches!(failed[1], CertificateEvent::CertificateExpiring { cause: ExpiryCause::RenewalFailed, .. }));
+        configured.extend(failed);
+        let CertificateState::Present(data) = Certificate::fold(&configured) else { panic!() };
+        assert!(!data.renewal_due(now) && data.renewal_due(now + chrono::Duration::hours(1)));
+        assert_eq!(renewal_backoff(3), chrono::Duration::hours(4));
+        assert_eq!(renewal_backoff(30), chrono::Duration::hours(24));
+    }
+
+    #[test]
+    fn expiry_warnings_come_once_per_threshold() {
+        let mut history = lived(90);
+        let t0 = Utc.timestamp_opt(1_000_000, 0).unwrap();
+        let thresholds = vec![30, 14, 7, 1];
+        let check = |history: &[CertificateEvent], day: i64| {
+            Certificate::decide(
+                &CertificateCommand::CheckExpiry {
+                    now: t0 + chrono::Duration::days(day),
+                    thresholds: thresholds.clone(),
+                },
+                &Certificate::fold(history),
+            )
+            .unwrap()
+        };
+        assert!(check(&history, 59).is_empty(), "31 days left");
+        let warned = check(&history, 61);
+        assert!(matches!(warned[..], [CertificateEvent::CertificateExpiring { threshold_days: Some(30), .. }]));
+        history.extend(warned);
+        assert!(check(&history, 62).is_empty(), "not every day");
+        // Checks missed for a while: only the tightest threshold crossed is reported.
+        let warned = check(&history, 85);
+        assert!(matches!(warned[..], [CertificateEvent::CertificateExpiring { threshold_days: Some(7), .. }]));
+        history.extend(warned);
+        assert!(check(&history, 86).is_empty());
+        assert_eq!(check(&history, 89).len(), 1);
+        assert!(check(&history, 91).is_empty(), "expired: nothing more to warn about");
     }
 
     #[test]

@@ -20,7 +20,7 @@ impl Projection for CertificatesProjection {
     }
 
     fn model_version(&self) -> i32 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -65,7 +65,14 @@ impl Projection for CertificatesProjection {
                 chain_pem    text        NOT NULL,
                 created_at   timestamptz NOT NULL,
                 revoked_at   timestamptz,
-                revocation_reason text)",
+                revocation_reason text,
+                renewal_of   uuid,
+                renewed_by   uuid,
+                renew_before_days integer,
+                renewal_failures integer NOT NULL DEFAULT 0,
+                last_renewal_error text,
+                next_renewal_attempt_at timestamptz,
+                warned_threshold_days integer)",
         ]
     }
 
@@ -148,6 +155,7 @@ async fn apply_certificate(conn: &mut PgConnection, e: &RecordedEvent, id: Uuid)
             certificate_pem,
             chain_pem,
             private_key,
+            renewal_of,
             ..
         } => {
             let (ca_id, account_id) = match &source {
@@ -158,8 +166,8 @@ async fn apply_certificate(conn: &mut PgConnection, e: &RecordedEvent, id: Uuid)
             sqlx::query(
                 "INSERT INTO certificates (certificate_id, name, source, ca_id, account_id, usage, key_algorithm, subject, \
                  common_name, issuer, serial, not_before, not_after, dns_names, ip_addresses, fingerprint, has_private_key, \
-                 certificate_pem, chain_pem, created_at) \
-                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20) ON CONFLICT DO NOTHING",
+                 certificate_pem, chain_pem, created_at, renewal_of) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21) ON CONFLICT DO NOTHING",
             )
             .bind(id)
             .bind(name)
@@ -181,8 +189,47 @@ async fn apply_certificate(conn: &mut PgConnection, e: &RecordedEvent, id: Uuid)
             .bind(certificate_pem)
             .bind(chain_pem)
             .bind(e.recorded_at)
+            .bind(renewal_of)
             .execute(&mut *conn)
             .await?;
+        }
+        CertificateEvent::CertificateRenewalConfigured { renew_before_days } => {
+            sqlx::query("UPDATE certificates SET renew_before_days = $2 WHERE certificate_id = $1")
+                .bind(id)
+                .bind(renew_before_days.map(|d| d as i32))
+                .execute(&mut *conn)
+                .await?;
+        }
+        CertificateEvent::CertificateRenewed { replaced_by } => {
+            sqlx::query(
+                "UPDATE certificates SET renewed_by = $2, last_renewal_error = NULL, next_renewal_attempt_at = NULL \
+                 WHERE certificate_id = $1",
+            )
+            .bind(id)
+            .bind(replaced_by)
+            .execute(&mut *conn)
+            .await?;
+        }
+        CertificateEvent::CertificateRenewalFailed { attempt, error, next_attempt_at } => {
+            sqlx::query(
+                "UPDATE certificates SET renewal_failures = $2, last_renewal_error = $3, next_renewal_attempt_at = $4 \
+                 WHERE certificate_id = $1",
+            )
+            .bind(id)
+            .bind(attempt as i32)
+            .bind(error)
+            .bind(next_attempt_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        CertificateEvent::CertificateExpiring { threshold_days, .. } => {
+            if let Some(days) = threshold_days {
+                sqlx::query("UPDATE certificates SET warned_threshold_days = $2 WHERE certificate_id = $1")
+                    .bind(id)
+                    .bind(days as i32)
+                    .execute(&mut *conn)
+                    .await?;
+            }
         }
         CertificateEvent::CertificateRevoked { reason, revoked_at } => {
             sqlx::query(
@@ -248,6 +295,35 @@ pub struct CertificateRow {
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub revocation_reason: Option<String>,
+    pub renewal_of: Option<Uuid>,
+    pub renewed_by: Option<Uuid>,
+    pub renew_before_days: Option<i32>,
+    pub renewal_failures: i32,
+    pub last_renewal_error: Option<String>,
+    pub next_renewal_attempt_at: Option<DateTime<Utc>>,
+    pub warned_threshold_days: Option<i32>,
+}
+
+/// Certificates Unity can renew by itself that are still current (not revoked, not renewed).
+pub async fn renewable(pool: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT certificate_id FROM certificates WHERE source = 'INTERNAL' AND revoked_at IS NULL \
+         AND renewed_by IS NULL ORDER BY not_after",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Current certificates expiring within `days` of `now` (and not yet expired).
+pub async fn expiring_within(pool: &PgPool, now: DateTime<Utc>, days: i32) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT certificate_id FROM certificates WHERE revoked_at IS NULL AND renewed_by IS NULL \
+         AND not_after > $1 AND not_after <= $1 + make_interval(days => $2) ORDER BY not_after",
+    )
+    .bind(now)
+    .bind(days)
+    .fetch_all(pool)
+    .await
 }
 
 /// What `certificates(filter:)` narrows by. `status` is computed from `now` and

@@ -248,6 +248,22 @@ pub struct Certificate {
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub revocation_reason: Option<String>,
+    /// The certificate this one renewed.
+    pub renewal_of: Option<ID>,
+    /// The certificate that renewed this one.
+    pub renewed_by: Option<ID>,
+    /// Unset: renewal at two thirds of the lifetime.
+    pub renew_before_days: Option<i32>,
+    pub renewal_failures: i32,
+    pub last_renewal_error: Option<String>,
+    pub next_renewal_attempt_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct ConfigureCertificateRenewalInput {
+    pub id: ID,
+    /// Renew this many days before expiry; null: at two thirds of the lifetime.
+    pub renew_before_days: Option<i32>,
 }
 
 impl Certificate {
@@ -284,6 +300,12 @@ impl Certificate {
             created_at: r.created_at,
             revoked_at: r.revoked_at,
             revocation_reason: r.revocation_reason,
+            renewal_of: r.renewal_of.map(id),
+            renewed_by: r.renewed_by.map(id),
+            renew_before_days: r.renew_before_days,
+            renewal_failures: r.renewal_failures,
+            last_renewal_error: r.last_renewal_error,
+            next_renewal_attempt_at: r.next_renewal_attempt_at,
         }
     }
 }

@@ -985,6 +985,22 @@ impl Mutation {
         ctx.certificate(certificate_id).await
     }
 
+    /// When Unity renews this certificate (internal certificates are renewed automatically).
+    async fn configure_certificate_renewal(
+        ctx: &Context,
+        input: certificates::ConfigureCertificateRenewalInput,
+    ) -> Result<certificates::Certificate, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let certificate_id = parse_id("id", &input.id)?;
+        let days = input
+            .renew_before_days
+            .map(|d| u32::try_from(d).map_err(|_| ApiError::bad_input("renewBeforeDays must be positive")))
+            .transpose()?;
+        let appended = ctx.state.x509.configure_renewal(certificate_id, days, &ctx.metadata(p)).await?;
+        ctx.settle(appended.as_ref()).await?;
+        ctx.certificate(certificate_id).await
+    }
+
     /// The certificate's private key in PEM. Every reveal is recorded with who asked.
     async fn reveal_certificate_private_key(ctx: &Context, id: ID) -> Result<String, ApiError> {
         let p = ctx.require(Role::Admin)?;
