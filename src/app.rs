@@ -254,7 +254,8 @@ impl App {
         if wants(Role::Collectors) {
             let credentials = app.credentials().await?;
             let ssh = SshConfig { connect_timeout: app.settings.ssh_connect_timeout, ..SshConfig::default() };
-            let reactor = SshReactor::new(credentials.clone(), ssh, app.settings.ssh_concurrency);
+            let x509 = unity_commands::x509::X509Commands::new(app.store.clone(), app.vault().await?);
+            let reactor = SshReactor::new(credentials.clone(), x509, ssh, app.settings.ssh_concurrency);
             tasks.spawn(reactor.run(shutdown.clone(), Duration::from_secs(1)));
             tasks.spawn(crate::schedule::check_keys_periodically(
                 credentials.clone(),
@@ -262,13 +263,14 @@ impl App {
                 shutdown.clone(),
             ));
             tasks.spawn(crate::schedule::report_unused_keys_periodically(
-                credentials,
+                credentials.clone(),
                 app.settings.unused_keys_report_interval,
                 app.settings.unused_keys_days,
                 shutdown.clone(),
             ));
             tasks.spawn(crate::schedule::certificates_periodically(
                 unity_commands::x509::X509Commands::new(app.store.clone(), app.vault().await?),
+                credentials.clone(),
                 app.settings.certificate_check_interval,
                 app.settings.expiry_warning_days.clone(),
                 shutdown.clone(),

@@ -91,13 +91,21 @@ pub async fn report_unused_keys_periodically(
     .await
 }
 
-/// Renews every internal certificate whose renewal is due at `now`. Returns (renewed, failed).
-pub async fn renew_due_certificates(x509: &X509Commands, now: DateTime<Utc>) -> anyhow::Result<(usize, usize)> {
+/// Renews every internal certificate whose renewal is due at `now`, and asks for the new one to
+/// be deployed wherever the old one is. Returns (renewed, failed).
+pub async fn renew_due_certificates(
+    x509: &X509Commands,
+    credentials: &CredentialCommands,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(usize, usize)> {
     let pool = x509.store().pool().clone();
     let (mut renewed, mut failed) = (0, 0);
     for certificate_id in unity_projections::certificates::renewable(&pool).await? {
         match x509.renew_if_due(certificate_id, now, &metadata()).await {
-            Ok(Some(_)) => renewed += 1,
+            Ok(Some(created)) => {
+                renewed += 1;
+                redeploy(x509, credentials, certificate_id, created.id).await?;
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(%certificate_id, error = %e, "A certificate renewal failed; it is retried with backoff.");
@@ -106,6 +114,28 @@ pub async fn renew_due_certificates(x509: &X509Commands, now: DateTime<Utc>) -> 
         }
     }
     Ok((renewed, failed))
+}
+
+/// Deploys `new_id` with the same paths, owner, mode and reload command wherever `old_id` is.
+async fn redeploy(
+    x509: &X509Commands,
+    credentials: &CredentialCommands,
+    old_id: uuid::Uuid,
+    new_id: uuid::Uuid,
+) -> anyhow::Result<()> {
+    let deployments = unity_projections::credentials::deployments_of(x509.store().pool(), old_id).await?;
+    if deployments.is_empty() {
+        return Ok(());
+    }
+    let fingerprint = x509.facts(new_id).await?.fingerprint;
+    for row in deployments {
+        let mut deployment: unity_domain::servers::CertificateDeployment = serde_json::from_value(row.deployment)?;
+        deployment.certificate_id = new_id;
+        deployment.fingerprint = fingerprint.clone();
+        let request = ServerRequest::DeployCertificate { deployment };
+        credentials.request(row.server_id, request, &metadata()).await?;
+    }
+    Ok(())
 }
 
 /// Warns about every current certificate within one of `thresholds` days of expiry (once per
@@ -125,13 +155,14 @@ pub async fn check_certificate_expiry(
 
 pub async fn certificates_periodically(
     x509: X509Commands,
+    credentials: CredentialCommands,
     renewal_interval: Duration,
     thresholds: Vec<u32>,
     shutdown: watch::Receiver<bool>,
 ) {
     every(renewal_interval, shutdown, "certificate renewal and expiry check", || async {
         let now = Utc::now();
-        let (renewed, failed) = renew_due_certificates(&x509, now).await?;
+        let (renewed, failed) = renew_due_certificates(&x509, &credentials, now).await?;
         let checked = check_certificate_expiry(&x509, now, &thresholds).await?;
         tracing::debug!(renewed, failed, checked, "Certificate renewal and expiry check done.");
         Ok(())

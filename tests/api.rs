@@ -245,6 +245,7 @@ fn access_table(user_id: &str, key_id: &str) -> Vec<(&'static str, Option<&'stat
         ("Mutation.importCertificate", Some("OPERATOR"), "mutation { importCertificate(input: {certificatePem: \"garbage\"}) { id } }".into()),
         ("Mutation.revokeCertificate", Some("OPERATOR"), "mutation { revokeCertificate(input: {id: \"x\"}) { id } }".into()),
         ("Mutation.configureCertificateRenewal", Some("OPERATOR"), "mutation { configureCertificateRenewal(input: {id: \"x\"}) { id } }".into()),
+        ("Mutation.deployCertificate", Some("OPERATOR"), "mutation { deployCertificate(input: {certificateId: \"x\", serverId: \"x\", certPath: \"/x\"}) { state } }".into()),
         ("Mutation.revealCertificatePrivateKey", Some("ADMIN"), "mutation { revealCertificatePrivateKey(id: \"x\") }".into()),
         ("Subscription.events", Some("VIEWER"), "subscription { events { eventType } }".into()),
     ]

@@ -316,6 +316,7 @@ async fn internal_certificates_renew_on_time_warn_before_expiry_and_back_off_aft
     let app = spawn_app().await;
     let admin = app.admin().await;
     let x509 = app.db_x509().await;
+    let credentials = app.db_credentials().await;
     let thresholds = [30, 14, 7, 1];
     // A CA that lives 60 days: a 30-day certificate renews once (at day 20, until day 50); the
     // next renewal (at day 40, until day 70) cannot fit inside the CA.
@@ -331,9 +332,13 @@ async fn internal_certificates_renew_on_time_warn_before_expiry_and_back_off_aft
     let day = |d: f64| t0 + chrono::Duration::seconds((d * 86_400.0) as i64);
 
     // Not due before two thirds of the lifetime; due after.
-    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(19.0)).await.unwrap(), (0, 0));
-    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(20.5)).await.unwrap(), (1, 0));
-    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(20.6)).await.unwrap(), (0, 0), "renewed once");
+    assert_eq!(unity::schedule::renew_due_certificates(&x509, &credentials, day(19.0)).await.unwrap(), (0, 0));
+    assert_eq!(unity::schedule::renew_due_certificates(&x509, &credentials, day(20.5)).await.unwrap(), (1, 0));
+    assert_eq!(
+        unity::schedule::renew_due_certificates(&x509, &credentials, day(20.6)).await.unwrap(),
+        (0, 0),
+        "renewed once"
+    );
     let query = "query($id: ID!) { certificate(id: $id) { renewedBy renewalOf dnsNames notAfter lastRenewalError renewalFailures nextRenewalAttemptAt } }";
     let old = eventually_certificate(&app, &admin, query, &leaf_id.to_string(), |c| c["renewedBy"].is_string()).await;
     let new_id = old["renewedBy"].as_str().unwrap().to_owned();
@@ -344,9 +349,17 @@ async fn internal_certificates_renew_on_time_warn_before_expiry_and_back_off_aft
     // The renewed certificate's own renewal would outlive its CA: it fails, is recorded with
     // an expiry warning, and is retried only after the backoff.
     let new_uuid: uuid::Uuid = new_id.parse().unwrap();
-    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(41.0)).await.unwrap(), (0, 1));
-    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(41.02)).await.unwrap(), (0, 0), "backing off");
-    assert_eq!(unity::schedule::renew_due_certificates(&x509, day(41.05)).await.unwrap(), (0, 1), "an hour later");
+    assert_eq!(unity::schedule::renew_due_certificates(&x509, &credentials, day(41.0)).await.unwrap(), (0, 1));
+    assert_eq!(
+        unity::schedule::renew_due_certificates(&x509, &credentials, day(41.02)).await.unwrap(),
+        (0, 0),
+        "backing off"
+    );
+    assert_eq!(
+        unity::schedule::renew_due_certificates(&x509, &credentials, day(41.05)).await.unwrap(),
+        (0, 1),
+        "an hour later"
+    );
     let failed = eventually_certificate(&app, &admin, query, &new_id, |c| c["renewalFailures"] == 2).await;
     assert!(failed["lastRenewalError"].as_str().unwrap().contains("expires at"), "{failed}");
     let events: Vec<(String, serde_json::Value)> =
@@ -413,4 +426,116 @@ async fn eventually_certificate(
         done(&c).then_some(c)
     })
     .await
+}
+
+#[actix_rt::test]
+async fn certificates_are_deployed_over_ssh_reloaded_and_redeployed_after_renewal() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let dir = std::env::temp_dir().join(format!("unity-deploy-{}", uuid::Uuid::now_v7().simple()));
+    let sshd = unity_collectors::sshd::Sshd::start(&dir.join("sshd")).unwrap();
+    let login = app
+        .ok(
+            Some(&admin),
+            "mutation { generateSshKey(input: {name: \"login\", algorithm: ED25519}) { id publicKey } }",
+            json!({}),
+        )
+        .await["generateSshKey"]
+        .clone();
+    std::fs::write(sshd.authorized_keys(), format!("{}\n", login["publicKey"].as_str().unwrap())).unwrap();
+    let server_id = app
+        .ok(
+            Some(&admin),
+            "mutation($i: RegisterServerInput!) { registerServer(input: $i) { id } }",
+            json!({ "i": { "name": "web", "address": "127.0.0.1", "port": sshd.port, "username": "root",
+                           "authentication": { "sshKeyId": login["id"] } } }),
+        )
+        .await["registerServer"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ca = create_ca(&app, &admin, json!({ "name": "ca", "commonName": "Deploy CA", "validityDays": 365 })).await;
+    let cert = issue(
+        &app,
+        &admin,
+        json!({ "caId": ca["id"], "commonName": "web.lab", "dnsNames": ["web.lab"], "validityDays": 30 }),
+    )
+    .await;
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let path = |f: &str| tls.join(f).display().to_string();
+    let deploy = "mutation($i: DeployCertificateInput!) { deployCertificate(input: $i) { kind state error } }";
+    let input = json!({
+        "certificateId": cert["id"], "serverId": server_id, "certPath": path("web.crt"), "keyPath": path("web.key"),
+        "chainPath": path("chain.pem"), "mode": "0640", "reloadCommand": format!("echo reloaded >> {}", path("reloads")),
+    });
+    let op = app.ok(Some(&admin), deploy, json!({ "i": input })).await["deployCertificate"].clone();
+    assert_eq!(op, json!({ "kind": "DEPLOY", "state": "SUCCEEDED", "error": null }));
+    assert_eq!(std::fs::read_to_string(tls.join("web.crt")).unwrap(), cert["certificatePem"].as_str().unwrap());
+    assert_eq!(std::fs::read_to_string(tls.join("chain.pem")).unwrap(), cert["chainPem"].as_str().unwrap());
+    let key = std::fs::read_to_string(tls.join("web.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(tls.join("web.key")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o640);
+    assert_eq!(std::fs::read_to_string(tls.join("reloads")).unwrap(), "reloaded\n");
+    let (ok, text) = openssl(&["verify", "-CAfile", "chain.pem", "web.crt"], &tls);
+    assert!(ok, "the deployed files make a valid chain: {text}");
+    let shown = app
+        .ok(Some(&admin), "query($id: ID!) { certificate(id: $id) { deployments { serverName certPath keyPath fingerprint reloadExitStatus } } }", json!({ "id": cert["id"] }))
+        .await;
+    assert_eq!(
+        shown["certificate"]["deployments"],
+        json!([{ "serverName": "web", "certPath": path("web.crt"), "keyPath": path("web.key"), "fingerprint": cert["fingerprint"], "reloadExitStatus": 0 }])
+    );
+
+    // A failing reload: the files are written, the exit status recorded, the operation FAILED.
+    let mut failing = input.clone();
+    failing["reloadCommand"] = json!("echo nginx: bad config >&2; exit 3");
+    let op = app.ok(Some(&admin), deploy, json!({ "i": failing })).await["deployCertificate"].clone();
+    assert_eq!(op["state"], "FAILED");
+    assert!(op["error"].as_str().unwrap().contains("status 3"), "{op}");
+    // Put right: the latest deployment's settings are what renewal reuses.
+    let op = app.ok(Some(&admin), deploy, json!({ "i": input })).await["deployCertificate"].clone();
+    assert_eq!(op["state"], "SUCCEEDED");
+    // Bad input is refused before anything is asked of the server.
+    let mut bad = input.clone();
+    bad["certPath"] = json!("relative/web.crt");
+    assert_eq!(code(&app.graphql(Some(&admin), deploy, json!({ "i": bad })).await), Some("BAD_USER_INPUT"));
+    let mut bad = input.clone();
+    bad["mode"] = json!("rwx");
+    assert_eq!(code(&app.graphql(Some(&admin), deploy, json!({ "i": bad })).await), Some("BAD_USER_INPUT"));
+
+    // Renewal redeploys the new certificate to the same place, with the same reload.
+    let x509 = app.db_x509().await;
+    let credentials = app.db_credentials().await;
+    let later = chrono::Utc::now() + chrono::Duration::days(21);
+    assert_eq!(unity::schedule::renew_due_certificates(&x509, &credentials, later).await.unwrap(), (1, 0));
+    let renewed = eventually_certificate(
+        &app,
+        &admin,
+        "query($id: ID!) { certificate(id: $id) { renewedBy } }",
+        cert["id"].as_str().unwrap(),
+        |c| c["renewedBy"].is_string(),
+    )
+    .await;
+    let new_id = renewed["renewedBy"].as_str().unwrap().to_owned();
+    let new = unity_commands::testing::eventually(std::time::Duration::from_secs(30), "the redeployment", || async {
+        let c = app
+            .ok(
+                Some(&admin),
+                "query($id: ID!) { certificate(id: $id) { certificatePem deployments { serverName } } }",
+                json!({ "id": new_id }),
+            )
+            .await["certificate"]
+            .clone();
+        (c["deployments"].as_array().is_some_and(|d| d.len() == 1)).then_some(c)
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(tls.join("web.crt")).unwrap(), new["certificatePem"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(tls.join("reloads")).unwrap().lines().count(),
+        3,
+        "reloaded after the redeployment too"
+    );
+    drop(sshd);
 }

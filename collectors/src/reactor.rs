@@ -21,6 +21,7 @@ use unity_commands::{
     credentials::{CredentialCommands, CredentialsError},
     store::{range_end_after, read_range, Cursor, StoreError},
     wakeup::Backoff,
+    x509::{X509CommandError, X509Commands},
 };
 use unity_domain::{
     credentials::CredentialKind,
@@ -82,6 +83,7 @@ impl KeyUsage {
 
 pub struct SshReactor {
     commands: CredentialCommands,
+    x509: X509Commands,
     config: SshConfig,
     concurrency: usize,
     usage: KeyUsage,
@@ -89,8 +91,8 @@ pub struct SshReactor {
 }
 
 impl SshReactor {
-    pub fn new(commands: CredentialCommands, config: SshConfig, concurrency: usize) -> SshReactor {
-        SshReactor { commands, config, concurrency: concurrency.max(1), usage: KeyUsage::default(), lease: None }
+    pub fn new(commands: CredentialCommands, x509: X509Commands, config: SshConfig, concurrency: usize) -> SshReactor {
+        SshReactor { commands, x509, config, concurrency: concurrency.max(1), usage: KeyUsage::default(), lease: None }
     }
 
     fn metadata() -> EventMetadata {
@@ -265,6 +267,14 @@ impl SshReactor {
         request: &ServerRequest,
         metadata: &EventMetadata,
     ) -> Result<Outcome, RequestError> {
+        if let ServerRequest::DeployCertificate { deployment } = request {
+            // The material first: no connection for a certificate that cannot be sent.
+            let material = self.x509.deployment_material(deployment.certificate_id).await?;
+            let session = self.open(server, metadata).await?;
+            let outcome = deploy_on(&session, deployment, material).await;
+            session.close().await;
+            return Ok(outcome?);
+        }
         let session = self.open(server, metadata).await?;
         let outcome = perform_on(&session, server, request).await;
         session.close().await;
@@ -299,6 +309,41 @@ pub enum RequestError {
     Ssh(#[from] SshError),
     #[error(transparent)]
     Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    X509(#[from] X509CommandError),
+}
+
+/// Writes a certificate (0644), its chain (0644) and key (the deployment's mode, else 0600), each
+/// atomically, then runs the reload command and reports its exit status.
+async fn deploy_on(
+    session: &SshSession,
+    deployment: &unity_domain::servers::CertificateDeployment,
+    (certificate, chain, key): (String, String, Option<zeroize::Zeroizing<String>>),
+) -> Result<Outcome, SshError> {
+    let owner = deployment.owner.as_deref();
+    if let Some(key_path) = &deployment.key_path {
+        let Some(key) = &key else {
+            return Ok(Outcome::Failed("Unity does not hold this certificate's private key; leave keyPath out".into()));
+        };
+        ssh::install_file(session, key_path, key.as_bytes(), deployment.mode.as_deref().unwrap_or("0600"), owner)
+            .await?;
+    }
+    match &deployment.chain_path {
+        Some(chain_path) => {
+            ssh::install_file(session, chain_path, chain.as_bytes(), "0644", owner).await?;
+            ssh::install_file(session, &deployment.cert_path, certificate.as_bytes(), "0644", owner).await?;
+        }
+        // Without a separate chain file, the certificate file carries the full chain.
+        None => {
+            let full = format!("{certificate}{chain}");
+            ssh::install_file(session, &deployment.cert_path, full.as_bytes(), "0644", owner).await?;
+        }
+    }
+    let reload_exit_status = match &deployment.reload_command {
+        Some(command) => Some(session.exec(&format!("sh -c {}", ssh::shell_quote(command)), None).await?.status),
+        None => None,
+    };
+    Ok(Outcome::Deployed { reload_exit_status })
 }
 
 /// Where a managed file is, and the mode and owner a new one gets.
@@ -338,6 +383,7 @@ async fn perform_on(session: &SshSession, server: &ServerData, request: &ServerR
                 .await?;
             Ok(Outcome::Done)
         }
+        ServerRequest::DeployCertificate { .. } => unreachable!("handled by deploy_on"),
         ServerRequest::Check => {
             let mut files = server.managed_files();
             let login = ManagedFile::AuthorizedKeys { user: server.spec.username.clone() };

@@ -354,3 +354,29 @@ pub async fn system_info(session: &SshSession) -> Result<(String, String, String
     let os = lines.next().unwrap_or_default().trim().to_owned();
     Ok((os, kernel, hostname))
 }
+
+/// Writes `content` to `path` through a temporary file beside it and a rename, with `mode` and,
+/// if given, `owner` (`user` or `user:group`). The directory must exist.
+pub async fn install_file(
+    session: &SshSession,
+    path: &str,
+    content: &[u8],
+    mode: &str,
+    owner: Option<&str>,
+) -> Result<(), SshError> {
+    let chown = owner.map_or(String::new(), |o| format!("chown {} \"$tmp\"\n", shell_quote(o)));
+    let script = format!(
+        "set -eu\n\
+         f={path}; d=$(dirname -- \"$f\")\n\
+         tmp=$(mktemp \"$d/.unity.XXXXXXXX\")\n\
+         trap 'rm -f \"$tmp\"' EXIT\n\
+         cat > \"$tmp\"\n\
+         chmod {mode} \"$tmp\"\n\
+         {chown}\
+         mv -f -- \"$tmp\" \"$f\"\n\
+         trap - EXIT\n",
+        path = shell_quote(path),
+        mode = shell_quote(mode),
+    );
+    session.run(&script, Some(content)).await.map(|_| ())
+}

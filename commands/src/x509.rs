@@ -615,6 +615,38 @@ impl X509Commands {
         }
     }
 
+    /// What a certificate says (from its issue event).
+    pub async fn facts(&self, certificate_id: Uuid) -> Result<CertificateFacts> {
+        let stream = stream_of::<CertificateEvent>(certificate_id).to_string();
+        let events = self.store.read_stream(&stream, None).await?;
+        match events.first().map(|e| e.decode::<CertificateEvent>()).transpose().map_err(crypto)? {
+            Some(CertificateEvent::CertificateIssued { facts, .. }) => Ok(facts),
+            _ => Err(X509Error::NotFound.into()),
+        }
+    }
+
+    /// A certificate, its chain and (if Unity holds it) its key, for deploying to a server. The
+    /// deployment's own events record where the key went; this is not a reveal to a person.
+    pub async fn deployment_material(
+        &self,
+        certificate_id: Uuid,
+    ) -> Result<(String, String, Option<Zeroizing<String>>)> {
+        let stream = stream_of::<CertificateEvent>(certificate_id).to_string();
+        let events = self.store.read_stream(&stream, None).await?;
+        let issued = events.first().map(|e| e.decode::<CertificateEvent>()).transpose().map_err(crypto)?;
+        let Some(CertificateEvent::CertificateIssued { certificate_pem, chain_pem, private_key, .. }) = issued else {
+            return Err(X509Error::NotFound.into());
+        };
+        let key = match private_key {
+            Some(secret) => {
+                let bytes = self.vault.decrypt(&secret).await?;
+                Some(Zeroizing::new(String::from_utf8(bytes).map_err(|_| VaultError::Corrupt(secret.secret_id))?))
+            }
+            None => None,
+        };
+        Ok((certificate_pem, chain_pem, key))
+    }
+
     /// The private key in PEM, recorded as a `SecretRevealed` event with the actor.
     pub async fn reveal_private_key(&self, certificate_id: Uuid, metadata: &EventMetadata) -> Result<String> {
         let secret = match self.certificate(certificate_id).await? {

@@ -136,6 +136,64 @@ pub struct ManagedEntry {
     pub public_key: String,
 }
 
+/// Where a certificate goes on a server, and what runs after it is written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateDeployment {
+    pub certificate_id: Uuid,
+    /// SHA-256 of the certificate's DER, hex: what the server should hold.
+    pub fingerprint: String,
+    pub cert_path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_path: Option<String>,
+    /// `user` or `user:group` for every file written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Octal mode of the key file (the certificate and chain get 0644).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_command: Option<String>,
+}
+
+impl CertificateDeployment {
+    pub fn check(&self) -> Result<(), ServerError> {
+        let path_ok = |p: &str| {
+            p.starts_with('/')
+                && !p.contains("..")
+                && p.len() <= 512
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+@".contains(c))
+        };
+        for path in [Some(&self.cert_path), self.key_path.as_ref(), self.chain_path.as_ref()].into_iter().flatten() {
+            if !path_ok(path) {
+                return Err(ServerError::Invalid(format!(
+                    "'{}' is not an absolute path of letters, digits and /._-+@",
+                    path.chars().take(80).collect::<String>()
+                )));
+            }
+        }
+        if let Some(owner) = &self.owner {
+            let mut parts = owner.splitn(2, ':');
+            let user = parts.next().unwrap_or_default();
+            check_account(user)?;
+            if let Some(group) = parts.next() {
+                check_account(group)?;
+            }
+        }
+        if let Some(mode) = &self.mode {
+            let digits = mode.strip_prefix('0').unwrap_or(mode);
+            if digits.len() != 3 || !digits.chars().all(|c| ('0'..='7').contains(&c)) {
+                return Err(ServerError::Invalid(format!("mode '{mode}' is not an octal mode such as 0600")));
+            }
+        }
+        if self.reload_command.as_ref().is_some_and(|c| c.trim().is_empty() || c.len() > 1024 || c.contains('\0')) {
+            return Err(ServerError::Invalid("reloadCommand must be 1 to 1024 characters".into()));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ServerRequest {
@@ -152,6 +210,9 @@ pub enum ServerRequest {
         entry: ManagedEntry,
     },
     Check,
+    DeployCertificate {
+        deployment: CertificateDeployment,
+    },
 }
 
 impl ServerRequest {
@@ -161,6 +222,7 @@ impl ServerRequest {
             ServerRequest::Install { .. } => "INSTALL",
             ServerRequest::Remove { .. } => "REMOVE",
             ServerRequest::Check => "CHECK",
+            ServerRequest::DeployCertificate { .. } => "DEPLOY",
         }
     }
 }
@@ -301,6 +363,22 @@ pub enum ServerEvent {
         request_id: Uuid,
         error: String,
     },
+    CertificateDeploymentRequested {
+        request_id: Uuid,
+        deployment: CertificateDeployment,
+    },
+    /// The files were written; `reload_exit_status` is the reload command's, if there was one.
+    CertificateDeployed {
+        request_id: Uuid,
+        deployment: CertificateDeployment,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reload_exit_status: Option<u32>,
+    },
+    CertificateDeploymentFailed {
+        request_id: Uuid,
+        deployment: CertificateDeployment,
+        error: String,
+    },
 }
 
 impl DomainEvent for ServerEvent {
@@ -327,6 +405,9 @@ impl DomainEvent for ServerEvent {
             E::KeysChecked { .. } => "KeysChecked",
             E::KeyDriftDetected { .. } => "KeyDriftDetected",
             E::KeyCheckFailed { .. } => "KeyCheckFailed",
+            E::CertificateDeploymentRequested { .. } => "CertificateDeploymentRequested",
+            E::CertificateDeployed { .. } => "CertificateDeployed",
+            E::CertificateDeploymentFailed { .. } => "CertificateDeploymentFailed",
         }
     }
 }
@@ -345,6 +426,9 @@ impl ServerEvent {
                 Some((*request_id, ServerRequest::Remove { file: file.clone(), entry: entry.clone() }))
             }
             E::KeyCheckRequested { request_id } => Some((*request_id, ServerRequest::Check)),
+            E::CertificateDeploymentRequested { request_id, deployment } => {
+                Some((*request_id, ServerRequest::DeployCertificate { deployment: deployment.clone() }))
+            }
             _ => None,
         }
     }
@@ -360,7 +444,9 @@ impl ServerEvent {
             | E::KeyRemoved { request_id, .. }
             | E::KeyRemovalFailed { request_id, .. }
             | E::KeysChecked { request_id, .. }
-            | E::KeyCheckFailed { request_id, .. } => Some(*request_id),
+            | E::KeyCheckFailed { request_id, .. }
+            | E::CertificateDeployed { request_id, .. }
+            | E::CertificateDeploymentFailed { request_id, .. } => Some(*request_id),
             _ => None,
         }
     }
@@ -372,6 +458,10 @@ pub enum Outcome {
     /// An install or removal was carried out.
     Done,
     Checked(Vec<FileDrift>),
+    /// A certificate's files were written; the reload command's exit status, if any.
+    Deployed {
+        reload_exit_status: Option<u32>,
+    },
     Failed(String),
 }
 
@@ -425,6 +515,8 @@ pub struct ServerData {
     /// What Unity installed, by file and entry id.
     pub installed: BTreeMap<(ManagedFile, Uuid), ManagedEntry>,
     pub drift: Vec<FileDrift>,
+    /// Certificates deployed here, by certificate path.
+    pub certificates: BTreeMap<String, CertificateDeployment>,
 }
 
 impl ServerData {
@@ -540,6 +632,10 @@ impl Decider for Server {
                         file.check()?;
                         E::KeyRemovalRequested { request_id, file: file.clone(), entry: entry.clone() }
                     }
+                    ServerRequest::DeployCertificate { deployment } => {
+                        deployment.check()?;
+                        E::CertificateDeploymentRequested { request_id, deployment: deployment.clone() }
+                    }
                 }])
             }
             C::Complete { request_id, outcome, follow_up_id } => {
@@ -608,6 +704,20 @@ impl Decider for Server {
                     (ServerRequest::Check, Outcome::Failed(error)) => {
                         Ok(vec![E::KeyCheckFailed { request_id, error: error.clone() }])
                     }
+                    (ServerRequest::DeployCertificate { deployment }, Outcome::Deployed { reload_exit_status }) => {
+                        Ok(vec![E::CertificateDeployed {
+                            request_id,
+                            deployment: deployment.clone(),
+                            reload_exit_status: *reload_exit_status,
+                        }])
+                    }
+                    (ServerRequest::DeployCertificate { deployment }, Outcome::Failed(error)) => {
+                        Ok(vec![E::CertificateDeploymentFailed {
+                            request_id,
+                            deployment: deployment.clone(),
+                            error: error.clone(),
+                        }])
+                    }
                     _ => Err(mismatch()),
                 }
             }
@@ -631,6 +741,7 @@ impl Decider for Server {
                     pending: BTreeMap::new(),
                     installed: BTreeMap::new(),
                     drift: vec![],
+                    certificates: BTreeMap::new(),
                 }))
             }
             (_, E::ServerRemoved {}) => return ServerState::Removed,
@@ -665,6 +776,9 @@ impl Decider for Server {
                 data.installed.remove(&(file.clone(), entry.id));
             }
             E::KeysChecked { drift, .. } => data.drift = drift.clone(),
+            E::CertificateDeployed { deployment, .. } => {
+                data.certificates.insert(deployment.cert_path.clone(), deployment.clone());
+            }
             _ => {}
         }
         ServerState::Active(data)

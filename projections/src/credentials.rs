@@ -23,7 +23,7 @@ impl Projection for CredentialsProjection {
     }
 
     fn model_version(&self) -> i32 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -36,6 +36,7 @@ impl Projection for CredentialsProjection {
             "ssh_requests",
             "ssh_installations",
             "ssh_key_reports",
+            "certificate_deployments",
         ]
     }
 
@@ -130,6 +131,16 @@ impl Projection for CredentialsProjection {
                 fingerprint  text        NOT NULL,
                 installed_at timestamptz NOT NULL,
                 removed_at   timestamptz)",
+            // What is deployed where now (one row per server and certificate path).
+            "CREATE TABLE certificate_deployments (
+                server_id    uuid        NOT NULL,
+                cert_path    text        NOT NULL,
+                certificate_id uuid      NOT NULL,
+                deployment   jsonb       NOT NULL,
+                fingerprint  text        NOT NULL,
+                reload_exit_status integer,
+                deployed_at  timestamptz NOT NULL,
+                PRIMARY KEY (server_id, cert_path))",
             "CREATE TABLE ssh_key_reports (
                 reported_at  timestamptz NOT NULL,
                 unused_days  integer     NOT NULL,
@@ -508,6 +519,42 @@ async fn apply_server(conn: &mut PgConnection, e: &RecordedEvent, server_id: Uui
                 .await?;
         }
         E::KeyDriftDetected { .. } => {}
+        E::CertificateDeploymentRequested { request_id, deployment } => {
+            sqlx::query(
+                "INSERT INTO ssh_requests (request_id, server_id, kind, entry_id, fingerprint, state, requested_at) \
+                 VALUES ($1,$2,'DEPLOY',$3,$4,'PENDING',$5) ON CONFLICT DO NOTHING",
+            )
+            .bind(request_id)
+            .bind(server_id)
+            .bind(deployment.certificate_id)
+            .bind(&deployment.fingerprint)
+            .bind(e.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        E::CertificateDeployed { request_id, deployment, reload_exit_status } => {
+            let error = reload_exit_status
+                .filter(|s| *s != 0)
+                .map(|s| format!("the certificate was written, but the reload command exited with status {s}"));
+            close_request(conn, e, *request_id, error.as_deref()).await?;
+            sqlx::query(
+                "INSERT INTO certificate_deployments (server_id, cert_path, certificate_id, deployment, fingerprint, \
+                 reload_exit_status, deployed_at) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (server_id, cert_path) \
+                 DO UPDATE SET certificate_id = $3, deployment = $4, fingerprint = $5, reload_exit_status = $6, deployed_at = $7",
+            )
+            .bind(server_id)
+            .bind(&deployment.cert_path)
+            .bind(deployment.certificate_id)
+            .bind(json(deployment))
+            .bind(&deployment.fingerprint)
+            .bind(reload_exit_status.map(|s| s as i32))
+            .bind(e.recorded_at)
+            .execute(&mut *conn)
+            .await?;
+        }
+        E::CertificateDeploymentFailed { request_id, error, .. } => {
+            close_request(conn, e, *request_id, Some(error)).await?
+        }
     }
     Ok(())
 }
@@ -837,4 +884,28 @@ pub async fn counts(pool: &PgPool) -> Result<CredentialCounts, sqlx::Error> {
         .await?,
         certificates_signed: sqlx::query_scalar("SELECT count(*) FROM ssh_certificates").fetch_one(pool).await?,
     })
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct DeploymentRow {
+    pub server_id: Uuid,
+    pub server_name: String,
+    pub cert_path: String,
+    pub certificate_id: Uuid,
+    pub deployment: Value,
+    pub fingerprint: String,
+    pub reload_exit_status: Option<i32>,
+    pub deployed_at: DateTime<Utc>,
+}
+
+/// Where a certificate is deployed now.
+pub async fn deployments_of(pool: &PgPool, certificate_id: Uuid) -> Result<Vec<DeploymentRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT d.server_id, s.name AS server_name, d.cert_path, d.certificate_id, d.deployment, d.fingerprint, \
+         d.reload_exit_status, d.deployed_at FROM certificate_deployments d JOIN servers s USING (server_id) \
+         WHERE d.certificate_id = $1 AND s.removed_at IS NULL ORDER BY s.name, d.cert_path",
+    )
+    .bind(certificate_id)
+    .fetch_all(pool)
+    .await
 }

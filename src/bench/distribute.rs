@@ -30,6 +30,7 @@ pub async fn distribute(settings: &Settings, servers: usize, concurrency: &[usiz
     let _ = std::fs::remove_file(&key_file);
     let vault = Vault::open(MasterKey::create(&key_file)?, store.clone()).await?;
     let _ = std::fs::remove_file(&key_file);
+    let x509 = unity_commands::x509::X509Commands::new(store.clone(), vault.clone());
     let commands = CredentialCommands::new(store, vault);
     let metadata = EventMetadata::new(Actor::system("bench"), "bench");
 
@@ -59,7 +60,7 @@ pub async fn distribute(settings: &Settings, servers: usize, concurrency: &[usiz
 
     let mut runs = Vec::new();
     for &limit in concurrency {
-        let mut reactor = SshReactor::new(commands.clone(), SshConfig::default(), limit);
+        let mut reactor = SshReactor::new(commands.clone(), x509.clone(), SshConfig::default(), limit);
         // Start each run's reactor at the head: the requests of earlier runs are done.
         while reactor.run_once().await? > 0 {}
         let mut seconds = Vec::with_capacity(rounds);

@@ -257,6 +257,52 @@ pub struct Certificate {
     pub renewal_failures: i32,
     pub last_renewal_error: Option<String>,
     pub next_renewal_attempt_at: Option<DateTime<Utc>>,
+    /// Where it is deployed now.
+    pub deployments: Vec<CertificateDeploymentInfo>,
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
+pub struct CertificateDeploymentInfo {
+    pub server_id: ID,
+    pub server_name: String,
+    pub cert_path: String,
+    pub key_path: Option<String>,
+    pub chain_path: Option<String>,
+    pub fingerprint: String,
+    pub reload_exit_status: Option<i32>,
+    pub deployed_at: DateTime<Utc>,
+}
+
+impl From<unity_projections::credentials::DeploymentRow> for CertificateDeploymentInfo {
+    fn from(r: unity_projections::credentials::DeploymentRow) -> CertificateDeploymentInfo {
+        let spec: Option<unity_domain::servers::CertificateDeployment> = serde_json::from_value(r.deployment).ok();
+        CertificateDeploymentInfo {
+            server_id: id(r.server_id),
+            server_name: r.server_name,
+            cert_path: r.cert_path,
+            key_path: spec.as_ref().and_then(|s| s.key_path.clone()),
+            chain_path: spec.as_ref().and_then(|s| s.chain_path.clone()),
+            fingerprint: r.fingerprint,
+            reload_exit_status: r.reload_exit_status,
+            deployed_at: r.deployed_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct DeployCertificateInput {
+    pub certificate_id: ID,
+    pub server_id: ID,
+    pub cert_path: String,
+    /// Where the key goes (mode `mode`, default 0600); left out, the key stays in Unity.
+    pub key_path: Option<String>,
+    /// A separate chain file; left out, the certificate file holds the full chain.
+    pub chain_path: Option<String>,
+    /// `user` or `user:group` for the files written.
+    pub owner: Option<String>,
+    pub mode: Option<String>,
+    /// Run with `sh -c` after the files are written (e.g. `systemctl reload nginx`).
+    pub reload_command: Option<String>,
 }
 
 #[derive(Clone, Debug, GraphQLInputObject)]
@@ -306,6 +352,7 @@ impl Certificate {
             renewal_failures: r.renewal_failures,
             last_renewal_error: r.last_renewal_error,
             next_renewal_attempt_at: r.next_renewal_attempt_at,
+            deployments: vec![],
         }
     }
 }
@@ -352,4 +399,15 @@ pub fn parse_ips(raw: &[String]) -> Result<Vec<std::net::IpAddr>, ApiError> {
 
 pub fn days(value: Option<i32>, default: i64) -> i64 {
     value.map_or(default, i64::from)
+}
+
+/// Fills in where each certificate is deployed.
+pub async fn with_deployments(pool: &sqlx::PgPool, mut certificate: Certificate) -> Result<Certificate, ApiError> {
+    let certificate_id: uuid::Uuid = certificate.id.parse().map_err(|e| ApiError::internal("certificate id", &e))?;
+    certificate.deployments = unity_projections::credentials::deployments_of(pool, certificate_id)
+        .await?
+        .into_iter()
+        .map(CertificateDeploymentInfo::from)
+        .collect();
+    Ok(certificate)
 }

@@ -92,7 +92,8 @@ impl Context {
     async fn certificate(&self, id: uuid::Uuid) -> Result<certificates::Certificate, ApiError> {
         let row = unity_projections::certificates::certificate(self.state.store.pool(), id).await?;
         let row = row.ok_or_else(|| ApiError::not_found("certificate"))?;
-        Ok(certificates::Certificate::from_row(row, chrono::Utc::now(), self.state.config.expiring_days))
+        let certificate = certificates::Certificate::from_row(row, chrono::Utc::now(), self.state.config.expiring_days);
+        certificates::with_deployments(self.state.store.pool(), certificate).await
     }
 
     async fn user(&self, id: uuid::Uuid) -> Result<User, ApiError> {
@@ -298,13 +299,15 @@ impl Query {
         .await?;
         let has_next_page = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let edges: Vec<certificates::CertificateEdge> = rows
-            .into_iter()
-            .map(|r| certificates::CertificateEdge {
-                cursor: encode_cursor("certificate", &r.certificate_id.to_string()),
-                node: certificates::Certificate::from_row(r, now, expiring),
-            })
-            .collect();
+        let mut edges: Vec<certificates::CertificateEdge> = Vec::with_capacity(rows.len());
+        for r in rows {
+            let cursor = encode_cursor("certificate", &r.certificate_id.to_string());
+            let node = certificates::Certificate::from_row(r, now, expiring);
+            edges.push(certificates::CertificateEdge {
+                cursor,
+                node: certificates::with_deployments(ctx.state.store.pool(), node).await?,
+            });
+        }
         let end_cursor = edges.last().map(|e| e.cursor.clone());
         Ok(certificates::CertificateConnection { edges, page_info: PageInfo { has_next_page, end_cursor } })
     }
@@ -983,6 +986,34 @@ impl Mutation {
         let appended = ctx.state.x509.revoke(certificate_id, reason, chrono::Utc::now(), &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         ctx.certificate(certificate_id).await
+    }
+
+    /// Writes the certificate (and key, chain) to a server over SSH, atomically, then runs the
+    /// reload command; redeployed after each renewal.
+    async fn deploy_certificate(
+        ctx: &Context,
+        input: certificates::DeployCertificateInput,
+    ) -> Result<credentials::ServerOperation, ApiError> {
+        ctx.require(Role::Operator)?;
+        let certificate = ctx.certificate(parse_id("certificateId", &input.certificate_id)?).await?;
+        if certificate.status == certificates::CertificateStatus::Revoked {
+            return Err(ApiError::new(Code::Conflict, "this certificate is revoked"));
+        }
+        let server_id = parse_id("serverId", &input.server_id)?;
+        credentials::server(ctx, server_id).await?;
+        let deployment = unity_domain::servers::CertificateDeployment {
+            certificate_id: parse_id("certificateId", &input.certificate_id)?,
+            fingerprint: certificate.fingerprint.clone(),
+            cert_path: input.cert_path,
+            key_path: input.key_path,
+            chain_path: input.chain_path,
+            owner: input.owner,
+            mode: input.mode,
+            reload_command: input.reload_command,
+        };
+        let request = unity_domain::servers::ServerRequest::DeployCertificate { deployment };
+        let mut ops = credentials::request_all(ctx, vec![(server_id, request)]).await?;
+        ops.pop().ok_or_else(|| ApiError::internal("deployment", &"no request recorded"))
     }
 
     /// When Unity renews this certificate (internal certificates are renewed automatically).
