@@ -505,6 +505,35 @@ async fn certificates_are_deployed_over_ssh_reloaded_and_redeployed_after_renewa
     bad["mode"] = json!("rwx");
     assert_eq!(code(&app.graphql(Some(&admin), deploy, json!({ "i": bad })).await), Some("BAD_USER_INPUT"));
 
+    // Drift: a hand-replaced certificate file is found by the (scheduled) check and recorded once.
+    std::fs::write(tls.join("web.crt"), cert["chainPem"].as_str().unwrap()).unwrap();
+    let check = "mutation($id: ID!) { checkServerKeys(serverId: $id) { state } }";
+    app.ok(Some(&admin), check, json!({ "id": server_id })).await;
+    app.ok(Some(&admin), check, json!({ "id": server_id })).await;
+    let drift = app
+        .ok(Some(&admin), "query($id: ID!) { server(id: $id) { certificateDrift { certPath expectedFingerprint foundFingerprint } } }", json!({ "id": server_id }))
+        .await;
+    let found = &drift["server"]["certificateDrift"][0];
+    assert_eq!(found["certPath"], path("web.crt"));
+    assert_eq!(found["expectedFingerprint"], cert["fingerprint"]);
+    assert!(found["foundFingerprint"].is_string() && found["foundFingerprint"] != cert["fingerprint"], "{drift}");
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'CertificateDriftDetected'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(events, 1, "once per distinct difference");
+    let op = app.ok(Some(&admin), deploy, json!({ "i": input })).await["deployCertificate"].clone();
+    assert_eq!(op["state"], "SUCCEEDED");
+    app.ok(Some(&admin), check, json!({ "id": server_id })).await;
+    let drift = app
+        .ok(
+            Some(&admin),
+            "query($id: ID!) { server(id: $id) { certificateDrift { certPath } } }",
+            json!({ "id": server_id }),
+        )
+        .await;
+    assert_eq!(drift["server"]["certificateDrift"], json!([]), "redeploying puts it right");
+
     // Renewal redeploys the new certificate to the same place, with the same reload.
     let x509 = app.db_x509().await;
     let credentials = app.db_credentials().await;
@@ -534,7 +563,7 @@ async fn certificates_are_deployed_over_ssh_reloaded_and_redeployed_after_renewa
     assert_eq!(std::fs::read_to_string(tls.join("web.crt")).unwrap(), new["certificatePem"].as_str().unwrap());
     assert_eq!(
         std::fs::read_to_string(tls.join("reloads")).unwrap().lines().count(),
-        3,
+        4,
         "reloaded after the redeployment too"
     );
     drop(sshd);

@@ -398,7 +398,23 @@ async fn perform_on(session: &SshSession, server: &ServerData, request: &ServerR
                 let installed: Vec<_> = server.installed_in(&file).collect();
                 drifts.extend(drift(&file, &installed, &text.block));
             }
-            Ok(Outcome::Checked(drifts))
+            // Deployed certificates: the first certificate in each file must be the one written.
+            let mut certificate_drift = Vec::new();
+            for (path, deployment) in &server.certificates {
+                let content = ssh::read_file(session, path).await?;
+                let found = unity_commands::x509::parse_pem_chain(&content.content)
+                    .ok()
+                    .and_then(|ders| ders.first().map(|der| ssh::sha256_hex(der)));
+                if found.as_deref() != Some(deployment.fingerprint.as_str()) {
+                    certificate_drift.push(unity_domain::servers::CertificateDrift {
+                        cert_path: path.clone(),
+                        certificate_id: deployment.certificate_id,
+                        expected_fingerprint: deployment.fingerprint.clone(),
+                        found_fingerprint: found,
+                    });
+                }
+            }
+            Ok(Outcome::Checked(drifts, certificate_drift))
         }
     }
 }

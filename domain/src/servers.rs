@@ -353,6 +353,14 @@ pub enum ServerEvent {
     KeysChecked {
         request_id: Uuid,
         drift: Vec<FileDrift>,
+        /// Deployed certificates whose file no longer holds what Unity wrote.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        certificate_drift: Vec<CertificateDrift>,
+    },
+    /// A deployed certificate file changed (recorded once per distinct difference).
+    CertificateDriftDetected {
+        #[serde(flatten)]
+        drift: CertificateDrift,
     },
     /// A block changed by hand (recorded once per distinct difference, not at every check).
     KeyDriftDetected {
@@ -403,6 +411,7 @@ impl DomainEvent for ServerEvent {
             E::KeyRemovalFailed { .. } => "KeyRemovalFailed",
             E::KeyCheckRequested { .. } => "KeyCheckRequested",
             E::KeysChecked { .. } => "KeysChecked",
+            E::CertificateDriftDetected { .. } => "CertificateDriftDetected",
             E::KeyDriftDetected { .. } => "KeyDriftDetected",
             E::KeyCheckFailed { .. } => "KeyCheckFailed",
             E::CertificateDeploymentRequested { .. } => "CertificateDeploymentRequested",
@@ -457,7 +466,7 @@ pub enum Outcome {
     Tested(SystemInfo),
     /// An install or removal was carried out.
     Done,
-    Checked(Vec<FileDrift>),
+    Checked(Vec<FileDrift>, Vec<CertificateDrift>),
     /// A certificate's files were written; the reload command's exit status, if any.
     Deployed {
         reload_exit_status: Option<u32>,
@@ -517,6 +526,17 @@ pub struct ServerData {
     pub drift: Vec<FileDrift>,
     /// Certificates deployed here, by certificate path.
     pub certificates: BTreeMap<String, CertificateDeployment>,
+    pub certificate_drift: Vec<CertificateDrift>,
+}
+
+/// A deployed certificate file that holds something else than Unity wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateDrift {
+    pub cert_path: String,
+    pub certificate_id: Uuid,
+    pub expected_fingerprint: String,
+    /// `None`: the file is gone or holds no certificate.
+    pub found_fingerprint: Option<String>,
 }
 
 impl ServerData {
@@ -692,13 +712,26 @@ impl Decider for Server {
                         entry: entry.clone(),
                         error: error.clone(),
                     }]),
-                    (ServerRequest::Check, Outcome::Checked(drift)) => {
+                    (ServerRequest::Check, Outcome::Checked(drift, certificate_drift)) => {
                         let mut events: Vec<ServerEvent> = drift
                             .iter()
                             .filter(|d| !data.drift.contains(d))
                             .map(|d| E::KeyDriftDetected { drift: d.clone() })
                             .collect();
-                        events.insert(0, E::KeysChecked { request_id, drift: drift.clone() });
+                        events.extend(
+                            certificate_drift
+                                .iter()
+                                .filter(|d| !data.certificate_drift.contains(d))
+                                .map(|d| E::CertificateDriftDetected { drift: d.clone() }),
+                        );
+                        events.insert(
+                            0,
+                            E::KeysChecked {
+                                request_id,
+                                drift: drift.clone(),
+                                certificate_drift: certificate_drift.clone(),
+                            },
+                        );
                         Ok(events)
                     }
                     (ServerRequest::Check, Outcome::Failed(error)) => {
@@ -742,6 +775,7 @@ impl Decider for Server {
                     installed: BTreeMap::new(),
                     drift: vec![],
                     certificates: BTreeMap::new(),
+                    certificate_drift: vec![],
                 }))
             }
             (_, E::ServerRemoved {}) => return ServerState::Removed,
@@ -775,7 +809,10 @@ impl Decider for Server {
             E::KeyRemoved { file, entry, .. } => {
                 data.installed.remove(&(file.clone(), entry.id));
             }
-            E::KeysChecked { drift, .. } => data.drift = drift.clone(),
+            E::KeysChecked { drift, certificate_drift, .. } => {
+                data.drift = drift.clone();
+                data.certificate_drift = certificate_drift.clone();
+            }
             E::CertificateDeployed { deployment, .. } => {
                 data.certificates.insert(deployment.cert_path.clone(), deployment.clone());
             }
@@ -927,18 +964,22 @@ mod tests {
         assert_eq!(d.missing, vec![e10.clone()]);
         assert_eq!(drift(&file(), &[&e10], &["ssh-ed25519 AAAA10 renamed"]), None, "comments do not matter");
         let check = |n| ServerEvent::KeyCheckRequested { request_id: Uuid::from_u128(n) };
-        let checked = |n, d: Vec<FileDrift>| ServerEvent::KeysChecked { request_id: Uuid::from_u128(n), drift: d };
+        let checked = |n, d: Vec<FileDrift>| ServerEvent::KeysChecked {
+            request_id: Uuid::from_u128(n),
+            drift: d,
+            certificate_drift: vec![],
+        };
         given::<Server>(&[registered(None), check(1)])
             .when(ServerCommand::Complete {
                 request_id: Uuid::from_u128(1),
-                outcome: Outcome::Checked(vec![d.clone()]),
+                outcome: Outcome::Checked(vec![d.clone()], vec![]),
                 follow_up_id: Uuid::nil(),
             })
             .then(&[checked(1, vec![d.clone()]), ServerEvent::KeyDriftDetected { drift: d.clone() }]);
         given::<Server>(&[registered(None), check(1), checked(1, vec![d.clone()]), check(2)])
             .when(ServerCommand::Complete {
                 request_id: Uuid::from_u128(2),
-                outcome: Outcome::Checked(vec![d.clone()]),
+                outcome: Outcome::Checked(vec![d.clone()], vec![]),
                 follow_up_id: Uuid::nil(),
             })
             .then(&[checked(2, vec![d])]);

@@ -23,7 +23,7 @@ impl Projection for CredentialsProjection {
     }
 
     fn model_version(&self) -> i32 {
-        2
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -108,6 +108,7 @@ impl Projection for CredentialsProjection {
                 last_test_at timestamptz,
                 last_test_error text,
                 drift        jsonb       NOT NULL DEFAULT '[]',
+                certificate_drift jsonb  NOT NULL DEFAULT '[]',
                 last_checked_at timestamptz,
                 registered_at timestamptz NOT NULL,
                 removed_at   timestamptz)",
@@ -509,16 +510,19 @@ async fn apply_server(conn: &mut PgConnection, e: &RecordedEvent, server_id: Uui
         E::KeyInstallFailed { request_id, error, .. }
         | E::KeyRemovalFailed { request_id, error, .. }
         | E::KeyCheckFailed { request_id, error } => close_request(conn, e, *request_id, Some(error)).await?,
-        E::KeysChecked { request_id, drift } => {
+        E::KeysChecked { request_id, drift, certificate_drift } => {
             close_request(conn, e, *request_id, None).await?;
-            sqlx::query("UPDATE servers SET drift = $2, last_checked_at = $3 WHERE server_id = $1")
-                .bind(server_id)
-                .bind(json(drift))
-                .bind(e.recorded_at)
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "UPDATE servers SET drift = $2, last_checked_at = $3, certificate_drift = $4 WHERE server_id = $1",
+            )
+            .bind(server_id)
+            .bind(json(drift))
+            .bind(e.recorded_at)
+            .bind(json(certificate_drift))
+            .execute(&mut *conn)
+            .await?;
         }
-        E::KeyDriftDetected { .. } => {}
+        E::KeyDriftDetected { .. } | E::CertificateDriftDetected { .. } => {}
         E::CertificateDeploymentRequested { request_id, deployment } => {
             sqlx::query(
                 "INSERT INTO ssh_requests (request_id, server_id, kind, entry_id, fingerprint, state, requested_at) \
@@ -701,6 +705,7 @@ pub struct ServerRow {
     pub last_test_at: Option<DateTime<Utc>>,
     pub last_test_error: Option<String>,
     pub drift: Value,
+    pub certificate_drift: Value,
     pub last_checked_at: Option<DateTime<Utc>>,
     pub registered_at: DateTime<Utc>,
     pub removed_at: Option<DateTime<Utc>>,

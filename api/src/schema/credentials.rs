@@ -417,6 +417,15 @@ pub struct KeyDrift {
 }
 
 #[derive(Clone, Debug, GraphQLObject)]
+pub struct CertificateDriftInfo {
+    pub cert_path: String,
+    pub certificate_id: ID,
+    pub expected_fingerprint: String,
+    /// Null: the file is gone or holds no certificate.
+    pub found_fingerprint: Option<String>,
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
 pub struct ServerAuthentication {
     pub ssh_key_id: Option<ID>,
     pub credential_id: Option<ID>,
@@ -500,6 +509,20 @@ impl Server {
                     .iter()
                     .map(|m| MissingKey { id: id(m.id), fingerprint: m.fingerprint.clone() })
                     .collect(),
+            })
+            .collect()
+    }
+    /// Deployed certificates whose file no longer holds what Unity wrote (last check).
+    fn certificate_drift(&self) -> Vec<CertificateDriftInfo> {
+        let drift: Vec<unity_domain::servers::CertificateDrift> =
+            serde_json::from_value(self.0.certificate_drift.clone()).unwrap_or_default();
+        drift
+            .into_iter()
+            .map(|d| CertificateDriftInfo {
+                cert_path: d.cert_path,
+                certificate_id: id(d.certificate_id),
+                expected_fingerprint: d.expected_fingerprint,
+                found_fingerprint: d.found_fingerprint,
             })
             .collect()
     }
