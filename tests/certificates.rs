@@ -412,6 +412,13 @@ async fn internal_certificates_renew_on_time_warn_before_expiry_and_back_off_aft
     assert_eq!(code(&body), Some("BAD_USER_INPUT"), "{body}");
     let set = app.ok(Some(&admin), configure, json!({ "i": { "id": new_id, "renewBeforeDays": 5 } })).await;
     assert_eq!(set["configureCertificateRenewal"]["renewBeforeDays"], 5);
+    let metrics = app.metrics().await;
+    for line in [
+        "unity_certificate_renewals_total{status=\"SUCCEEDED\"} 1",
+        "unity_certificate_renewals_total{status=\"FAILED\"} 2",
+    ] {
+        assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
+    }
 }
 
 async fn eventually_certificate(

@@ -374,6 +374,9 @@ async fn metrics(state: State) -> HttpResponse {
     {
         m.set_certificates(&by_status, soonest);
     }
+    if let Ok((succeeded, failed)) = unity_projections::certificates::renewal_counts(state.store.pool()).await {
+        m.set_renewals(succeeded, failed);
+    }
     if let Some(name) = &state.relay_checkpoint {
         let position = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")
             .bind(name)

@@ -72,6 +72,7 @@ pub struct Metrics {
     pub certificates_signed: Counter,
     pub certificates: Family<StatusLabels, Gauge>,
     pub soonest_expiry_days: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub renewals: Family<StatusLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -147,8 +148,15 @@ impl Default for Metrics {
             "Days until the soonest expiry among unrevoked, unexpired certificates",
             soonest_expiry_days.clone(),
         );
+        let renewals = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "certificate_renewals",
+            "Certificate renewals, by outcome (SUCCEEDED, FAILED)",
+            renewals.clone(),
+        );
         Metrics {
             registry,
+            renewals,
             certificates,
             soonest_expiry_days,
             ssh_keys,
@@ -219,6 +227,11 @@ impl Metrics {
             self.certificates.get_or_create(&StatusLabels { status: status.clone() }).set(*n);
         }
         self.soonest_expiry_days.set(soonest_days.unwrap_or(f64::NAN));
+    }
+
+    pub fn set_renewals(&self, succeeded: i64, failed: i64) {
+        catch_up(&self.renewals.get_or_create(&StatusLabels { status: "SUCCEEDED".into() }), succeeded);
+        catch_up(&self.renewals.get_or_create(&StatusLabels { status: "FAILED".into() }), failed);
     }
 
     pub fn encode(&self) -> String {

@@ -380,6 +380,15 @@ pub async fn revoked_by(pool: &PgPool, ca_id: Uuid) -> Result<Vec<(String, DateT
     .await
 }
 
+/// Renewals that produced a certificate, and failed renewal attempts, for /metrics.
+pub async fn renewal_counts(pool: &PgPool) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE renewal_of IS NOT NULL), coalesce(sum(renewal_failures), 0)::bigint FROM certificates",
+    )
+    .fetch_one(pool)
+    .await
+}
+
 /// Counts for /metrics: certificates by status, and seconds until the soonest unrevoked expiry.
 pub async fn certificate_counts(
     pool: &PgPool,
