@@ -504,6 +504,21 @@ async fn certificates_are_deployed_over_ssh_reloaded_and_redeployed_after_renewa
     // Put right: the latest deployment's settings are what renewal reuses.
     let op = app.ok(Some(&admin), deploy, json!({ "i": input })).await["deployCertificate"].clone();
     assert_eq!(op["state"], "SUCCEEDED");
+    // Never through a symbolic link (it could point anywhere, /root/.ssh included).
+    std::os::unix::fs::symlink(tls.join("web.crt"), tls.join("link.crt")).unwrap();
+    let mut linked = input.clone();
+    linked["certPath"] = json!(path("link.crt"));
+    let op = app.ok(Some(&admin), deploy, json!({ "i": linked })).await["deployCertificate"].clone();
+    assert_eq!(op["state"], "FAILED");
+    assert!(op["error"].as_str().unwrap().contains("symbolic link"), "{op}");
+    // An operator may deploy a certificate, but writing its key out or running a command is an
+    // admin's call.
+    app.create_user(&admin, "op", "OPERATOR").await;
+    let operator = app.login("op", crate::api::ADMIN_PASSWORD).await;
+    assert_eq!(code(&app.graphql(Some(&operator), deploy, json!({ "i": input })).await), Some("FORBIDDEN"));
+    let plain = json!({ "certificateId": cert["id"], "serverId": server_id, "certPath": path("plain.crt") });
+    let op = app.ok(Some(&operator), deploy, json!({ "i": plain })).await["deployCertificate"].clone();
+    assert_eq!(op["state"], "SUCCEEDED");
     // Bad input is refused before anything is asked of the server.
     let mut bad = input.clone();
     bad["certPath"] = json!("relative/web.crt");
@@ -555,17 +570,21 @@ async fn certificates_are_deployed_over_ssh_reloaded_and_redeployed_after_renewa
     )
     .await;
     let new_id = renewed["renewedBy"].as_str().unwrap().to_owned();
-    let new = unity_commands::testing::eventually(std::time::Duration::from_secs(30), "the redeployment", || async {
-        let c = app
-            .ok(
-                Some(&admin),
-                "query($id: ID!) { certificate(id: $id) { certificatePem deployments { serverName } } }",
-                json!({ "id": new_id }),
-            )
-            .await["certificate"]
-            .clone();
-        (c["deployments"].as_array().is_some_and(|d| d.len() == 1)).then_some(c)
-    })
+    let new = unity_commands::testing::eventually(
+        std::time::Duration::from_secs(30),
+        "both redeployments (web.crt and the operator's plain.crt)",
+        || async {
+            let c = app
+                .ok(
+                    Some(&admin),
+                    "query($id: ID!) { certificate(id: $id) { certificatePem deployments { serverName } } }",
+                    json!({ "id": new_id }),
+                )
+                .await["certificate"]
+                .clone();
+            (c["deployments"].as_array().is_some_and(|d| d.len() == 2)).then_some(c)
+        },
+    )
     .await;
     assert_eq!(std::fs::read_to_string(tls.join("web.crt")).unwrap(), new["certificatePem"].as_str().unwrap());
     assert_eq!(

@@ -61,6 +61,9 @@ pub struct KeyUsage {
     inner: Arc<Mutex<HashMap<Uuid, Usage>>>,
 }
 
+/// One request to carry out: its id, what, and the metadata its outcome is recorded with.
+type Job = (Uuid, ServerRequest, EventMetadata);
+
 /// When a key's use was last recorded, and the sessions since.
 type Usage = (Option<Instant>, u64);
 
@@ -154,15 +157,26 @@ impl SshReactor {
                 jobs.push((server_id, request_id, request, metadata));
             }
         }
+        // One server's requests run in log order (an install then a removal of the same key must
+        // not swap); different servers run `concurrency` at a time.
+        let mut by_server: Vec<(Uuid, Vec<Job>)> = Vec::new();
+        for (server_id, request_id, request, metadata) in jobs {
+            match by_server.iter_mut().find(|(id, _)| *id == server_id) {
+                Some((_, queue)) => queue.push((request_id, request, metadata)),
+                None => by_server.push((server_id, vec![(request_id, request, metadata)])),
+            }
+        }
         let this = &*self;
         let unrecorded = std::sync::atomic::AtomicUsize::new(0);
-        futures::stream::iter(jobs)
-            .for_each_concurrent(this.concurrency, |(server_id, request_id, request, metadata)| {
+        futures::stream::iter(by_server)
+            .for_each_concurrent(this.concurrency, |(server_id, queue)| {
                 let unrecorded = &unrecorded;
                 async move {
-                    if let Err(e) = this.handle(server_id, request_id, request, &metadata).await {
-                        tracing::warn!(%server_id, %request_id, error = %e, "Could not record an SSH request's outcome.");
-                        unrecorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    for (request_id, request, metadata) in queue {
+                        if let Err(e) = this.handle(server_id, request_id, request, &metadata).await {
+                            tracing::warn!(%server_id, %request_id, error = %e, "Could not record an SSH request's outcome.");
+                            unrecorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                 }
             })
@@ -346,19 +360,30 @@ async fn deploy_on(
     Ok(Outcome::Deployed { reload_exit_status })
 }
 
-/// Where a managed file is, and the mode and owner a new one gets.
-async fn locate(
-    session: &SshSession,
-    server: &ServerData,
-    file: &ManagedFile,
-) -> Result<(String, &'static str, Option<String>), SshError> {
+/// Where a managed file is, the mode and owner a new one gets, and who owns a directory made for it.
+struct Located {
+    path: String,
+    mode: &'static str,
+    owner: Option<String>,
+    dir_owner: Option<String>,
+}
+
+async fn locate(session: &SshSession, server: &ServerData, file: &ManagedFile) -> Result<Located, SshError> {
     Ok(match file {
-        ManagedFile::AuthorizedKeys { user } => (
-            ssh::authorized_keys_path(session, &server.spec.authorized_keys_file, user).await?,
-            "600",
-            Some(user.clone()),
-        ),
-        ManagedFile::TrustedUserCaKeys { path } => (path.clone(), "644", None),
+        ManagedFile::AuthorizedKeys { user } => {
+            let pattern = &server.spec.authorized_keys_file;
+            Located {
+                path: ssh::authorized_keys_path(session, pattern, user).await?,
+                mode: "600",
+                owner: Some(user.clone()),
+                // Only a directory in the user's home is the user's; a shared one (say
+                // /etc/ssh/keys) stays root's.
+                dir_owner: pattern.starts_with("%h/").then(|| user.clone()),
+            }
+        }
+        ManagedFile::TrustedUserCaKeys { path } => {
+            Located { path: path.clone(), mode: "644", owner: None, dir_owner: None }
+        }
     })
 }
 
@@ -372,15 +397,19 @@ async fn perform_on(session: &SshSession, server: &ServerData, request: &ServerR
             Ok(Outcome::Tested(SystemInfo { os, kernel, hostname, rtt_micros }))
         }
         ServerRequest::Install { file, entry, .. } => {
-            let (path, mode, owner) = locate(session, server, file).await?;
-            ssh::edit_managed_block(session, &path, mode, owner.as_deref(), |text| text.with_key(&entry.public_key))
-                .await?;
+            let at = locate(session, server, file).await?;
+            ssh::edit_managed_block(session, &at.path, at.mode, at.owner.as_deref(), at.dir_owner.as_deref(), |text| {
+                text.with_key(&entry.public_key)
+            })
+            .await?;
             Ok(Outcome::Done)
         }
         ServerRequest::Remove { file, entry } => {
-            let (path, mode, owner) = locate(session, server, file).await?;
-            ssh::edit_managed_block(session, &path, mode, owner.as_deref(), |text| text.without_key(&entry.public_key))
-                .await?;
+            let at = locate(session, server, file).await?;
+            ssh::edit_managed_block(session, &at.path, at.mode, at.owner.as_deref(), at.dir_owner.as_deref(), |text| {
+                text.without_key(&entry.public_key)
+            })
+            .await?;
             Ok(Outcome::Done)
         }
         ServerRequest::DeployCertificate { .. } => unreachable!("handled by deploy_on"),
@@ -392,7 +421,7 @@ async fn perform_on(session: &SshSession, server: &ServerData, request: &ServerR
             }
             let mut drifts: Vec<FileDrift> = Vec::new();
             for file in files {
-                let (path, _, _) = locate(session, server, &file).await?;
+                let path = locate(session, server, &file).await?.path;
                 let content = ssh::read_file(session, &path).await?.content;
                 let text = unity_domain::managed_block::ManagedText::parse(&content)?;
                 let installed: Vec<_> = server.installed_in(&file).collect();

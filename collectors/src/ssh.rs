@@ -230,6 +230,11 @@ pub struct RemoteFile {
 
 const STATUS_CHANGED: u32 = 75;
 
+/// Never write through a symbolic link: a user who points `~/.ssh` at `/root/.ssh` must not get
+/// root's authorized_keys edited instead of their own.
+const REFUSE_LINKS: &str =
+    "if [ -L \"$f\" ] || [ -L \"$d\" ]; then echo \"refusing to write through a symbolic link ($f)\" >&2; exit 1; fi\n";
+
 pub async fn read_file(session: &SshSession, path: &str) -> Result<RemoteFile, SshError> {
     let script = format!(
         "f={}; if [ -e \"$f\" ]; then printf 'present\\n'; cat -- \"$f\"; else printf 'absent\\n'; fi",
@@ -259,19 +264,23 @@ pub async fn write_file(
     read_sha256: Option<&str>,
     new_mode: &str,
     owner: Option<&str>,
+    dir_owner: Option<&str>,
 ) -> Result<bool, SshError> {
     let expected = read_sha256.unwrap_or("absent");
     let chown_new = owner
         .map_or(String::new(), |o| format!("[ \"$(id -un)\" = {o} ] || chown {o}: \"$tmp\"; ", o = shell_quote(o)));
-    let mkdir_owner =
-        owner.map_or(String::new(), |o| format!("[ \"$(id -un)\" = {o} ] || chown {o}: \"$d\"; ", o = shell_quote(o)));
+    let mkdir_owner = dir_owner
+        .map_or(String::new(), |o| format!("[ \"$(id -un)\" = {o} ] || chown {o}: \"$d\"; ", o = shell_quote(o)));
+    // A directory made for a user's own keys is theirs (0700); a shared one stays root's (0755).
+    let dir_mode = if dir_owner.is_some() { "700" } else { "755" };
     let script = format!(
         "set -eu\n\
          f={path}; expected={expected}\n\
          if [ \"$expected\" = absent ]; then [ ! -e \"$f\" ] || exit {STATUS_CHANGED}\n\
          else [ \"$(sha256sum < \"$f\" | cut -d' ' -f1)\" = \"$expected\" ] || exit {STATUS_CHANGED}; fi\n\
          d=$(dirname -- \"$f\")\n\
-         if [ ! -d \"$d\" ]; then mkdir -p -m 700 -- \"$d\"; {mkdir_owner}fi\n\
+         {refuse_links}\
+         if [ ! -d \"$d\" ]; then mkdir -p -m {dir_mode} -- \"$d\"; {mkdir_owner}fi\n\
          tmp=$(mktemp \"$d/.unity.XXXXXXXX\")\n\
          trap 'rm -f \"$tmp\"' EXIT\n\
          cat > \"$tmp\"\n\
@@ -281,6 +290,7 @@ pub async fn write_file(
          trap - EXIT\n",
         path = shell_quote(path),
         expected = shell_quote(expected),
+        refuse_links = REFUSE_LINKS,
     );
     let output = session.exec(&script, Some(content.as_bytes())).await?;
     match output.status {
@@ -301,6 +311,7 @@ pub async fn edit_managed_block(
     path: &str,
     new_mode: &str,
     owner: Option<&str>,
+    dir_owner: Option<&str>,
     edit: impl Fn(&ManagedText) -> Option<String>,
 ) -> Result<bool, SshError> {
     const ATTEMPTS: usize = 3;
@@ -310,7 +321,7 @@ pub async fn edit_managed_block(
         let Some(new_content) = edit(&text) else {
             return Ok(false);
         };
-        if write_file(session, path, &new_content, file.sha256.as_deref(), new_mode, owner).await? {
+        if write_file(session, path, &new_content, file.sha256.as_deref(), new_mode, owner, dir_owner).await? {
             return Ok(true);
         }
     }
@@ -368,6 +379,7 @@ pub async fn install_file(
     let script = format!(
         "set -eu\n\
          f={path}; d=$(dirname -- \"$f\")\n\
+         {refuse_links}\
          tmp=$(mktemp \"$d/.unity.XXXXXXXX\")\n\
          trap 'rm -f \"$tmp\"' EXIT\n\
          cat > \"$tmp\"\n\
@@ -377,6 +389,7 @@ pub async fn install_file(
          trap - EXIT\n",
         path = shell_quote(path),
         mode = shell_quote(mode),
+        refuse_links = REFUSE_LINKS,
     );
     session.run(&script, Some(content)).await.map(|_| ())
 }

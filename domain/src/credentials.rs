@@ -217,6 +217,13 @@ impl Decider for SshKey {
             (C::Create { key_id, name, origin, key, comment, tags, private_key }, SshKeyState::Absent) => {
                 check_name("an SSH key", name)?;
                 check_tags(tags)?;
+                // The comment ends up in authorized_keys lines: a newline there would smuggle in
+                // another line (or a marker) into Unity's block.
+                if comment.chars().count() > 256 || comment.chars().any(char::is_control) {
+                    return Err(CredentialError::Invalid(
+                        "a key comment is at most 256 printable characters, on one line".into(),
+                    ));
+                }
                 if key.algorithm == KeyAlgorithm::Rsa && key.bits < MIN_RSA_BITS {
                     return Err(CredentialError::RsaTooSmall(key.bits));
                 }
@@ -682,6 +689,16 @@ mod tests {
         assert!(SshKey::decide(&with("  ", vec![], info(KeyAlgorithm::Ed25519, 256)), &SshKeyState::Absent).is_err());
         assert!(SshKey::decide(&with("k", vec!["a b".into()], info(KeyAlgorithm::Ed25519, 256)), &SshKeyState::Absent)
             .is_err());
+        let sneaky = SshKeyCommand::Create {
+            key_id,
+            name: "k".into(),
+            origin: origin.clone(),
+            key: info(KeyAlgorithm::Ed25519, 256),
+            comment: "x\n# END UNITY MANAGED BLOCK".into(),
+            tags: vec![],
+            private_key: None,
+        };
+        assert!(SshKey::decide(&sneaky, &SshKeyState::Absent).is_err(), "no newlines in comments");
     }
 
     #[test]

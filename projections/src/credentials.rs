@@ -649,7 +649,7 @@ const INSTALLATION: &str =
 /// Where a key (or CA) is installed now.
 pub async fn installations_of(pool: &PgPool, entry_id: Uuid) -> Result<Vec<InstallationRow>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{INSTALLATION} WHERE i.entry_id = $1 AND i.removed_at IS NULL ORDER BY s.name, i.installed_at"
+        "{INSTALLATION} WHERE i.entry_id = $1 AND i.removed_at IS NULL AND s.removed_at IS NULL ORDER BY s.name, i.installed_at"
     )))
     .bind(entry_id)
     .fetch_all(pool)

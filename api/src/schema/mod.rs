@@ -995,6 +995,11 @@ impl Mutation {
         input: certificates::DeployCertificateInput,
     ) -> Result<credentials::ServerOperation, ApiError> {
         ctx.require(Role::Operator)?;
+        // Writing a private key out, or running a command as the login user, is an admin's call:
+        // an operator could otherwise read any key (which only admins may reveal) or run anything.
+        if input.key_path.is_some() || input.reload_command.is_some() {
+            ctx.require(Role::Admin)?;
+        }
         let certificate = ctx.certificate(parse_id("certificateId", &input.certificate_id)?).await?;
         if certificate.status == certificates::CertificateStatus::Revoked {
             return Err(ApiError::new(Code::Conflict, "this certificate is revoked"));
