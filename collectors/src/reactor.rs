@@ -15,10 +15,10 @@ use std::{
 
 use chrono::Utc;
 use futures::StreamExt;
-use sqlx::PgConnection;
 use tokio::sync::watch;
 use unity_commands::{
     credentials::{CredentialCommands, CredentialsError},
+    lease::{checkpoint, Lease},
     store::{range_end_after, read_range, Cursor, StoreError},
     wakeup::Backoff,
     x509::{X509CommandError, X509Commands},
@@ -90,45 +90,33 @@ pub struct SshReactor {
     config: SshConfig,
     concurrency: usize,
     usage: KeyUsage,
-    lease: Option<PgConnection>,
+    lease: Lease,
 }
 
 impl SshReactor {
     pub fn new(commands: CredentialCommands, x509: X509Commands, config: SshConfig, concurrency: usize) -> SshReactor {
-        SshReactor { commands, x509, config, concurrency: concurrency.max(1), usage: KeyUsage::default(), lease: None }
+        SshReactor {
+            commands,
+            x509,
+            config,
+            concurrency: concurrency.max(1),
+            usage: KeyUsage::default(),
+            lease: Lease::new(CHECKPOINT),
+        }
     }
 
     fn metadata() -> EventMetadata {
         EventMetadata::new(Actor::system("ssh-reactor"), "reactor:ssh")
     }
 
-    async fn acquire_lease(&mut self) -> Result<bool, ReactorError> {
-        if self.lease.is_some() {
-            return Ok(true);
-        }
-        let mut conn = self.commands.store().pool().acquire().await?.detach();
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(CHECKPOINT)
-            .fetch_one(&mut conn)
-            .await?;
-        if got {
-            self.lease = Some(conn);
-        }
-        Ok(got)
-    }
-
     pub async fn checkpoint(&self) -> Result<Cursor, ReactorError> {
-        let row = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")
-            .bind(CHECKPOINT)
-            .fetch_optional(self.commands.store().pool())
-            .await?;
-        Ok(row.map(|r| Cursor::from_leading_columns(&r)).unwrap_or_default())
+        Ok(checkpoint(self.commands.store().pool(), CHECKPOINT).await?)
     }
 
     /// Handles the requests in the next batch of the log. Returns how many events it passed
     /// (0: nothing new, or another process holds the lease).
     pub async fn run_once(&mut self) -> Result<usize, ReactorError> {
-        if !self.acquire_lease().await? {
+        if !self.lease.acquire(self.commands.store().pool()).await? {
             return Ok(0);
         }
         let after = self.checkpoint().await?;
@@ -192,20 +180,8 @@ impl SshReactor {
     }
 
     async fn commit(&mut self, cursor: Cursor) -> Result<(), ReactorError> {
-        let lease = self.lease.as_mut().ok_or(ReactorError::NotLeader)?;
-        let result = sqlx::query(
-            "INSERT INTO checkpoints (name, transaction_id, global_position, updated_at) VALUES ($1, $2, $3, now()) \
-             ON CONFLICT (name) DO UPDATE SET transaction_id = $2, global_position = $3, updated_at = now(), \
-             events_handled = checkpoints.events_handled + 1",
-        )
-        .bind(CHECKPOINT)
-        .bind(cursor.transaction_id)
-        .bind(cursor.global_position)
-        .execute(&mut *lease)
-        .await;
-        if let Err(e) = result {
-            self.lease = None;
-            return Err(e.into());
+        if !self.lease.commit(cursor).await? {
+            return Err(ReactorError::NotLeader);
         }
         Ok(())
     }
@@ -308,7 +284,7 @@ impl SshReactor {
                 Ok(_) => None,
                 Err(e) => {
                     tracing::warn!(error = %e, "The SSH reactor failed a batch; retrying.");
-                    self.lease = None;
+                    self.lease.release();
                     Some(backoff.next_pause())
                 }
             };

@@ -6,6 +6,7 @@ pub mod credentials;
 pub mod handler;
 pub mod identity;
 pub mod integrity;
+pub mod lease;
 pub mod relay;
 pub mod ssh_keys;
 pub mod store;

@@ -19,10 +19,10 @@ use async_nats::{
     HeaderMap,
 };
 use serde_json::json;
-use sqlx::PgConnection;
 use tokio::sync::watch;
 
 use crate::{
+    lease::{checkpoint, set_checkpoint, Lease},
     store::{read_after, Cursor, EventStore, RecordedEvent, StoreError},
     wakeup::Backoff,
 };
@@ -83,9 +83,8 @@ pub struct NatsRelay {
     store: EventStore,
     jetstream: jetstream::Context,
     config: RelayConfig,
-    /// Holds the advisory lock while this relay is the active one. Detached from the pool, so
-    /// that dropping it closes the session and frees the lock instead of parking it in the pool.
-    lease: Option<PgConnection>,
+    /// Held while this relay is the active one.
+    lease: Lease,
     resume: Option<Resume>,
 }
 
@@ -106,28 +105,17 @@ impl NatsRelay {
             })
             .await
             .map_err(nats_err)?;
-        Ok(NatsRelay { store, jetstream, config, lease: None, resume: None })
-    }
-
-    fn checkpoint_name(&self) -> String {
-        format!("nats-relay:{}", self.config.stream_name)
+        let lease = Lease::new(format!("nats-relay:{}", config.stream_name));
+        Ok(NatsRelay { store, jetstream, config, lease, resume: None })
     }
 
     /// Tries to become the active relay. Returns whether this relay holds the lease now.
     pub async fn acquire_lease(&mut self) -> Result<bool, RelayError> {
-        if self.lease.is_some() {
-            return Ok(true);
-        }
-        let mut conn = self.store.pool().acquire().await?.detach();
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(self.checkpoint_name())
-            .fetch_one(&mut conn)
-            .await?;
-        if got {
-            self.lease = Some(conn);
+        if !self.lease.held() {
+            // A relay that (re)gains the lease resynchronises with JetStream first.
             self.resume = None;
         }
-        Ok(got)
+        Ok(self.lease.acquire(self.store.pool()).await?)
     }
 
     /// Publishes the next batch and moves the checkpoint. Returns how many events went out.
@@ -149,11 +137,11 @@ impl NatsRelay {
             Some(r) => r,
             None => self.resynchronise().await?,
         };
-        let lease = self.lease.as_mut().expect("lease held");
+        let lease = self.lease.connection().expect("lease held");
         let events = match read_after(lease, resume.cursor, self.config.batch_size).await {
             Ok(events) => events,
             Err(e) => {
-                self.lease = None;
+                self.lease.release();
                 return Err(e.into());
             }
         };
@@ -187,20 +175,8 @@ impl NatsRelay {
 
     /// Records progress; done on the lease's connection, so a relay that lost its lease cannot.
     pub async fn commit_checkpoint(&mut self, cursor: Cursor) -> Result<(), RelayError> {
-        let name = self.checkpoint_name();
-        let lease = self.lease.as_mut().ok_or(RelayError::NotLeader)?;
-        let result = sqlx::query(
-            "INSERT INTO checkpoints (name, transaction_id, global_position, updated_at) VALUES ($1, $2, $3, now()) \
-             ON CONFLICT (name) DO UPDATE SET transaction_id = $2, global_position = $3, updated_at = now()",
-        )
-        .bind(name)
-        .bind(cursor.transaction_id)
-        .bind(cursor.global_position)
-        .execute(&mut *lease)
-        .await;
-        if let Err(e) = result {
-            self.lease = None;
-            return Err(e.into());
+        if !self.lease.commit(cursor).await? {
+            return Err(RelayError::NotLeader);
         }
         Ok(())
     }
@@ -251,24 +227,11 @@ impl NatsRelay {
     /// Moves the checkpoint to `cursor` without publishing what lies before it (for a new stream
     /// that should carry only new events, such as a benchmark's).
     pub async fn skip_to(&self, cursor: Cursor) -> Result<(), RelayError> {
-        sqlx::query(
-            "INSERT INTO checkpoints (name, transaction_id, global_position) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET transaction_id = $2, global_position = $3, updated_at = now()",
-        )
-        .bind(self.checkpoint_name())
-        .bind(cursor.transaction_id)
-        .bind(cursor.global_position)
-        .execute(self.store.pool())
-        .await?;
-        Ok(())
+        Ok(set_checkpoint(self.store.pool(), self.lease.name(), cursor).await?)
     }
 
     pub async fn checkpoint(&self) -> Result<Cursor, RelayError> {
-        let row = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")
-            .bind(self.checkpoint_name())
-            .fetch_optional(self.store.pool())
-            .await?;
-        Ok(row.map(|r| Cursor::from_leading_columns(&r)).unwrap_or_default())
+        Ok(checkpoint(self.store.pool(), self.lease.name()).await?)
     }
 
     fn message(&self, event: &RecordedEvent) -> PublishMessage {

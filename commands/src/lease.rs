@@ -1,0 +1,95 @@
+//! The single-active-consumer lease and its checkpoint, shared by the NATS relay and the
+//! reactors: a session advisory lock named after the checkpoint, held on a connection detached
+//! from the pool (dropping it closes the session and frees the lock instead of parking it in
+//! the pool), and checkpoint writes made on that same connection, so a consumer that lost its
+//! lease cannot move the checkpoint.
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::store::Cursor;
+
+pub struct Lease {
+    name: String,
+    conn: Option<PgConnection>,
+}
+
+impl Lease {
+    pub fn new(name: impl Into<String>) -> Lease {
+        Lease { name: name.into(), conn: None }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn held(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    /// Tries to take the lease. Returns whether it is held now.
+    pub async fn acquire(&mut self, pool: &PgPool) -> Result<bool, sqlx::Error> {
+        if self.conn.is_some() {
+            return Ok(true);
+        }
+        let mut conn = pool.acquire().await?.detach();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+            .bind(&self.name)
+            .fetch_one(&mut conn)
+            .await?;
+        if got {
+            self.conn = Some(conn);
+        }
+        Ok(got)
+    }
+
+    /// The lease's connection, while held.
+    pub fn connection(&mut self) -> Option<&mut PgConnection> {
+        self.conn.as_mut()
+    }
+
+    /// Gives the lease up (after an error on its connection, say).
+    pub fn release(&mut self) {
+        self.conn = None;
+    }
+
+    /// Moves the checkpoint, on the lease's connection. `Ok(false)`: the lease is not held.
+    /// A database error releases the lease.
+    pub async fn commit(&mut self, cursor: Cursor) -> Result<bool, sqlx::Error> {
+        let Some(conn) = self.conn.as_mut() else { return Ok(false) };
+        let result = sqlx::query(UPSERT_CHECKPOINT)
+            .bind(&self.name)
+            .bind(cursor.transaction_id)
+            .bind(cursor.global_position)
+            .execute(&mut *conn)
+            .await;
+        if let Err(e) = result {
+            self.conn = None;
+            return Err(e);
+        }
+        Ok(true)
+    }
+}
+
+const UPSERT_CHECKPOINT: &str =
+    "INSERT INTO checkpoints (name, transaction_id, global_position, updated_at) VALUES ($1, $2, $3, now()) \
+     ON CONFLICT (name) DO UPDATE SET transaction_id = $2, global_position = $3, updated_at = now()";
+
+/// Where the consumer named `name` has got to (the start if it never ran).
+pub async fn checkpoint(pool: &PgPool, name: &str) -> Result<Cursor, sqlx::Error> {
+    let row = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.map(|r| Cursor::from_leading_columns(&r)).unwrap_or_default())
+}
+
+/// Moves a checkpoint without holding the lease (to skip history on purpose).
+pub async fn set_checkpoint(pool: &PgPool, name: &str, cursor: Cursor) -> Result<(), sqlx::Error> {
+    sqlx::query(UPSERT_CHECKPOINT)
+        .bind(name)
+        .bind(cursor.transaction_id)
+        .bind(cursor.global_position)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
