@@ -17,6 +17,7 @@ use unity_commands::{
     store::{announce_appends, EventStore},
     vault::{MasterKey, Vault},
     wakeup::{Backoff, Wakeup},
+    x509::X509Commands,
     MIGRATOR,
 };
 use unity_domain::{
@@ -111,6 +112,10 @@ impl App {
 
     pub async fn credentials(&self) -> Result<CredentialCommands> {
         Ok(CredentialCommands::new(self.store.clone(), self.vault().await?))
+    }
+
+    pub async fn x509(&self) -> Result<X509Commands> {
+        Ok(X509Commands::new(self.store.clone(), self.vault().await?))
     }
 
     pub fn engine(&self) -> ProjectionEngine {
@@ -232,11 +237,7 @@ impl App {
             let relay_checkpoint = nats.as_ref().map(|_| format!("nats-relay:{}", app.settings.nats_stream));
             let state = Arc::new(ApiState::new(
                 app.store.clone(),
-                unity_api::Commands {
-                    identity,
-                    credentials: app.credentials().await?,
-                    x509: unity_commands::x509::X509Commands::new(app.store.clone(), app.vault().await?),
-                },
+                unity_api::Commands { identity, credentials: app.credentials().await?, x509: app.x509().await? },
                 app.engine(),
                 config,
                 nats.clone(),
@@ -254,7 +255,7 @@ impl App {
         if wants(Role::Collectors) {
             let credentials = app.credentials().await?;
             let ssh = SshConfig { connect_timeout: app.settings.ssh_connect_timeout, ..SshConfig::default() };
-            let x509 = unity_commands::x509::X509Commands::new(app.store.clone(), app.vault().await?);
+            let x509 = app.x509().await?;
             let reactor = SshReactor::new(credentials.clone(), x509, ssh, app.settings.ssh_concurrency);
             tasks.spawn(reactor.run(shutdown.clone(), Duration::from_secs(1)));
             tasks.spawn(crate::schedule::check_keys_periodically(
@@ -269,7 +270,7 @@ impl App {
                 shutdown.clone(),
             ));
             tasks.spawn(crate::schedule::certificates_periodically(
-                unity_commands::x509::X509Commands::new(app.store.clone(), app.vault().await?),
+                app.x509().await?,
                 credentials.clone(),
                 app.settings.certificate_check_interval,
                 app.settings.expiry_warning_days.clone(),

@@ -239,6 +239,22 @@ fn print(result: &serde_json::Value, json: bool, text: impl Fn(&serde_json::Valu
     }
 }
 
+/// A fresh bench database (`suffix`) and a vault on it whose throw-away master key exists only
+/// in memory once this returns.
+async fn bench_store_and_vault(
+    settings: &Settings,
+    suffix: &str,
+) -> Result<(EventStore, unity_commands::vault::Vault)> {
+    use unity_commands::vault::{MasterKey, Vault};
+    let (pool, _) = bench_database(settings, true, suffix).await?;
+    let store = EventStore::new(pool, Wakeup::default());
+    let key_file = std::env::temp_dir().join(format!("unity-bench{suffix}-{}.key", std::process::id()));
+    let _ = std::fs::remove_file(&key_file);
+    let vault = Vault::open(MasterKey::create(&key_file)?, store.clone()).await;
+    let _ = std::fs::remove_file(&key_file);
+    Ok((store, vault?))
+}
+
 /// The bench database beside the configured one, migrated; recreated empty when `fresh`.
 async fn bench_database(settings: &Settings, fresh: bool, suffix: &str) -> Result<(PgPool, String)> {
     let name = format!("{}_bench{suffix}", settings.database.get_database().unwrap_or("unity"));

@@ -117,11 +117,14 @@ impl TestApp {
         self.db.store().append(appends).await.unwrap();
     }
 
-    /// The credential commands on this app's database and master key, for what the scheduler does.
-    pub(crate) async fn db_credentials(&self) -> unity_commands::credentials::CredentialCommands {
+    /// The vault on this app's database and master key, for commands the scheduler runs.
+    async fn vault(&self) -> unity_commands::vault::Vault {
         let master = unity_commands::vault::MasterKey::load(&self.key).unwrap().expect("the app made its key");
-        let vault = unity_commands::vault::Vault::open(master, self.db.store()).await.unwrap();
-        unity_commands::credentials::CredentialCommands::new(self.db.store(), vault)
+        unity_commands::vault::Vault::open(master, self.db.store()).await.unwrap()
+    }
+
+    pub(crate) async fn db_credentials(&self) -> unity_commands::credentials::CredentialCommands {
+        unity_commands::credentials::CredentialCommands::new(self.db.store(), self.vault().await)
     }
 
     /// GETs a path; the body's bytes.
@@ -135,11 +138,8 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap().status().as_u16()
     }
 
-    /// The X.509 commands on this app's database and master key, for what the scheduler does.
     pub(crate) async fn db_x509(&self) -> unity_commands::x509::X509Commands {
-        let master = unity_commands::vault::MasterKey::load(&self.key).unwrap().expect("the app made its key");
-        let vault = unity_commands::vault::Vault::open(master, self.db.store()).await.unwrap();
-        unity_commands::x509::X509Commands::new(self.db.store(), vault)
+        unity_commands::x509::X509Commands::new(self.db.store(), self.vault().await)
     }
 
     pub(crate) async fn metrics(&self) -> String {

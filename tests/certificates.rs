@@ -21,37 +21,24 @@ const CA_FIELDS: &str = "id subject pathLength certificatePem chainPem fingerpri
 const CERT_FIELDS: &str = "id name source subject commonName issuer serial notBefore notAfter dnsNames ipAddresses \
      fingerprint status hasPrivateKey certificatePem chainPem revokedAt revocationReason";
 
+/// Runs `mutation { <field>(input: $i) { <fields> } }`: the field's value, or the whole body
+/// (with its errors) when it failed.
+async fn mutate(app: &TestApp, token: &str, field: &str, input_type: &str, fields: &str, input: Value) -> Value {
+    let query = format!("mutation($i: {input_type}!) {{ {field}(input: $i) {{ {fields} }} }}");
+    let body = app.graphql(Some(token), &query, json!({ "i": input })).await;
+    body.get("data").and_then(|d| d.get(field)).cloned().filter(|v| !v.is_null()).unwrap_or(body)
+}
+
 async fn create_ca(app: &TestApp, token: &str, input: Value) -> Value {
-    let body = app
-        .graphql(
-            Some(token),
-            &format!("mutation($i: CreateCertificateAuthorityInput!) {{ createCertificateAuthority(input: $i) {{ {CA_FIELDS} }} }}"),
-            json!({ "i": input }),
-        )
-        .await;
-    body.get("data").and_then(|d| d.get("createCertificateAuthority")).cloned().filter(|v| !v.is_null()).unwrap_or(body)
+    mutate(app, token, "createCertificateAuthority", "CreateCertificateAuthorityInput", CA_FIELDS, input).await
 }
 
 async fn issue(app: &TestApp, token: &str, input: Value) -> Value {
-    let body = app
-        .graphql(
-            Some(token),
-            &format!("mutation($i: IssueCertificateInput!) {{ issueCertificate(input: $i) {{ {CERT_FIELDS} }} }}"),
-            json!({ "i": input }),
-        )
-        .await;
-    body.get("data").and_then(|d| d.get("issueCertificate")).cloned().filter(|v| !v.is_null()).unwrap_or(body)
+    mutate(app, token, "issueCertificate", "IssueCertificateInput", CERT_FIELDS, input).await
 }
 
 async fn import(app: &TestApp, token: &str, input: Value) -> Value {
-    let body = app
-        .graphql(
-            Some(token),
-            &format!("mutation($i: ImportCertificateInput!) {{ importCertificate(input: $i) {{ {CERT_FIELDS} }} }}"),
-            json!({ "i": input }),
-        )
-        .await;
-    body.get("data").and_then(|d| d.get("importCertificate")).cloned().filter(|v| !v.is_null()).unwrap_or(body)
+    mutate(app, token, "importCertificate", "ImportCertificateInput", CERT_FIELDS, input).await
 }
 
 fn refused(body: &Value, words: &str) {

@@ -235,6 +235,18 @@ fn key_matches(key: &KeyPair, der: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// A certificate as its issue event recorded it.
+struct Issued {
+    name: String,
+    source: CertificateSource,
+    usage: Option<CertificateUsage>,
+    key_algorithm: Option<X509KeyAlgorithm>,
+    facts: CertificateFacts,
+    certificate_pem: String,
+    chain_pem: String,
+    private_key: Option<SecretRef>,
+}
+
 #[derive(Clone)]
 pub struct X509Commands {
     store: crate::store::EventStore,
@@ -573,12 +585,7 @@ impl X509Commands {
         if !data.renewal_due(now) {
             return Ok(None);
         }
-        let stream = stream_of::<CertificateEvent>(certificate_id).to_string();
-        let first = self.store.read_stream(&stream, None).await?;
-        let issued = first.first().map(|e| e.decode::<CertificateEvent>()).transpose().map_err(crypto)?;
-        let Some(CertificateEvent::CertificateIssued { name, source, usage, key_algorithm, facts, .. }) = issued else {
-            return Err(X509Error::NotFound.into());
-        };
+        let Issued { name, source, usage, key_algorithm, facts, .. } = self.issued(certificate_id).await?;
         let CertificateSource::Internal { ca_id } = source else {
             return Err(bad(format!("Unity cannot renew a {} certificate by itself", source.as_str())));
         };
@@ -617,10 +624,25 @@ impl X509Commands {
 
     /// What a certificate says (from its issue event).
     pub async fn facts(&self, certificate_id: Uuid) -> Result<CertificateFacts> {
+        Ok(self.issued(certificate_id).await?.facts)
+    }
+
+    /// What the certificate's `CertificateIssued` event (the first of its stream) says.
+    async fn issued(&self, certificate_id: Uuid) -> Result<Issued> {
         let stream = stream_of::<CertificateEvent>(certificate_id).to_string();
         let events = self.store.read_stream(&stream, None).await?;
         match events.first().map(|e| e.decode::<CertificateEvent>()).transpose().map_err(crypto)? {
-            Some(CertificateEvent::CertificateIssued { facts, .. }) => Ok(facts),
+            Some(CertificateEvent::CertificateIssued {
+                name,
+                source,
+                usage,
+                key_algorithm,
+                facts,
+                certificate_pem,
+                chain_pem,
+                private_key,
+                ..
+            }) => Ok(Issued { name, source, usage, key_algorithm, facts, certificate_pem, chain_pem, private_key }),
             _ => Err(X509Error::NotFound.into()),
         }
     }
@@ -631,12 +653,7 @@ impl X509Commands {
         &self,
         certificate_id: Uuid,
     ) -> Result<(String, String, Option<Zeroizing<String>>)> {
-        let stream = stream_of::<CertificateEvent>(certificate_id).to_string();
-        let events = self.store.read_stream(&stream, None).await?;
-        let issued = events.first().map(|e| e.decode::<CertificateEvent>()).transpose().map_err(crypto)?;
-        let Some(CertificateEvent::CertificateIssued { certificate_pem, chain_pem, private_key, .. }) = issued else {
-            return Err(X509Error::NotFound.into());
-        };
+        let Issued { certificate_pem, chain_pem, private_key, .. } = self.issued(certificate_id).await?;
         let key = match private_key {
             Some(secret) => {
                 let bytes = self.vault.decrypt(&secret).await?;

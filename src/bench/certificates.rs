@@ -5,12 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde_json::{json, Value};
-use unity_commands::{
-    store::EventStore,
-    vault::{MasterKey, Vault},
-    wakeup::Wakeup,
-    x509::{NewCa, NewCertificate, X509Commands},
-};
+use unity_commands::x509::{NewCa, NewCertificate, X509Commands};
 use unity_domain::{
     x509::{CertificateUsage, X509KeyAlgorithm},
     Actor, EventMetadata,
@@ -19,12 +14,7 @@ use unity_domain::{
 use crate::config::Settings;
 
 pub async fn certificates(settings: &Settings, count: usize) -> Result<Value> {
-    let (pool, _) = super::bench_database(settings, true, "_certificates").await?;
-    let store = EventStore::new(pool, Wakeup::default());
-    let key_file = std::env::temp_dir().join(format!("unity-bench-certificates-{}.key", std::process::id()));
-    let _ = std::fs::remove_file(&key_file);
-    let vault = Vault::open(MasterKey::create(&key_file)?, store.clone()).await?;
-    let _ = std::fs::remove_file(&key_file);
+    let (store, vault) = super::bench_store_and_vault(settings, "_certificates").await?;
     let x509 = X509Commands::new(store, vault);
     let metadata = EventMetadata::new(Actor::system("bench"), "bench");
     let now = chrono::Utc::now();

@@ -8,12 +8,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use unity_collectors::{reactor::SshReactor, ssh::SshConfig, sshd::Sshd};
-use unity_commands::{
-    credentials::CredentialCommands,
-    store::EventStore,
-    vault::{MasterKey, Vault},
-    wakeup::Wakeup,
-};
+use unity_commands::credentials::CredentialCommands;
 use unity_domain::{
     credentials::{KeyAlgorithm, SshKeyState},
     servers::{EntryKind, ManagedEntry, ManagedFile, ServerAuth, ServerRequest, ServerSpec, ServerState},
@@ -24,12 +19,7 @@ use uuid::Uuid;
 use crate::config::Settings;
 
 pub async fn distribute(settings: &Settings, servers: usize, concurrency: &[usize], rounds: usize) -> Result<Value> {
-    let (pool, _) = super::bench_database(settings, true, "_distribute").await?;
-    let store = EventStore::new(pool, Wakeup::default());
-    let key_file = std::env::temp_dir().join(format!("unity-bench-distribute-{}.key", std::process::id()));
-    let _ = std::fs::remove_file(&key_file);
-    let vault = Vault::open(MasterKey::create(&key_file)?, store.clone()).await?;
-    let _ = std::fs::remove_file(&key_file);
+    let (store, vault) = super::bench_store_and_vault(settings, "_distribute").await?;
     let x509 = unity_commands::x509::X509Commands::new(store.clone(), vault.clone());
     let commands = CredentialCommands::new(store, vault);
     let metadata = EventMetadata::new(Actor::system("bench"), "bench");

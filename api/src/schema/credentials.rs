@@ -23,7 +23,7 @@ use unity_projections::credentials::{
 use uuid::Uuid;
 
 use super::{
-    types::{decode_cursor, encode_cursor, page_size, parse_id, BigInt, PageInfo},
+    types::{decode_cursor, encode_cursor, page_size, paginate, parse_id, BigInt, PageInfo},
     Context,
 };
 use crate::errors::{ApiError, Code};
@@ -782,15 +782,10 @@ pub async fn ssh_key_connection(
     let limit = page_size(first)?;
     let after = after.map(|c| decode_cursor("ssh_key", &c)).transpose()?;
     let after = after.map(|a| a.parse::<Uuid>().map_err(|_| ApiError::bad_input("bad cursor"))).transpose()?;
-    let mut rows = read::ssh_keys(ctx.state.store.pool(), after, limit + 1, include_deleted).await?;
-    let has_next_page = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let edges: Vec<SshKeyEdge> = rows
-        .into_iter()
-        .map(|r| SshKeyEdge { cursor: encode_cursor("ssh_key", &r.key_id.to_string()), node: SshKey(r) })
-        .collect();
-    let end_cursor = edges.last().map(|e| e.cursor.clone());
-    Ok(SshKeyConnection { edges, page_info: PageInfo { has_next_page, end_cursor } })
+    let rows = read::ssh_keys(ctx.state.store.pool(), after, limit + 1, include_deleted).await?;
+    let (page, page_info) = paginate(rows, limit, |r| encode_cursor("ssh_key", &r.key_id.to_string()));
+    let edges = page.into_iter().map(|(cursor, r)| SshKeyEdge { cursor, node: SshKey(r) }).collect();
+    Ok(SshKeyConnection { edges, page_info })
 }
 
 pub async fn server_connection(
@@ -801,15 +796,10 @@ pub async fn server_connection(
     let limit = page_size(first)?;
     let after = after.map(|c| decode_cursor("server", &c)).transpose()?;
     let after = after.map(|a| a.parse::<Uuid>().map_err(|_| ApiError::bad_input("bad cursor"))).transpose()?;
-    let mut rows = read::servers(ctx.state.store.pool(), after, limit + 1).await?;
-    let has_next_page = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let edges: Vec<ServerEdge> = rows
-        .into_iter()
-        .map(|r| ServerEdge { cursor: encode_cursor("server", &r.server_id.to_string()), node: Server(r) })
-        .collect();
-    let end_cursor = edges.last().map(|e| e.cursor.clone());
-    Ok(ServerConnection { edges, page_info: PageInfo { has_next_page, end_cursor } })
+    let rows = read::servers(ctx.state.store.pool(), after, limit + 1).await?;
+    let (page, page_info) = paginate(rows, limit, |r| encode_cursor("server", &r.server_id.to_string()));
+    let edges = page.into_iter().map(|(cursor, r)| ServerEdge { cursor, node: Server(r) }).collect();
+    Ok(ServerConnection { edges, page_info })
 }
 
 pub async fn key(ctx: &Context, key_id: Uuid) -> Result<SshKey, ApiError> {

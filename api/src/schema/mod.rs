@@ -288,7 +288,7 @@ impl Query {
         };
         let now = chrono::Utc::now();
         let expiring = ctx.state.config.expiring_days;
-        let mut rows = unity_projections::certificates::certificates(
+        let rows = unity_projections::certificates::certificates(
             ctx.state.store.pool(),
             &filter,
             now,
@@ -297,19 +297,14 @@ impl Query {
             limit + 1,
         )
         .await?;
-        let has_next_page = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
-        let mut edges: Vec<certificates::CertificateEdge> = Vec::with_capacity(rows.len());
-        for r in rows {
-            let cursor = encode_cursor("certificate", &r.certificate_id.to_string());
+        let (page, page_info) = paginate(rows, limit, |r| encode_cursor("certificate", &r.certificate_id.to_string()));
+        let mut edges: Vec<certificates::CertificateEdge> = Vec::with_capacity(page.len());
+        for (cursor, r) in page {
             let node = certificates::Certificate::from_row(r, now, expiring);
-            edges.push(certificates::CertificateEdge {
-                cursor,
-                node: certificates::with_deployments(ctx.state.store.pool(), node).await?,
-            });
+            let node = certificates::with_deployments(ctx.state.store.pool(), node).await?;
+            edges.push(certificates::CertificateEdge { cursor, node });
         }
-        let end_cursor = edges.last().map(|e| e.cursor.clone());
-        Ok(certificates::CertificateConnection { edges, page_info: PageInfo { has_next_page, end_cursor } })
+        Ok(certificates::CertificateConnection { edges, page_info })
     }
 
     async fn certificate(ctx: &Context, id: ID) -> Result<certificates::Certificate, ApiError> {

@@ -395,6 +395,15 @@ pub fn page_size(first: Option<i32>) -> Result<i64, ApiError> {
     }
 }
 
+/// Cuts rows fetched with `limit + 1` to one page: each row with its cursor, and the page info.
+pub fn paginate<T>(mut rows: Vec<T>, limit: i64, cursor: impl Fn(&T) -> String) -> (Vec<(String, T)>, PageInfo) {
+    let has_next_page = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let page: Vec<(String, T)> = rows.into_iter().map(|r| (cursor(&r), r)).collect();
+    let end_cursor = page.last().map(|(c, _)| c.clone());
+    (page, PageInfo { has_next_page, end_cursor })
+}
+
 /// Connection cursors: opaque to clients, `<kind>:<value>` in URL-safe base64 inside.
 pub fn encode_cursor(kind: &str, value: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{kind}:{value}"))
