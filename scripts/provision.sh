@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what Unity needs on a Debian/Ubuntu machine: PostgreSQL and NATS with
-# JetStream, from the OS packages, and OpenSSH for the tests' stand-in servers. Idempotent: a
+# JetStream, from the OS packages, and OpenSSH, Pebble and Knot for the tests' stand-in servers,
+# ACME directory and DNS server. Idempotent: a
 # second run only checks that the services are up.
 # Sourced by scripts/run.sh and scripts/test.sh; it sets DATABASE_URL and NATS_URL if unset.
 set -euo pipefail
@@ -18,6 +19,12 @@ command -v nats-server >/dev/null 2>&1 || need_packages+=(nats-server)
 # check its work from outside.
 [ -x /usr/sbin/sshd ] || need_packages+=(openssh-server)
 command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 || need_packages+=(openssh-client)
+# Pebble is the ACME directory and knotd the DNS server (RFC 2136 updates, DNS-01) of the ACME
+# tests and `unity bench certificates`; curl fetches Pebble's issuing root.
+[ -x /usr/bin/pebble ] || need_packages+=(pebble)
+[ -x /usr/sbin/knotd ] || need_packages+=(knot)
+[ -x /usr/bin/kdig ] || need_packages+=(knot-dnsutils)
+command -v curl >/dev/null 2>&1 || need_packages+=(curl)
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     say "missing ${need_packages[*]}; run as root (or install them) first"; exit 1

@@ -7,9 +7,14 @@ use futures::StreamExt;
 use sqlx::{postgres::PgPoolOptions, ConnectOptions, PgPool};
 use tokio::{sync::watch, task::JoinSet};
 use unity_api::{ApiConfig, ApiState};
-use unity_collectors::{reactor::SshReactor, ssh::SshConfig};
+use unity_collectors::{
+    acme::{AcmeConfig, AcmeReactor},
+    reactor::SshReactor,
+    ssh::SshConfig,
+};
 use unity_commands::identity::IdentityCommandError;
 use unity_commands::{
+    acme::AcmeCommands,
     credentials::CredentialCommands,
     identity::IdentityCommands,
     integrity,
@@ -116,6 +121,10 @@ impl App {
 
     pub async fn x509(&self) -> Result<X509Commands> {
         Ok(X509Commands::new(self.store.clone(), self.vault().await?))
+    }
+
+    pub async fn acme(&self) -> Result<AcmeCommands> {
+        Ok(AcmeCommands::new(self.x509().await?, self.vault().await?))
     }
 
     pub fn engine(&self) -> ProjectionEngine {
@@ -232,12 +241,18 @@ impl App {
             let config = ApiConfig {
                 session_lifetime: app.settings.session_lifetime,
                 ssh_wait: app.settings.ssh_wait,
+                acme_wait: app.settings.acme_wait,
                 ..ApiConfig::default()
             };
             let relay_checkpoint = nats.as_ref().map(|_| format!("nats-relay:{}", app.settings.nats_stream));
             let state = Arc::new(ApiState::new(
                 app.store.clone(),
-                unity_api::Commands { identity, credentials: app.credentials().await?, x509: app.x509().await? },
+                unity_api::Commands {
+                    identity,
+                    credentials: app.credentials().await?,
+                    x509: app.x509().await?,
+                    acme: app.acme().await?,
+                },
                 app.engine(),
                 config,
                 nats.clone(),
@@ -269,8 +284,13 @@ impl App {
                 app.settings.unused_keys_days,
                 shutdown.clone(),
             ));
+            let acme = AcmeReactor::new(
+                app.acme().await?,
+                AcmeConfig { order_timeout: app.settings.acme_order_timeout, ..AcmeConfig::default() },
+            );
+            tasks.spawn(acme.run(shutdown.clone(), Duration::from_secs(1)));
             tasks.spawn(crate::schedule::certificates_periodically(
-                app.x509().await?,
+                app.acme().await?,
                 credentials.clone(),
                 app.settings.certificate_check_interval,
                 app.settings.expiry_warning_days.clone(),
@@ -278,7 +298,7 @@ impl App {
             ));
             tracing::info!(
                 concurrency = app.settings.ssh_concurrency,
-                "SSH reactor, key checks and certificate renewal started."
+                "SSH and ACME reactors, key checks and certificate renewal started."
             );
         }
         tracing::info!(roles = ?roles, "Unity is running.");

@@ -47,6 +47,10 @@ pub struct Settings {
     pub certificate_check_interval: std::time::Duration,
     /// Days before expiry at which `CertificateExpiring` is recorded (once each).
     pub expiry_warning_days: Vec<u32>,
+    /// How long registerAcmeAccount and requestAcmeCertificate wait for the directory.
+    pub acme_wait: std::time::Duration,
+    /// The longest one ACME order may take before it is recorded as failed.
+    pub acme_order_timeout: std::time::Duration,
 }
 
 /// The settings a TOML file may hold: each environment variable's name in lower case, without
@@ -70,6 +74,8 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("unused_keys_days", "UNITY_UNUSED_KEYS_DAYS"),
     ("certificate_check_interval_secs", "UNITY_CERTIFICATE_CHECK_INTERVAL_SECS"),
     ("expiry_warning_days", "UNITY_EXPIRY_WARNING_DAYS"),
+    ("acme_wait_secs", "UNITY_ACME_WAIT_SECS"),
+    ("acme_order_timeout_secs", "UNITY_ACME_ORDER_TIMEOUT_SECS"),
 ];
 
 /// Reads an optional TOML settings file into environment-variable names and values.
@@ -162,6 +168,11 @@ impl Settings {
             bail!("UNITY_UNUSED_KEYS_DAYS '{unused_keys_days}' is more than 3650");
         }
         let certificate_check_interval = seconds("UNITY_CERTIFICATE_CHECK_INTERVAL_SECS", 3600)?;
+        let acme_wait = seconds("UNITY_ACME_WAIT_SECS", 90)?;
+        let acme_order_timeout = seconds("UNITY_ACME_ORDER_TIMEOUT_SECS", 300)?;
+        if acme_order_timeout == 0 {
+            bail!("UNITY_ACME_ORDER_TIMEOUT_SECS must be at least 1");
+        }
         let warning_text = var("UNITY_EXPIRY_WARNING_DAYS").unwrap_or_else(|| "30,14,7,1".into());
         let expiry_warning_days = warning_text
             .split(',')
@@ -191,6 +202,8 @@ impl Settings {
             unused_keys_days: unused_keys_days as u32,
             certificate_check_interval: std::time::Duration::from_secs(certificate_check_interval),
             expiry_warning_days,
+            acme_wait: std::time::Duration::from_secs(acme_wait),
+            acme_order_timeout: std::time::Duration::from_secs(acme_order_timeout),
         })
     }
 }

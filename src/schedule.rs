@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
-use unity_commands::{credentials::CredentialCommands, x509::X509Commands};
+use unity_commands::{
+    acme::{AcmeCommands, Renewal},
+    credentials::CredentialCommands,
+    x509::X509Commands,
+};
 use unity_domain::{credentials::UnusedKey, servers::ServerRequest, Actor, EventMetadata};
 use unity_projections::credentials as read;
 
@@ -91,22 +95,28 @@ pub async fn report_unused_keys_periodically(
     .await
 }
 
-/// Renews every internal certificate whose renewal is due at `now`, and asks for the new one to
-/// be deployed wherever the old one is. Returns (renewed, failed).
+/// Renews every certificate whose renewal is due at `now` (an internal one at once, an ACME
+/// one by ordering it, which the ACME reactor carries out) and deploys what was renewed where
+/// the old certificate is. Deployments left behind by earlier runs (an ACME renewal finished
+/// since, a server that was down, a request lost in a crash) are brought up to date first.
+/// Returns (renewed or ordered, failed).
 pub async fn renew_due_certificates(
-    x509: &X509Commands,
+    acme: &AcmeCommands,
     credentials: &CredentialCommands,
     now: DateTime<Utc>,
 ) -> anyhow::Result<(usize, usize)> {
-    let pool = x509.store().pool().clone();
+    let pool = acme.store().pool().clone();
+    // First, while the read models have had a whole interval to catch up with the last run.
+    redeploy_renewed(acme.x509(), credentials).await?;
     let (mut renewed, mut failed) = (0, 0);
     for certificate_id in unity_projections::certificates::renewable(&pool).await? {
-        match x509.renew_if_due(certificate_id, now, &metadata()).await {
-            Ok(Some(created)) => {
+        match acme.renew_if_due(certificate_id, now, &metadata()).await {
+            Ok(Renewal::NotDue) => {}
+            Ok(Renewal::Ordered(_)) => renewed += 1,
+            Ok(Renewal::Renewed(new_id)) => {
                 renewed += 1;
-                redeploy(x509, credentials, certificate_id, created.id).await?;
+                redeploy(acme.x509(), credentials, certificate_id, new_id).await?;
             }
-            Ok(None) => {}
             Err(e) => {
                 tracing::warn!(%certificate_id, error = %e, "A certificate renewal failed; it is retried with backoff.");
                 failed += 1;
@@ -132,10 +142,25 @@ async fn redeploy(
         let mut deployment: unity_domain::servers::CertificateDeployment = serde_json::from_value(row.deployment)?;
         deployment.certificate_id = new_id;
         deployment.fingerprint = fingerprint.clone();
+        credentials.request(row.server_id, ServerRequest::DeployCertificate { deployment }, &metadata()).await?;
+    }
+    Ok(())
+}
+
+/// Deploys the newest renewal of a certificate wherever an older one is still deployed, with
+/// the same paths, owner, mode and reload command. Asked again at every run until it succeeds,
+/// never while one is pending. Returns how many deployments were requested.
+pub async fn redeploy_renewed(x509: &X509Commands, credentials: &CredentialCommands) -> anyhow::Result<usize> {
+    let stale = unity_projections::credentials::stale_deployments(x509.store().pool()).await?;
+    for row in &stale {
+        let mut deployment: unity_domain::servers::CertificateDeployment =
+            serde_json::from_value(row.deployment.clone())?;
+        deployment.certificate_id = row.newest_id;
+        deployment.fingerprint = x509.facts(row.newest_id).await?.fingerprint;
         let request = ServerRequest::DeployCertificate { deployment };
         credentials.request(row.server_id, request, &metadata()).await?;
     }
-    Ok(())
+    Ok(stale.len())
 }
 
 /// Warns about every current certificate within one of `thresholds` days of expiry (once per
@@ -154,7 +179,7 @@ pub async fn check_certificate_expiry(
 }
 
 pub async fn certificates_periodically(
-    x509: X509Commands,
+    acme: AcmeCommands,
     credentials: CredentialCommands,
     renewal_interval: Duration,
     thresholds: Vec<u32>,
@@ -162,8 +187,8 @@ pub async fn certificates_periodically(
 ) {
     every(renewal_interval, shutdown, "certificate renewal and expiry check", || async {
         let now = Utc::now();
-        let (renewed, failed) = renew_due_certificates(&x509, &credentials, now).await?;
-        let checked = check_certificate_expiry(&x509, now, &thresholds).await?;
+        let (renewed, failed) = renew_due_certificates(&acme, &credentials, now).await?;
+        let checked = check_certificate_expiry(acme.x509(), now, &thresholds).await?;
         tracing::debug!(renewed, failed, checked, "Certificate renewal and expiry check done.");
         Ok(())
     })

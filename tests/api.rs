@@ -142,6 +142,15 @@ impl TestApp {
         unity_commands::x509::X509Commands::new(self.db.store(), self.vault().await)
     }
 
+    pub(crate) async fn db_acme(&self) -> unity_commands::acme::AcmeCommands {
+        unity_commands::acme::AcmeCommands::new(self.db_x509().await, self.vault().await)
+    }
+
+    /// The API's port (where Pebble must fetch HTTP-01 challenges).
+    pub(crate) fn port(&self) -> u16 {
+        self.address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("host:port")
+    }
+
     pub(crate) async fn metrics(&self) -> String {
         let body = self.client.get(self.url("/metrics")).send().await.unwrap().body().limit(4 << 20).await.unwrap();
         String::from_utf8_lossy(&body).into_owned()
@@ -247,6 +256,15 @@ fn access_table(user_id: &str, key_id: &str) -> Vec<(&'static str, Option<&'stat
         ("Mutation.configureCertificateRenewal", Some("OPERATOR"), "mutation { configureCertificateRenewal(input: {id: \"x\"}) { id } }".into()),
         ("Mutation.deployCertificate", Some("OPERATOR"), "mutation { deployCertificate(input: {certificateId: \"x\", serverId: \"x\", certPath: \"/x\"}) { state } }".into()),
         ("Mutation.revealCertificatePrivateKey", Some("ADMIN"), "mutation { revealCertificatePrivateKey(id: \"x\") }".into()),
+        ("Query.acmeAccounts", Some("VIEWER"), "{ acmeAccounts { id } }".into()),
+        ("Query.acmeAccount", Some("VIEWER"), "{ acmeAccount(id: \"x\") { id } }".into()),
+        ("Query.acmeOrders", Some("VIEWER"), "{ acmeOrders(first: 1) { edges { cursor } } }".into()),
+        ("Query.acmeOrder", Some("VIEWER"), "{ acmeOrder(id: \"x\") { id } }".into()),
+        ("Query.dnsProviders", Some("VIEWER"), "{ dnsProviders { id } }".into()),
+        ("Mutation.registerAcmeAccount", Some("ADMIN"), "mutation { registerAcmeAccount(input: {name: \"a\", directoryUrl: \"ftp://x\"}) { id } }".into()),
+        ("Mutation.requestAcmeCertificate", Some("OPERATOR"), "mutation { requestAcmeCertificate(input: {accountId: \"x\", domains: [\"a.example\"]}) { id } }".into()),
+        ("Mutation.createDnsProvider", Some("ADMIN"), "mutation { createDnsProvider(input: {name: \"d\"}) { id } }".into()),
+        ("Mutation.deleteDnsProvider", Some("ADMIN"), "mutation { deleteDnsProvider(id: \"x\") }".into()),
         ("Subscription.events", Some("VIEWER"), "subscription { events { eventType } }".into()),
     ]
 }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::api::{code, spawn_app, TestApp};
 
-fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
+pub(crate) fn openssl(args: &[&str], dir: &Path) -> (bool, String) {
     let output = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
@@ -23,7 +23,14 @@ const CERT_FIELDS: &str = "id name source subject commonName issuer serial notBe
 
 /// Runs `mutation { <field>(input: $i) { <fields> } }`: the field's value, or the whole body
 /// (with its errors) when it failed.
-async fn mutate(app: &TestApp, token: &str, field: &str, input_type: &str, fields: &str, input: Value) -> Value {
+pub(crate) async fn mutate(
+    app: &TestApp,
+    token: &str,
+    field: &str,
+    input_type: &str,
+    fields: &str,
+    input: Value,
+) -> Value {
     let query = format!("mutation($i: {input_type}!) {{ {field}(input: $i) {{ {fields} }} }}");
     let body = app.graphql(Some(token), &query, json!({ "i": input })).await;
     body.get("data").and_then(|d| d.get(field)).cloned().filter(|v| !v.is_null()).unwrap_or(body)
@@ -41,7 +48,7 @@ async fn import(app: &TestApp, token: &str, input: Value) -> Value {
     mutate(app, token, "importCertificate", "ImportCertificateInput", CERT_FIELDS, input).await
 }
 
-fn refused(body: &Value, words: &str) {
+pub(crate) fn refused(body: &Value, words: &str) {
     assert_eq!(code(body), Some("BAD_USER_INPUT"), "{body}");
     let message = body["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains(words), "'{message}' should say '{words}'");
@@ -303,6 +310,7 @@ async fn internal_certificates_renew_on_time_warn_before_expiry_and_back_off_aft
     let app = spawn_app().await;
     let admin = app.admin().await;
     let x509 = app.db_x509().await;
+    let acme = app.db_acme().await;
     let credentials = app.db_credentials().await;
     let thresholds = [30, 14, 7, 1];
     // A CA that lives 60 days: a 30-day certificate renews once (at day 20, until day 50); the
@@ -319,10 +327,10 @@ async fn internal_certificates_renew_on_time_warn_before_expiry_and_back_off_aft
     let day = |d: f64| t0 + chrono::Duration::seconds((d * 86_400.0) as i64);
 
     // Not due before two thirds of the lifetime; due after.
-    assert_eq!(unity::schedule::renew_due_certificates(&x509, &credentials, day(19.0)).await.unwrap(), (0, 0));
-    assert_eq!(unity::schedule::renew_due_certificates(&x509, &credentials, day(20.5)).await.unwrap(), (1, 0));
+    assert_eq!(unity::schedule::renew_due_certificates(&acme, &credentials, day(19.0)).await.unwrap(), (0, 0));
+    assert_eq!(unity::schedule::renew_due_certificates(&acme, &credentials, day(20.5)).await.unwrap(), (1, 0));
     assert_eq!(
-        unity::schedule::renew_due_certificates(&x509, &credentials, day(20.6)).await.unwrap(),
+        unity::schedule::renew_due_certificates(&acme, &credentials, day(20.6)).await.unwrap(),
         (0, 0),
         "renewed once"
     );
@@ -336,14 +344,14 @@ async fn internal_certificates_renew_on_time_warn_before_expiry_and_back_off_aft
     // The renewed certificate's own renewal would outlive its CA: it fails, is recorded with
     // an expiry warning, and is retried only after the backoff.
     let new_uuid: uuid::Uuid = new_id.parse().unwrap();
-    assert_eq!(unity::schedule::renew_due_certificates(&x509, &credentials, day(41.0)).await.unwrap(), (0, 1));
+    assert_eq!(unity::schedule::renew_due_certificates(&acme, &credentials, day(41.0)).await.unwrap(), (0, 1));
     assert_eq!(
-        unity::schedule::renew_due_certificates(&x509, &credentials, day(41.02)).await.unwrap(),
+        unity::schedule::renew_due_certificates(&acme, &credentials, day(41.02)).await.unwrap(),
         (0, 0),
         "backing off"
     );
     assert_eq!(
-        unity::schedule::renew_due_certificates(&x509, &credentials, day(41.05)).await.unwrap(),
+        unity::schedule::renew_due_certificates(&acme, &credentials, day(41.05)).await.unwrap(),
         (0, 1),
         "an hour later"
     );
@@ -544,10 +552,10 @@ async fn certificates_are_deployed_over_ssh_reloaded_and_redeployed_after_renewa
     assert_eq!(drift["server"]["certificateDrift"], json!([]), "redeploying puts it right");
 
     // Renewal redeploys the new certificate to the same place, with the same reload.
-    let x509 = app.db_x509().await;
+    let acme = app.db_acme().await;
     let credentials = app.db_credentials().await;
     let later = chrono::Utc::now() + chrono::Duration::days(21);
-    assert_eq!(unity::schedule::renew_due_certificates(&x509, &credentials, later).await.unwrap(), (1, 0));
+    assert_eq!(unity::schedule::renew_due_certificates(&acme, &credentials, later).await.unwrap(), (1, 0));
     let renewed = eventually_certificate(
         &app,
         &admin,

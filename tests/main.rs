@@ -1,6 +1,7 @@
 //! End-to-end tests of the `unity` binary against real PostgreSQL and NATS, driven as an
 //! operator would drive it.
 
+mod acme;
 mod api;
 mod certificates;
 mod cli;

@@ -36,6 +36,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/ca/{id}/crl", web::get().to(crl))
+        .route("/.well-known/acme-challenge/{token}", web::get().to(acme_challenge))
         .default_service(web::to(|| async {
             error_response(StatusCode::NOT_FOUND, Code::NotFound, "no such endpoint")
         }));
@@ -331,6 +332,24 @@ async fn crl(state: State, path: web::Path<String>) -> HttpResponse {
     }
 }
 
+/// The HTTP-01 responder: a running order's key authorization for `token`, as RFC 8555 §8.3 asks
+/// (no authentication: the directory fetches it; the value is public by design).
+async fn acme_challenge(state: State, path: web::Path<String>) -> HttpResponse {
+    let token = path.into_inner();
+    // Tokens are base64url; anything else is not one of ours.
+    if token.is_empty()
+        || token.len() > 256
+        || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return HttpResponse::NotFound().body("no such challenge\n");
+    }
+    match unity_projections::acme::http_challenge(state.store.pool(), &token).await {
+        Ok(Some(key_authorization)) => HttpResponse::Ok().content_type("text/plain").body(key_authorization),
+        Ok(None) => HttpResponse::NotFound().body("no such challenge\n"),
+        Err(e) => HttpResponse::ServiceUnavailable().body(format!("{}\n", crate::errors::ApiError::from(e))),
+    }
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
@@ -376,6 +395,9 @@ async fn metrics(state: State) -> HttpResponse {
     }
     if let Ok((succeeded, failed)) = unity_projections::certificates::renewal_counts(state.store.pool()).await {
         m.set_renewals(succeeded, failed);
+    }
+    if let Ok(by_status) = unity_projections::acme::order_counts(state.store.pool()).await {
+        m.set_acme_orders(&by_status);
     }
     if let Some(name) = &state.relay_checkpoint {
         let position = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")

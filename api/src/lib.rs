@@ -13,7 +13,8 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{middleware::from_fn, web, HttpServer};
 use tokio::sync::watch;
 use unity_commands::{
-    credentials::CredentialCommands, identity::IdentityCommands, store::EventStore, x509::X509Commands,
+    acme::AcmeCommands, credentials::CredentialCommands, identity::IdentityCommands, store::EventStore,
+    x509::X509Commands,
 };
 use unity_projections::ProjectionEngine;
 
@@ -58,6 +59,9 @@ pub struct ApiConfig {
     pub ssh_wait: Duration,
     /// A certificate within this many days of its expiry has status EXPIRING.
     pub expiring_days: i64,
+    /// How long registerAcmeAccount and requestAcmeCertificate wait for the ACME reactor's
+    /// outcome before answering with a PENDING record (to be followed by query or subscription).
+    pub acme_wait: Duration,
 }
 
 impl Default for ApiConfig {
@@ -70,6 +74,7 @@ impl Default for ApiConfig {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             ssh_wait: Duration::from_secs(30),
             expiring_days: 30,
+            acme_wait: Duration::from_secs(90),
         }
     }
 }
@@ -79,6 +84,7 @@ pub struct Commands {
     pub identity: IdentityCommands,
     pub credentials: CredentialCommands,
     pub x509: X509Commands,
+    pub acme: AcmeCommands,
 }
 
 /// Everything a request handler needs, shared by all workers.
@@ -87,6 +93,7 @@ pub struct ApiState {
     pub identity: IdentityCommands,
     pub credentials: CredentialCommands,
     pub x509: X509Commands,
+    pub acme: AcmeCommands,
     /// Used for read-your-writes waits and status; the projections themselves run elsewhere
     /// (the projections role).
     pub engine: ProjectionEngine,
@@ -118,6 +125,7 @@ impl ApiState {
             identity: commands.identity,
             credentials: commands.credentials,
             x509: commands.x509,
+            acme: commands.acme,
             engine,
             config,
             nats,

@@ -73,6 +73,7 @@ pub struct Metrics {
     pub certificates: Family<StatusLabels, Gauge>,
     pub soonest_expiry_days: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub renewals: Family<StatusLabels, Counter>,
+    pub acme_orders: Family<StatusLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -154,9 +155,12 @@ impl Default for Metrics {
             "Certificate renewals, by outcome (SUCCEEDED, FAILED)",
             renewals.clone(),
         );
+        let acme_orders = Family::<StatusLabels, Gauge>::default();
+        registry.register("acme_orders", "ACME orders, by status (PENDING, VALID, INVALID)", acme_orders.clone());
         Metrics {
             registry,
             renewals,
+            acme_orders,
             certificates,
             soonest_expiry_days,
             ssh_keys,
@@ -232,6 +236,15 @@ impl Metrics {
     pub fn set_renewals(&self, succeeded: i64, failed: i64) {
         catch_up(&self.renewals.get_or_create(&StatusLabels { status: "SUCCEEDED".into() }), succeeded);
         catch_up(&self.renewals.get_or_create(&StatusLabels { status: "FAILED".into() }), failed);
+    }
+
+    pub fn set_acme_orders(&self, by_status: &[(String, i64)]) {
+        for status in ["PENDING", "VALID", "INVALID"] {
+            self.acme_orders.get_or_create(&StatusLabels { status: status.into() }).set(0);
+        }
+        for (status, n) in by_status {
+            self.acme_orders.get_or_create(&StatusLabels { status: status.clone() }).set(*n);
+        }
     }
 
     pub fn encode(&self) -> String {

@@ -1,6 +1,7 @@
 //! Unity's write side: the event store in PostgreSQL, command handling, the secrets vault, and
 //! the relay that broadcasts the log over NATS JetStream.
 
+pub mod acme;
 pub mod canonical;
 pub mod credentials;
 pub mod handler;

@@ -109,6 +109,18 @@ fn generate_key(algorithm: X509KeyAlgorithm) -> Result<KeyPair> {
     }
 }
 
+/// A fresh key and a CSR for `domains` (the subject left empty, as ACME directories ignore it).
+pub async fn key_and_csr(domains: &[String], algorithm: X509KeyAlgorithm) -> Result<(KeyPair, Vec<u8>)> {
+    if algorithm == X509KeyAlgorithm::Ed25519 {
+        return Err(bad("ACME directories do not issue certificates for Ed25519 keys; use an ECDSA or RSA key"));
+    }
+    let key = tokio::task::spawn_blocking(move || generate_key(algorithm)).await.map_err(crypto)??;
+    let mut params = CertificateParams::new(domains.to_vec()).map_err(crypto)?;
+    params.distinguished_name = DistinguishedName::new();
+    let csr = params.serialize_request(&key).map_err(crypto)?;
+    Ok((key, csr.der().to_vec()))
+}
+
 /// 128 random bits, positive.
 fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
@@ -236,15 +248,15 @@ fn key_matches(key: &KeyPair, der: &[u8]) -> bool {
 }
 
 /// A certificate as its issue event recorded it.
-struct Issued {
-    name: String,
-    source: CertificateSource,
-    usage: Option<CertificateUsage>,
-    key_algorithm: Option<X509KeyAlgorithm>,
-    facts: CertificateFacts,
-    certificate_pem: String,
-    chain_pem: String,
-    private_key: Option<SecretRef>,
+pub struct Issued {
+    pub name: String,
+    pub source: CertificateSource,
+    pub usage: Option<CertificateUsage>,
+    pub key_algorithm: Option<X509KeyAlgorithm>,
+    pub facts: CertificateFacts,
+    pub certificate_pem: String,
+    pub chain_pem: String,
+    pub private_key: Option<SecretRef>,
 }
 
 #[derive(Clone)]
@@ -403,6 +415,7 @@ impl X509Commands {
         let certificate = params.signed_by(&key, &issuer).map_err(crypto)?;
         let chain_pem = format!("{}{}", ca.certificate_pem, ca.chain_pem);
         self.record(
+            Uuid::now_v7(),
             new.name.unwrap_or_else(|| new.common_name.clone()),
             CertificateSource::Internal { ca_id: new.ca_id },
             Some(new.usage),
@@ -457,6 +470,7 @@ impl X509Commands {
         let name =
             name.map(str::to_owned).or_else(|| facts.common_name.clone()).unwrap_or_else(|| facts.subject.clone());
         self.record(
+            Uuid::now_v7(),
             name,
             CertificateSource::Imported,
             None,
@@ -474,6 +488,7 @@ impl X509Commands {
     #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
+        certificate_id: Uuid,
         name: String,
         source: CertificateSource,
         usage: Option<CertificateUsage>,
@@ -485,7 +500,6 @@ impl X509Commands {
         renewal_of: Option<Uuid>,
         metadata: &EventMetadata,
     ) -> Result<Created> {
-        let certificate_id = Uuid::now_v7();
         let mut command = CertificateCommand::Record {
             certificate_id,
             name,
@@ -512,6 +526,43 @@ impl X509Commands {
         Ok(Created { id: certificate_id, appended })
     }
 
+    /// Records a certificate an ACME directory issued: `chain_pem` as downloaded (leaf first),
+    /// `key` the one its CSR was made with. The id is the caller's, so a repeat is refused
+    /// (`Exists`) instead of recording the certificate twice.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_acme(
+        &self,
+        certificate_id: Uuid,
+        name: String,
+        (account_id, order_id): (Uuid, Uuid),
+        key_algorithm: X509KeyAlgorithm,
+        chain_pem: &str,
+        key: &KeyPair,
+        renewal_of: Option<Uuid>,
+        metadata: &EventMetadata,
+    ) -> Result<Created> {
+        let ders = parse_pem_chain(chain_pem)?;
+        let leaf = ders.first().ok_or_else(|| bad("the directory sent no certificate"))?;
+        if !key_matches(key, leaf) {
+            return Err(bad("the directory's certificate is not for the key Unity sent"));
+        }
+        let chain: String = ders[1..].iter().map(|d| pem_of(d)).collect();
+        self.record(
+            certificate_id,
+            name,
+            CertificateSource::Acme { account_id, order_id: Some(order_id) },
+            Some(CertificateUsage::Server),
+            Some(key_algorithm),
+            leaf,
+            pem_of(leaf),
+            chain,
+            Some(key),
+            renewal_of,
+            metadata,
+        )
+        .await
+    }
+
     pub async fn certificate(&self, certificate_id: Uuid) -> Result<CertificateState> {
         Ok(load::<unity_domain::x509::Certificate>(&self.store, &stream_of::<CertificateEvent>(certificate_id))
             .await?
@@ -535,7 +586,7 @@ impl X509Commands {
         Ok(appended)
     }
 
-    async fn certificate_command(
+    pub async fn certificate_command(
         &self,
         certificate_id: Uuid,
         command: CertificateCommand,
@@ -628,7 +679,7 @@ impl X509Commands {
     }
 
     /// What the certificate's `CertificateIssued` event (the first of its stream) says.
-    async fn issued(&self, certificate_id: Uuid) -> Result<Issued> {
+    pub async fn issued(&self, certificate_id: Uuid) -> Result<Issued> {
         let stream = stream_of::<CertificateEvent>(certificate_id).to_string();
         let events = self.store.read_stream(&stream, None).await?;
         match events.first().map(|e| e.decode::<CertificateEvent>()).transpose().map_err(crypto)? {

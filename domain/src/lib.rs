@@ -4,6 +4,7 @@
 //! reading) reaches a decider through its command, so every decision is a pure function that
 //! the given/when/then tests in each module exercise without a database.
 
+pub mod acme;
 pub mod credentials;
 pub mod decider;
 pub mod event;

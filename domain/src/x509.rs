@@ -48,8 +48,15 @@ pub enum CertificateUsage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum CertificateSource {
-    Internal { ca_id: Uuid },
-    Acme { account_id: Uuid },
+    Internal {
+        ca_id: Uuid,
+    },
+    Acme {
+        account_id: Uuid,
+        /// The order that obtained it (its renewals are ordered the same way).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        order_id: Option<Uuid>,
+    },
     Imported,
 }
 
@@ -279,6 +286,10 @@ pub enum CertificateEvent {
     CertificateRenewed {
         replaced_by: Uuid,
     },
+    /// A renewal that takes a while (an ACME order) is under way; no second one starts meanwhile.
+    CertificateRenewalRequested {
+        order_id: Uuid,
+    },
     CertificateRenewalFailed {
         attempt: u32,
         error: String,
@@ -308,6 +319,7 @@ impl DomainEvent for CertificateEvent {
             CertificateEvent::CertificateRevoked { .. } => "CertificateRevoked",
             CertificateEvent::CertificateRenewalConfigured { .. } => "CertificateRenewalConfigured",
             CertificateEvent::CertificateRenewed { .. } => "CertificateRenewed",
+            CertificateEvent::CertificateRenewalRequested { .. } => "CertificateRenewalRequested",
             CertificateEvent::CertificateRenewalFailed { .. } => "CertificateRenewalFailed",
             CertificateEvent::CertificateExpiring { .. } => "CertificateExpiring",
         }
@@ -339,6 +351,9 @@ pub enum CertificateCommand {
     RecordRenewal {
         replaced_by: Uuid,
     },
+    RequestRenewal {
+        order_id: Uuid,
+    },
     RecordRenewalFailure {
         error: String,
         now: DateTime<Utc>,
@@ -368,6 +383,8 @@ pub struct CertificateData {
     pub renew_before_days: Option<u32>,
     pub failed_attempts: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The ACME order renewing it, while that order runs.
+    pub renewal_order: Option<Uuid>,
     /// The tightest expiry threshold warned about so far.
     pub warned_threshold: Option<u32>,
 }
@@ -385,6 +402,7 @@ impl CertificateData {
     pub fn renewal_due(&self, now: DateTime<Utc>) -> bool {
         !self.revoked
             && self.replaced_by.is_none()
+            && self.renewal_order.is_none()
             && now >= self.renew_at()
             && self.next_attempt_at.is_none_or(|at| now >= at)
     }
@@ -466,6 +484,12 @@ impl Decider for Certificate {
                 Some(_) => Err(X509Error::Invalid("this certificate was renewed already".into())),
                 None => Ok(vec![E::CertificateRenewed { replaced_by: *replaced_by }]),
             },
+            C::RequestRenewal { order_id } => match (data.replaced_by, data.renewal_order) {
+                (Some(_), _) => Err(X509Error::Invalid("this certificate was renewed already".into())),
+                (None, Some(running)) if running == *order_id => Ok(vec![]),
+                (None, Some(_)) => Err(X509Error::Invalid("a renewal of this certificate is under way".into())),
+                (None, None) => Ok(vec![E::CertificateRenewalRequested { order_id: *order_id }]),
+            },
             C::RecordRenewalFailure { error, now } => {
                 let attempt = data.failed_attempts + 1;
                 Ok(vec![
@@ -513,6 +537,7 @@ impl Decider for Certificate {
                     renew_before_days: None,
                     failed_attempts: 0,
                     next_attempt_at: None,
+                    renewal_order: None,
                     warned_threshold: None,
                 }))
             }
@@ -523,8 +548,13 @@ impl Decider for Certificate {
             E::CertificateIssued { .. } => {}
             E::CertificateRevoked { .. } => data.revoked = true,
             E::CertificateRenewalConfigured { renew_before_days } => data.renew_before_days = *renew_before_days,
-            E::CertificateRenewed { replaced_by } => data.replaced_by = Some(*replaced_by),
+            E::CertificateRenewed { replaced_by } => {
+                data.replaced_by = Some(*replaced_by);
+                data.renewal_order = None;
+            }
+            E::CertificateRenewalRequested { order_id } => data.renewal_order = Some(*order_id),
             E::CertificateRenewalFailed { attempt, next_attempt_at, .. } => {
+                data.renewal_order = None;
                 data.failed_attempts = *attempt;
                 data.next_attempt_at = Some(*next_attempt_at);
             }

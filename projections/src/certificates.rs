@@ -20,7 +20,7 @@ impl Projection for CertificatesProjection {
     }
 
     fn model_version(&self) -> i32 {
-        2
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -72,6 +72,7 @@ impl Projection for CertificatesProjection {
                 renewal_failures integer NOT NULL DEFAULT 0,
                 last_renewal_error text,
                 next_renewal_attempt_at timestamptz,
+                renewal_order_id uuid,
                 warned_threshold_days integer)",
         ]
     }
@@ -160,7 +161,7 @@ async fn apply_certificate(conn: &mut PgConnection, e: &RecordedEvent, id: Uuid)
         } => {
             let (ca_id, account_id) = match &source {
                 CertificateSource::Internal { ca_id } => (Some(*ca_id), None),
-                CertificateSource::Acme { account_id } => (None, Some(*account_id)),
+                CertificateSource::Acme { account_id, .. } => (None, Some(*account_id)),
                 CertificateSource::Imported => (None, None),
             };
             sqlx::query(
@@ -202,18 +203,25 @@ async fn apply_certificate(conn: &mut PgConnection, e: &RecordedEvent, id: Uuid)
         }
         CertificateEvent::CertificateRenewed { replaced_by } => {
             sqlx::query(
-                "UPDATE certificates SET renewed_by = $2, last_renewal_error = NULL, next_renewal_attempt_at = NULL \
-                 WHERE certificate_id = $1",
+                "UPDATE certificates SET renewed_by = $2, last_renewal_error = NULL, next_renewal_attempt_at = NULL, \
+                 renewal_order_id = NULL WHERE certificate_id = $1",
             )
             .bind(id)
             .bind(replaced_by)
             .execute(&mut *conn)
             .await?;
         }
+        CertificateEvent::CertificateRenewalRequested { order_id } => {
+            sqlx::query("UPDATE certificates SET renewal_order_id = $2 WHERE certificate_id = $1")
+                .bind(id)
+                .bind(order_id)
+                .execute(&mut *conn)
+                .await?;
+        }
         CertificateEvent::CertificateRenewalFailed { attempt, error, next_attempt_at } => {
             sqlx::query(
-                "UPDATE certificates SET renewal_failures = $2, last_renewal_error = $3, next_renewal_attempt_at = $4 \
-                 WHERE certificate_id = $1",
+                "UPDATE certificates SET renewal_failures = $2, last_renewal_error = $3, next_renewal_attempt_at = $4, \
+                 renewal_order_id = NULL WHERE certificate_id = $1",
             )
             .bind(id)
             .bind(attempt as i32)
@@ -301,13 +309,14 @@ pub struct CertificateRow {
     pub renewal_failures: i32,
     pub last_renewal_error: Option<String>,
     pub next_renewal_attempt_at: Option<DateTime<Utc>>,
+    pub renewal_order_id: Option<Uuid>,
     pub warned_threshold_days: Option<i32>,
 }
 
 /// Certificates Unity can renew by itself that are still current (not revoked, not renewed).
 pub async fn renewable(pool: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT certificate_id FROM certificates WHERE source = 'INTERNAL' AND revoked_at IS NULL \
+        "SELECT certificate_id FROM certificates WHERE source IN ('INTERNAL', 'ACME') AND revoked_at IS NULL \
          AND renewed_by IS NULL ORDER BY not_after",
     )
     .fetch_all(pool)

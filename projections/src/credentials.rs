@@ -914,3 +914,37 @@ pub async fn deployments_of(pool: &PgPool, certificate_id: Uuid) -> Result<Vec<D
     .fetch_all(pool)
     .await
 }
+
+/// A deployment of a certificate that has since been renewed: where it is, and the newest
+/// certificate in its line of renewals (current, not revoked).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StaleDeploymentRow {
+    pub server_id: Uuid,
+    pub cert_path: String,
+    pub certificate_id: Uuid,
+    pub deployment: serde_json::Value,
+    pub newest_id: Uuid,
+}
+
+/// Deployments to bring up to date: the deployed certificate was renewed, and no deployment of
+/// the newest renewal to that server is pending. Reads the certificates read model too.
+pub async fn stale_deployments(pool: &PgPool) -> Result<Vec<StaleDeploymentRow>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH RECURSIVE line(start_id, current_id) AS ( \
+             SELECT certificate_id, renewed_by FROM certificates WHERE renewed_by IS NOT NULL \
+             UNION ALL \
+             SELECT line.start_id, c.renewed_by FROM line JOIN certificates c ON c.certificate_id = line.current_id \
+             WHERE c.renewed_by IS NOT NULL) \
+         SELECT d.server_id, d.cert_path, d.certificate_id, d.deployment, line.current_id AS newest_id \
+         FROM certificate_deployments d \
+         JOIN servers s ON s.server_id = d.server_id AND s.removed_at IS NULL \
+         JOIN line ON line.start_id = d.certificate_id \
+         JOIN certificates newest ON newest.certificate_id = line.current_id \
+              AND newest.renewed_by IS NULL AND newest.revoked_at IS NULL \
+         WHERE NOT EXISTS (SELECT 1 FROM ssh_requests r WHERE r.server_id = d.server_id AND r.kind = 'DEPLOY' \
+              AND r.entry_id = line.current_id AND r.state = 'PENDING') \
+         ORDER BY d.server_id, d.cert_path",
+    )
+    .fetch_all(pool)
+    .await
+}

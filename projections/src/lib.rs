@@ -1,5 +1,6 @@
 //! Unity's read side: the projection engine and the read models it maintains.
 
+pub mod acme;
 pub mod audit;
 pub mod certificates;
 pub mod credentials;
@@ -20,5 +21,6 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(users::UsersProjection),
         Arc::new(credentials::CredentialsProjection),
         Arc::new(certificates::CertificatesProjection),
+        Arc::new(acme::AcmeProjection),
     ]
 }

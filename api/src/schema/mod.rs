@@ -2,6 +2,7 @@
 //! needs as its first line; objects reachable from a root field hold nothing more sensitive than
 //! that field's role may read.
 
+pub mod acme;
 pub mod certificates;
 pub mod credentials;
 pub mod types;
@@ -310,6 +311,53 @@ impl Query {
     async fn certificate(ctx: &Context, id: ID) -> Result<certificates::Certificate, ApiError> {
         ctx.require(Role::Viewer)?;
         ctx.certificate(parse_id("id", &id)?).await
+    }
+
+    /// ACME accounts, by name.
+    async fn acme_accounts(ctx: &Context) -> Result<Vec<acme::AcmeAccount>, ApiError> {
+        ctx.require(Role::Viewer)?;
+        let rows = unity_projections::acme::accounts(ctx.state.store.pool()).await?;
+        Ok(rows.into_iter().map(acme::AcmeAccount::from).collect())
+    }
+
+    async fn acme_account(ctx: &Context, id: ID) -> Result<acme::AcmeAccount, ApiError> {
+        ctx.require(Role::Viewer)?;
+        acme::account(ctx, parse_id("id", &id)?).await
+    }
+
+    /// ACME orders, newest first; of one account if given.
+    async fn acme_orders(
+        ctx: &Context,
+        account_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<acme::AcmeOrderConnection, ApiError> {
+        ctx.require(Role::Viewer)?;
+        let limit = page_size(first)?;
+        let account_id = account_id.as_ref().map(|i| parse_id("accountId", i)).transpose()?;
+        let after = after.map(|c| decode_cursor("acme_order", &c)).transpose()?;
+        let after =
+            after.map(|a| a.parse::<uuid::Uuid>().map_err(|_| ApiError::bad_input("bad cursor"))).transpose()?;
+        let rows = unity_projections::acme::orders(ctx.state.store.pool(), account_id, after, limit + 1).await?;
+        let (page, page_info) = paginate(rows, limit, |r| encode_cursor("acme_order", &r.order_id.to_string()));
+        let mut edges = Vec::with_capacity(page.len());
+        for (cursor, row) in page {
+            edges.push(acme::AcmeOrderEdge { cursor, node: acme::order_of(ctx, row).await? });
+        }
+        Ok(acme::AcmeOrderConnection { edges, page_info })
+    }
+
+    /// One ACME order with each identifier's authorization and, once issued, its certificate.
+    async fn acme_order(ctx: &Context, id: ID) -> Result<acme::AcmeOrder, ApiError> {
+        ctx.require(Role::Viewer)?;
+        acme::order(ctx, parse_id("id", &id)?).await
+    }
+
+    /// DNS providers for DNS-01 (their secrets are never shown).
+    async fn dns_providers(ctx: &Context) -> Result<Vec<acme::DnsProvider>, ApiError> {
+        ctx.require(Role::Viewer)?;
+        let rows = unity_projections::acme::dns_providers(ctx.state.store.pool()).await?;
+        Ok(rows.into_iter().map(acme::DnsProvider::from).collect())
     }
 
     /// The audit log, oldest first. Non-admins do not see identity and secret events.
@@ -1033,6 +1081,92 @@ impl Mutation {
     }
 
     /// The certificate's private key in PEM. Every reveal is recorded with who asked.
+    /// Registers an account at an ACME directory (a preset or any URL, with EAB and a CA bundle
+    /// if needed). Waits for the directory's answer: REGISTERED, or FAILED with its error.
+    async fn register_acme_account(
+        ctx: &Context,
+        input: acme::RegisterAcmeAccountInput,
+    ) -> Result<acme::AcmeAccount, ApiError> {
+        let p = ctx.require(Role::Admin)?;
+        let directory_url = unity_commands::acme::directory_url(
+            input.preset.map(Into::into),
+            input.directory_url.as_deref(),
+            input.step_ca_provisioner.as_deref(),
+        )?;
+        let new = unity_commands::acme::NewAcmeAccount {
+            name: input.name,
+            directory_url,
+            email: input.email,
+            eab: input.eab.map(|e| (e.kid, e.hmac_key)),
+            ca_bundle_pem: input.ca_bundle_pem,
+            terms_agreed: input.accept_terms.unwrap_or(false),
+        };
+        let created = ctx.state.acme.register_account(new, &ctx.metadata(p)).await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        acme::wait_until(ctx, || acme::account(ctx, created.id), |a| a.status != acme::AcmeAccountStatus::Pending).await
+    }
+
+    /// Orders a certificate from an ACME account's directory, answering HTTP-01 on this API's
+    /// /.well-known/acme-challenge/ or DNS-01 through a DNS provider. Waits for the outcome (up
+    /// to UNITY_ACME_WAIT_SECS); a PENDING order goes on and can be followed with acmeOrder.
+    async fn request_acme_certificate(
+        ctx: &Context,
+        input: acme::RequestAcmeCertificateInput,
+    ) -> Result<acme::AcmeOrder, ApiError> {
+        let p = ctx.require(Role::Operator)?;
+        let domains: Vec<String> = input.domains.iter().map(|d| d.trim().to_ascii_lowercase()).collect();
+        let spec = unity_domain::acme::AcmeOrderSpec {
+            account_id: parse_id("accountId", &input.account_id)?,
+            name: input.name.unwrap_or_else(|| domains.first().cloned().unwrap_or_default()),
+            domains,
+            challenge: input.challenge.unwrap_or(acme::AcmeChallengeValue::Http01).into(),
+            key_algorithm: input.key_algorithm.unwrap_or(certificates::CertificateKeyAlgorithmValue::EcdsaP256).into(),
+            dns_provider_id: input.dns_provider_id.as_ref().map(|i| parse_id("dnsProviderId", i)).transpose()?,
+            renewal_of: None,
+        };
+        let created = ctx.state.acme.request_order(uuid::Uuid::now_v7(), spec, &ctx.metadata(p)).await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        acme::wait_until(ctx, || acme::order(ctx, created.id), |o| o.status != acme::AcmeOrderStatus::Pending).await
+    }
+
+    /// A DNS provider for DNS-01: RFC 2136 dynamic updates (TSIG-signed) or a webhook.
+    async fn create_dns_provider(
+        ctx: &Context,
+        input: acme::CreateDnsProviderInput,
+    ) -> Result<acme::DnsProvider, ApiError> {
+        let p = ctx.require(Role::Admin)?;
+        let new = match (input.rfc2136, input.webhook) {
+            (Some(r), None) => {
+                let tsig = match (r.tsig_key_name, r.tsig_algorithm, r.tsig_secret) {
+                    (None, None, None) => None,
+                    (Some(name), algorithm, Some(secret)) => Some((
+                        name,
+                        acme::tsig_algorithm(algorithm.unwrap_or(acme::TsigAlgorithmValue::HmacSha256)),
+                        secret,
+                    )),
+                    _ => return Err(ApiError::bad_input("a TSIG key needs tsigKeyName and tsigSecret")),
+                };
+                unity_commands::acme::NewDnsProvider::Rfc2136 { server: r.server, zone: r.zone, tsig }
+            }
+            (None, Some(w)) => {
+                unity_commands::acme::NewDnsProvider::Webhook { url: w.url, bearer_token: w.bearer_token }
+            }
+            _ => return Err(ApiError::bad_input("give exactly one of rfc2136 and webhook")),
+        };
+        let created = ctx.state.acme.create_dns_provider(input.name, new, &ctx.metadata(p)).await?;
+        ctx.settle(created.appended.as_ref()).await?;
+        let row = unity_projections::acme::dns_provider(ctx.state.store.pool(), created.id).await?;
+        row.map(acme::DnsProvider::from).ok_or_else(|| ApiError::not_found("DNS provider"))
+    }
+
+    /// Deletes a DNS provider and shreds its secret.
+    async fn delete_dns_provider(ctx: &Context, id: ID) -> Result<bool, ApiError> {
+        let p = ctx.require(Role::Admin)?;
+        let appended = ctx.state.acme.delete_dns_provider(parse_id("id", &id)?, &ctx.metadata(p)).await?;
+        ctx.settle(appended.as_ref()).await?;
+        Ok(true)
+    }
+
     async fn reveal_certificate_private_key(ctx: &Context, id: ID) -> Result<String, ApiError> {
         let p = ctx.require(Role::Admin)?;
         let key = ctx.state.x509.reveal_private_key(parse_id("id", &id)?, &ctx.metadata(p)).await?;

@@ -1,0 +1,364 @@
+//! The ACME part of the schema: accounts, orders and DNS providers. Root fields in `mod.rs` check
+//! roles and call in here. Registrations and orders are carried out by the ACME reactor; the
+//! mutations wait (bounded by `ApiConfig::acme_wait`) for the outcome in the read model.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
+use unity_commands::acme::{AcmeCommandError, AcmePreset};
+use unity_domain::acme::{AcmeError, ChallengeKind, TsigAlgorithm};
+use unity_projections::acme::{self as read, AcmeAccountRow, AcmeOrderRow, AuthorizationRow, DnsProviderRow};
+use uuid::Uuid;
+
+use super::{certificates, Context};
+use crate::errors::{ApiError, Code};
+
+impl From<AcmeCommandError> for ApiError {
+    fn from(e: AcmeCommandError) -> ApiError {
+        match e {
+            AcmeCommandError::Rejected(e) => {
+                let code = match &e {
+                    AcmeError::AccountNotFound | AcmeError::OrderNotFound | AcmeError::DnsProviderNotFound => {
+                        Code::NotFound
+                    }
+                    AcmeError::Exists | AcmeError::OrderFinished => Code::Conflict,
+                    AcmeError::AccountNotRegistered(_) => Code::Conflict,
+                    AcmeError::Invalid(_) => Code::BadUserInput,
+                };
+                ApiError::new(code, e.to_string())
+            }
+            AcmeCommandError::X509(e) => e.into(),
+            AcmeCommandError::BadInput(message) => ApiError::bad_input(message),
+            AcmeCommandError::Contended(_) => {
+                ApiError::new(Code::Conflict, "too many concurrent changes to this record; try again")
+            }
+            AcmeCommandError::Corrupt(e) => ApiError::internal("acme", &e),
+            AcmeCommandError::Store(e) => e.into(),
+            AcmeCommandError::Vault(unity_commands::vault::VaultError::Store(e)) => e.into(),
+            AcmeCommandError::Vault(e) => ApiError::internal("vault", &e),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
+#[graphql(name = "AcmePreset")]
+pub enum AcmePresetValue {
+    LetsEncrypt,
+    LetsEncryptStaging,
+    #[graphql(name = "ZEROSSL")]
+    ZeroSsl,
+    StepCa,
+}
+
+impl From<AcmePresetValue> for AcmePreset {
+    fn from(p: AcmePresetValue) -> AcmePreset {
+        match p {
+            AcmePresetValue::LetsEncrypt => AcmePreset::LetsEncrypt,
+            AcmePresetValue::LetsEncryptStaging => AcmePreset::LetsEncryptStaging,
+            AcmePresetValue::ZeroSsl => AcmePreset::ZeroSsl,
+            AcmePresetValue::StepCa => AcmePreset::StepCa,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
+#[graphql(name = "AcmeChallenge")]
+pub enum AcmeChallengeValue {
+    #[graphql(name = "HTTP01")]
+    Http01,
+    #[graphql(name = "DNS01")]
+    Dns01,
+}
+
+impl From<AcmeChallengeValue> for ChallengeKind {
+    fn from(c: AcmeChallengeValue) -> ChallengeKind {
+        match c {
+            AcmeChallengeValue::Http01 => ChallengeKind::Http01,
+            AcmeChallengeValue::Dns01 => ChallengeKind::Dns01,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
+#[graphql(name = "TsigAlgorithm")]
+pub enum TsigAlgorithmValue {
+    HmacSha256,
+    HmacSha512,
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct EabInput {
+    pub kid: String,
+    /// The HMAC key as the directory shows it (base64url).
+    pub hmac_key: String,
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct RegisterAcmeAccountInput {
+    pub name: String,
+    /// A well-known directory; or give `directoryUrl`. STEP_CA takes the CA's URL in
+    /// `directoryUrl` and builds `{url}/acme/{stepCaProvisioner}/directory`.
+    pub preset: Option<AcmePresetValue>,
+    pub directory_url: Option<String>,
+    /// step-ca's ACME provisioner name (default "acme").
+    pub step_ca_provisioner: Option<String>,
+    pub email: Option<String>,
+    /// External account binding (ZeroSSL, step-ca with EAB, Google Trust Services).
+    pub eab: Option<EabInput>,
+    /// Agree to the directory's terms of service (Let's Encrypt and ZeroSSL require it).
+    pub accept_terms: Option<bool>,
+    /// PEM certificates to trust for the directory's TLS besides the system's (step-ca's root).
+    pub ca_bundle_pem: Option<String>,
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct RequestAcmeCertificateInput {
+    pub account_id: ID,
+    pub domains: Vec<String>,
+    pub challenge: Option<AcmeChallengeValue>,
+    pub key_algorithm: Option<certificates::CertificateKeyAlgorithmValue>,
+    /// Needed for DNS01.
+    pub dns_provider_id: Option<ID>,
+    /// The certificate's name in Unity (default: the first domain).
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct Rfc2136Input {
+    /// host:port of the primary server.
+    pub server: String,
+    pub zone: String,
+    pub tsig_key_name: Option<String>,
+    pub tsig_algorithm: Option<TsigAlgorithmValue>,
+    /// base64, as tsig-keygen, keymgr or the server's UI print it.
+    pub tsig_secret: Option<String>,
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct WebhookInput {
+    pub url: String,
+    pub bearer_token: Option<String>,
+}
+
+#[derive(Clone, Debug, GraphQLInputObject)]
+pub struct CreateDnsProviderInput {
+    pub name: String,
+    /// Exactly one of `rfc2136` and `webhook`.
+    pub rfc2136: Option<Rfc2136Input>,
+    pub webhook: Option<WebhookInput>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
+pub enum AcmeAccountStatus {
+    Pending,
+    Registered,
+    Failed,
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
+pub struct AcmeAccount {
+    pub id: ID,
+    pub name: String,
+    pub directory_url: String,
+    pub email: Option<String>,
+    pub eab_kid: Option<String>,
+    pub trusts_ca_bundle: bool,
+    pub status: AcmeAccountStatus,
+    /// The account's URL at the directory.
+    pub account_url: Option<String>,
+    /// Why the registration failed, in the directory's words.
+    pub error: Option<String>,
+    pub problem_type: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub registered_at: Option<DateTime<Utc>>,
+}
+
+impl From<AcmeAccountRow> for AcmeAccount {
+    fn from(r: AcmeAccountRow) -> AcmeAccount {
+        AcmeAccount {
+            id: ID::new(r.account_id.to_string()),
+            name: r.name,
+            directory_url: r.directory_url,
+            email: r.email,
+            eab_kid: r.eab_kid,
+            trusts_ca_bundle: r.has_ca_bundle,
+            status: match r.status.as_str() {
+                "REGISTERED" => AcmeAccountStatus::Registered,
+                "FAILED" => AcmeAccountStatus::Failed,
+                _ => AcmeAccountStatus::Pending,
+            },
+            account_url: r.account_url,
+            error: r.error,
+            problem_type: r.problem_type,
+            created_at: r.created_at,
+            registered_at: r.registered_at,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
+pub enum AcmeOrderStatus {
+    Pending,
+    Valid,
+    Invalid,
+}
+
+fn order_status(text: &str) -> AcmeOrderStatus {
+    match text {
+        "VALID" => AcmeOrderStatus::Valid,
+        "INVALID" => AcmeOrderStatus::Invalid,
+        _ => AcmeOrderStatus::Pending,
+    }
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
+pub struct AcmeAuthorization {
+    pub domain: String,
+    pub status: AcmeOrderStatus,
+    pub token: Option<String>,
+    /// DNS-01: the TXT record's name.
+    pub record: Option<String>,
+    /// Why validation failed, in the directory's words.
+    pub error: Option<String>,
+    pub problem_type: Option<String>,
+}
+
+impl From<AuthorizationRow> for AcmeAuthorization {
+    fn from(r: AuthorizationRow) -> AcmeAuthorization {
+        AcmeAuthorization {
+            domain: r.domain,
+            status: order_status(&r.status),
+            token: r.token,
+            record: r.record,
+            error: r.error,
+            problem_type: r.problem_type,
+        }
+    }
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
+pub struct AcmeOrder {
+    pub id: ID,
+    pub account_id: ID,
+    pub name: String,
+    pub domains: Vec<String>,
+    pub challenge: String,
+    pub key_algorithm: String,
+    pub status: AcmeOrderStatus,
+    pub order_url: Option<String>,
+    pub error: Option<String>,
+    pub problem_type: Option<String>,
+    pub authorizations: Vec<AcmeAuthorization>,
+    /// The certificate renewed by this order, if it is a renewal.
+    pub renewal_of: Option<ID>,
+    pub certificate: Option<certificates::Certificate>,
+    pub requested_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
+pub struct DnsProvider {
+    pub id: ID,
+    pub name: String,
+    /// RFC2136 or WEBHOOK.
+    pub kind: String,
+    pub server: Option<String>,
+    pub zone: Option<String>,
+    pub tsig_key_name: Option<String>,
+    pub tsig_algorithm: Option<String>,
+    pub url: Option<String>,
+    /// Whether a TSIG secret or bearer token is kept (sealed; never shown).
+    pub has_secret: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<DnsProviderRow> for DnsProvider {
+    fn from(r: DnsProviderRow) -> DnsProvider {
+        DnsProvider {
+            id: ID::new(r.provider_id.to_string()),
+            name: r.name,
+            kind: r.kind,
+            server: r.server,
+            zone: r.zone,
+            tsig_key_name: r.tsig_key_name,
+            tsig_algorithm: r.tsig_algorithm,
+            url: r.url,
+            has_secret: r.has_secret,
+            created_at: r.created_at,
+        }
+    }
+}
+
+pub fn tsig_algorithm(a: TsigAlgorithmValue) -> TsigAlgorithm {
+    match a {
+        TsigAlgorithmValue::HmacSha256 => TsigAlgorithm::HmacSha256,
+        TsigAlgorithmValue::HmacSha512 => TsigAlgorithm::HmacSha512,
+    }
+}
+
+pub async fn account(ctx: &Context, id: Uuid) -> Result<AcmeAccount, ApiError> {
+    let row = read::account(ctx.state.store.pool(), id).await?;
+    row.map(AcmeAccount::from).ok_or_else(|| ApiError::not_found("ACME account"))
+}
+
+pub async fn order(ctx: &Context, id: Uuid) -> Result<AcmeOrder, ApiError> {
+    let row = read::order(ctx.state.store.pool(), id).await?.ok_or_else(|| ApiError::not_found("ACME order"))?;
+    order_of(ctx, row).await
+}
+
+pub async fn order_of(ctx: &Context, r: AcmeOrderRow) -> Result<AcmeOrder, ApiError> {
+    let authorizations = read::authorizations(ctx.state.store.pool(), r.order_id).await?;
+    let certificate = match r.certificate_id {
+        Some(id) => Some(ctx.certificate(id).await?),
+        None => None,
+    };
+    Ok(AcmeOrder {
+        id: ID::new(r.order_id.to_string()),
+        account_id: ID::new(r.account_id.to_string()),
+        name: r.name,
+        domains: r.domains,
+        challenge: r.challenge,
+        key_algorithm: r.key_algorithm,
+        status: order_status(&r.status),
+        order_url: r.order_url,
+        error: r.error,
+        problem_type: r.problem_type,
+        authorizations: authorizations.into_iter().map(AcmeAuthorization::from).collect(),
+        renewal_of: r.renewal_of.map(|id| ID::new(id.to_string())),
+        certificate,
+        requested_at: r.requested_at,
+        finished_at: r.finished_at,
+    })
+}
+
+/// Polls the read model until `done` says so or `ApiConfig::acme_wait` is over; woken by this
+/// process's projections, polled for projections elsewhere.
+pub async fn wait_until<T, F, Fut>(ctx: &Context, mut read: F, done: impl Fn(&T) -> bool) -> Result<T, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let deadline = tokio::time::Instant::now() + ctx.state.config.acme_wait;
+    let mut progress = ctx.state.store.wakeup().subscribe_progress();
+    loop {
+        let value = read().await?;
+        if done(&value) || tokio::time::Instant::now() >= deadline {
+            return Ok(value);
+        }
+        let pause = deadline.saturating_duration_since(tokio::time::Instant::now()).min(Duration::from_millis(250));
+        let _ = tokio::time::timeout(pause, progress.changed()).await;
+    }
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
+pub struct AcmeOrderEdge {
+    pub cursor: String,
+    pub node: AcmeOrder,
+}
+
+#[derive(Clone, Debug, GraphQLObject)]
+pub struct AcmeOrderConnection {
+    pub edges: Vec<AcmeOrderEdge>,
+    pub page_info: super::types::PageInfo,
+}

@@ -1,0 +1,612 @@
+//! The ACME reactor: registers the accounts and carries out the orders recorded on
+//! `acme_account` and `acme_order` streams, with instant-acme, and records each step.
+//!
+//! Like the SSH reactor it reads the log from its own checkpoint under an advisory-lock lease, and
+//! acts on a request only while its aggregate says it is pending, so a restart neither repeats a
+//! finished order nor loses a running one (a running one is ordered again from the start; the
+//! certificate's id comes from the order's, so it is recorded once).
+//!
+//! HTTP-01 is answered by the API, from the read model: the reactor records the key
+//! authorization (`AcmeChallengePublished`), waits until the responder's table has it, and only
+//! then tells the directory to validate. DNS-01 goes through the order's DNS provider: an
+//! RFC 2136 update or a webhook.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::StreamExt;
+use hyper_util::{
+    client::legacy::{connect::HttpConnector, Client as HyperClient},
+    rt::TokioExecutor,
+};
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, ChallengeType, ExternalAccountKey, HttpClient,
+    Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
+};
+use rustls::pki_types::{pem::PemObject, CertificateDer};
+use tokio::sync::watch;
+use unity_commands::{
+    acme::{decode_hmac_key, AcmeCommandError, AcmeCommands},
+    lease::{checkpoint, Lease},
+    store::{range_end_after, read_range, Cursor, StoreError},
+    wakeup::Backoff,
+};
+use unity_domain::{
+    acme::{
+        AcmeAccountEvent, AcmeAccountSpec, AcmeAccountState, AcmeOrderEvent, AcmeOrderSpec, AcmeOrderState,
+        AuthorizationFailure, ChallengeKind, DnsProviderConfig, DnsProviderState, TsigAlgorithm,
+    },
+    Actor, DomainEvent, EventMetadata, StreamId,
+};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::dns::{self, Rfc2136, TsigKey};
+
+pub const CHECKPOINT: &str = "reactor:acme";
+const BATCH: i64 = 200;
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+type Client = HyperClient<Https, BodyWrapper<Bytes>>;
+
+#[derive(Clone, Debug)]
+pub struct AcmeConfig {
+    /// The longest an order may take from first request to certificate.
+    pub order_timeout: Duration,
+    /// How long to wait for the directory to validate, and then to issue.
+    pub validation_timeout: Duration,
+    /// How long to wait for the API's responder to see an HTTP-01 key authorization.
+    pub publish_timeout: Duration,
+    /// Orders carried out at once.
+    pub concurrency: usize,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> AcmeConfig {
+        AcmeConfig {
+            order_timeout: Duration::from_secs(300),
+            validation_timeout: Duration::from_secs(120),
+            publish_timeout: Duration::from_secs(30),
+            concurrency: 4,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeReactorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("this process does not hold the ACME reactor's lease")]
+    NotLeader,
+    #[error("{0} outcome(s) of this batch could not be recorded; it will run again")]
+    Unrecorded(usize),
+}
+
+impl From<sqlx::Error> for AcmeReactorError {
+    fn from(e: sqlx::Error) -> AcmeReactorError {
+        AcmeReactorError::Store(e.into())
+    }
+}
+
+/// An HTTPS client trusting the system's roots and, if given, the PEM certificates of a CA
+/// bundle (step-ca's root, Pebble's certificate). Plain http only reaches a directory the
+/// domain allowed (one on this machine).
+pub fn http_client(ca_bundle_pem: Option<&str>) -> Result<Client, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(pem) = ca_bundle_pem {
+        for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("the CA bundle cannot be read: {e}"))?;
+            roots.add(cert).map_err(|e| format!("the CA bundle holds a certificate rustls refuses: {e}"))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    Ok(HyperClient::builder(TokioExecutor::new()).build(https))
+}
+
+/// Why something failed, in one line: the directory's problem document, or the transport error
+/// with its causes (a TLS refusal names the certificate problem).
+fn describe(e: &instant_acme::Error) -> (String, Option<String>) {
+    match e {
+        instant_acme::Error::Api(problem) => (problem_text(problem), problem.r#type.clone()),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
+                }
+                source = cause.source();
+            }
+            (text.split_whitespace().collect::<Vec<_>>().join(" "), None)
+        }
+    }
+}
+
+fn problem_text(problem: &instant_acme::Problem) -> String {
+    let mut text = problem.detail.clone().unwrap_or_else(|| "the directory refused".into());
+    if let Some(kind) = &problem.r#type {
+        text.push_str(&format!(" ({kind})"));
+    }
+    for sub in &problem.subproblems {
+        text.push_str(&format!("; {}", sub.detail.as_deref().unwrap_or("")));
+    }
+    text
+}
+
+/// Why an order failed, as recorded.
+struct Failure {
+    error: String,
+    problem_type: Option<String>,
+    authorizations: Vec<AuthorizationFailure>,
+}
+
+impl Failure {
+    fn new(error: impl Into<String>) -> Failure {
+        Failure { error: error.into(), problem_type: None, authorizations: Vec::new() }
+    }
+}
+
+impl From<&instant_acme::Error> for Failure {
+    fn from(e: &instant_acme::Error) -> Failure {
+        let (error, problem_type) = describe(e);
+        Failure { error, problem_type, authorizations: Vec::new() }
+    }
+}
+
+/// A step of an order: the directory's failure ends the order (`Ok(Err)`), Unity's own (the
+/// store) leaves it pending for the next run (`Err`).
+type Step<T> = Result<Result<T, Failure>, AcmeCommandError>;
+
+macro_rules! acme {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(Failure::from(&e))),
+        }
+    };
+}
+
+/// Where DNS-01 records go.
+enum Provider {
+    Rfc2136(Rfc2136),
+    Webhook { url: String, bearer_token: Option<Zeroizing<String>>, client: Box<Client> },
+}
+
+impl Provider {
+    async fn present(&self, domain: &str, fqdn: &str, value: &str) -> Result<(), String> {
+        match self {
+            Provider::Rfc2136(server) => server.add_txt(fqdn, value, 60).await.map_err(|e| e.to_string()),
+            Provider::Webhook { .. } => self.call("present", domain, fqdn, value).await,
+        }
+    }
+
+    async fn cleanup(&self, domain: &str, fqdn: &str, value: &str) -> Result<(), String> {
+        match self {
+            Provider::Rfc2136(server) => server.remove_txt(fqdn, value).await.map_err(|e| e.to_string()),
+            Provider::Webhook { .. } => self.call("cleanup", domain, fqdn, value).await,
+        }
+    }
+
+    /// POSTs `{"action", "domain", "fqdn", "value"}`; any 2xx is success.
+    async fn call(&self, action: &str, domain: &str, fqdn: &str, value: &str) -> Result<(), String> {
+        let Provider::Webhook { url, bearer_token, client } = self else { unreachable!("webhook only") };
+        let body = serde_json::json!({ "action": action, "domain": domain, "fqdn": fqdn, "value": value });
+        let mut request = http::Request::builder().method("POST").uri(url).header("content-type", "application/json");
+        if let Some(token) = bearer_token {
+            request = request.header("authorization", format!("Bearer {}", token.as_str()));
+        }
+        let request = request.body(BodyWrapper::from(body.to_string().into_bytes())).map_err(|e| e.to_string())?;
+        let response = tokio::time::timeout(Duration::from_secs(30), HttpClient::request(client.as_ref(), request))
+            .await
+            .map_err(|_| format!("the DNS webhook {url} did not answer within 30 s"))?;
+        let mut response = response.map_err(|e| format!("the DNS webhook {url} failed: {}", describe(&e).0))?;
+        if !response.parts.status.is_success() {
+            let body = response.body.into_bytes().await.unwrap_or_default();
+            let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            return Err(format!(
+                "the DNS webhook {url} answered {} to {action}: {}",
+                response.parts.status,
+                text.trim()
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub struct AcmeReactor {
+    acme: AcmeCommands,
+    config: AcmeConfig,
+    lease: Lease,
+}
+
+impl AcmeReactor {
+    pub fn new(acme: AcmeCommands, config: AcmeConfig) -> AcmeReactor {
+        AcmeReactor { acme, config, lease: Lease::new(CHECKPOINT) }
+    }
+
+    fn metadata(cause: &unity_commands::store::RecordedEvent) -> EventMetadata {
+        let mut metadata = EventMetadata::new(Actor::system("acme-reactor"), "reactor:acme");
+        metadata.causation_id = Some(cause.event_id);
+        if let Some(correlation) = cause.metadata.get("correlation_id").and_then(|v| v.as_str()) {
+            metadata.correlation_id = correlation.parse().unwrap_or(metadata.correlation_id);
+        }
+        metadata
+    }
+
+    pub async fn checkpoint(&self) -> Result<Cursor, AcmeReactorError> {
+        Ok(checkpoint(self.acme.store().pool(), CHECKPOINT).await?)
+    }
+
+    /// Handles the requests in the next batch of the log. Returns how many events it passed
+    /// (0: nothing new, or another process holds the lease).
+    pub async fn run_once(&mut self) -> Result<usize, AcmeReactorError> {
+        if !self.lease.acquire(self.acme.store().pool()).await? {
+            return Ok(0);
+        }
+        let after = self.checkpoint().await?;
+        let (through, count, events) = {
+            let mut conn = self.acme.store().pool().acquire().await?;
+            let Some((through, count)) = range_end_after(&mut conn, after, BATCH).await? else {
+                return Ok(0);
+            };
+            let types = [AcmeAccountEvent::STREAM_TYPE, AcmeOrderEvent::STREAM_TYPE];
+            let events = read_range(&mut conn, after, through, Some(&types)).await?;
+            (through, count, events)
+        };
+        let mut jobs = Vec::new();
+        for event in &events {
+            let Ok(stream) = event.stream_id.parse::<StreamId>() else { continue };
+            match event.event_type.as_str() {
+                "AcmeAccountRequested" | "AcmeOrderRequested" => {
+                    jobs.push((event.event_type.clone(), stream.id(), Self::metadata(event)))
+                }
+                _ => {}
+            }
+        }
+        let this = &*self;
+        let unrecorded = std::sync::atomic::AtomicUsize::new(0);
+        futures::stream::iter(jobs)
+            .for_each_concurrent(this.config.concurrency.max(1), |(kind, id, metadata)| {
+                let unrecorded = &unrecorded;
+                async move {
+                    let result = if kind == "AcmeAccountRequested" {
+                        this.register(id, &metadata).await
+                    } else {
+                        this.order(id, &metadata).await
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(%id, error = %e, "Could not record an ACME request's outcome.");
+                        unrecorded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+            .await;
+        let unrecorded = unrecorded.into_inner();
+        if unrecorded > 0 {
+            return Err(AcmeReactorError::Unrecorded(unrecorded));
+        }
+        if !self.lease.commit(through).await? {
+            return Err(AcmeReactorError::NotLeader);
+        }
+        Ok(count as usize)
+    }
+
+    async fn register(&self, account_id: Uuid, metadata: &EventMetadata) -> Result<(), AcmeCommandError> {
+        let AcmeAccountState::Pending(spec) = self.acme.account(account_id).await? else {
+            return Ok(()); // done before a restart
+        };
+        let outcome = match tokio::time::timeout(self.config.order_timeout, self.create_account(&spec)).await {
+            Ok(Ok(Ok((url, credentials)))) => Ok((url, credentials)),
+            Ok(Ok(Err(failure))) => Err((failure.error, failure.problem_type)),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => Err((format!("the directory did not answer within {:?}", self.config.order_timeout), None)),
+        };
+        if let Err((error, _)) = &outcome {
+            tracing::info!(%account_id, %error, "ACME account registration failed.");
+        }
+        self.acme.record_registration(account_id, outcome, metadata).await?;
+        Ok(())
+    }
+
+    async fn create_account(&self, spec: &AcmeAccountSpec) -> Step<(String, Zeroizing<String>)> {
+        let client = match http_client(spec.ca_bundle_pem.as_deref()) {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(Failure::new(e))),
+        };
+        let eab = match (&spec.eab_kid, &spec.eab_hmac_key) {
+            (Some(kid), Some(sealed)) => {
+                let key = self.acme.open_secret(sealed).await?;
+                let raw = Zeroizing::new(decode_hmac_key(&key)?);
+                Some(ExternalAccountKey::new(kid.clone(), &raw))
+            }
+            _ => None,
+        };
+        let contact = spec.email.as_ref().map(|e| format!("mailto:{e}"));
+        let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+        let new =
+            NewAccount { contact: &contacts, terms_of_service_agreed: spec.terms_agreed, only_return_existing: false };
+        let (account, credentials) = acme!(
+            Account::builder_with_http(Box::new(client)).create(&new, spec.directory_url.clone(), eab.as_ref()).await
+        );
+        let json = serde_json::to_string(&credentials).map_err(|e| AcmeCommandError::Corrupt(e.to_string()))?;
+        Ok(Ok((account.id().to_owned(), Zeroizing::new(json))))
+    }
+
+    /// The registered account an order is for, ready to talk to its directory.
+    async fn account_for(&self, account_id: Uuid) -> Step<Account> {
+        let (spec, credentials) = match self.acme.account(account_id).await? {
+            AcmeAccountState::Registered { spec, credentials, .. } => (spec, credentials),
+            _ => return Ok(Err(Failure::new("the ACME account is not registered"))),
+        };
+        let json = self.acme.open_secret(&credentials).await?;
+        let credentials: AccountCredentials =
+            serde_json::from_str(&json).map_err(|e| AcmeCommandError::Corrupt(e.to_string()))?;
+        let client = match http_client(spec.ca_bundle_pem.as_deref()) {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(Failure::new(e))),
+        };
+        Ok(Ok(acme!(Account::builder_with_http(Box::new(client)).from_credentials(credentials).await)))
+    }
+
+    async fn provider(&self, provider_id: Uuid) -> Step<Provider> {
+        let DnsProviderState::Active { config, .. } = self.acme.dns_provider(provider_id).await? else {
+            return Ok(Err(Failure::new("the DNS provider was deleted")));
+        };
+        Ok(Ok(match config {
+            DnsProviderConfig::Rfc2136 { server, zone, tsig_key_name, tsig_algorithm, tsig_secret } => {
+                let address = match tokio::net::lookup_host(server.as_str()).await.ok().and_then(|mut a| a.next()) {
+                    Some(address) => address,
+                    None => return Ok(Err(Failure::new(format!("the DNS server {server} cannot be resolved")))),
+                };
+                let key = match (tsig_key_name, tsig_algorithm, tsig_secret) {
+                    (Some(name), Some(algorithm), Some(sealed)) => {
+                        use base64::{engine::general_purpose::STANDARD, Engine};
+                        let text = self.acme.open_secret(&sealed).await?;
+                        let secret = STANDARD
+                            .decode(text.as_bytes())
+                            .map_err(|_| AcmeCommandError::Corrupt("a TSIG secret is not base64".into()))?;
+                        let algorithm = match algorithm {
+                            TsigAlgorithm::HmacSha256 => dns::TsigAlgorithm::HmacSha256,
+                            TsigAlgorithm::HmacSha512 => dns::TsigAlgorithm::HmacSha512,
+                        };
+                        Some(TsigKey { name, algorithm, secret })
+                    }
+                    _ => None,
+                };
+                Provider::Rfc2136(Rfc2136 { server: address, zone, key, timeout: Duration::from_secs(10) })
+            }
+            DnsProviderConfig::Webhook { url, bearer_token } => {
+                let bearer_token = match bearer_token {
+                    Some(sealed) => Some(self.acme.open_secret(&sealed).await?),
+                    None => None,
+                };
+                match http_client(None) {
+                    Ok(client) => Provider::Webhook { url, bearer_token, client: Box::new(client) },
+                    Err(e) => return Ok(Err(Failure::new(e))),
+                }
+            }
+        }))
+    }
+
+    async fn order(&self, order_id: Uuid, metadata: &EventMetadata) -> Result<(), AcmeCommandError> {
+        let AcmeOrderState::Pending(spec) = self.acme.order(order_id).await? else {
+            return Ok(()); // finished before a restart
+        };
+        let mut published: Vec<(String, String, String)> = Vec::new();
+        let mut provider = None;
+        let outcome = tokio::time::timeout(
+            self.config.order_timeout,
+            self.obtain(order_id, &spec, metadata, &mut provider, &mut published),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Ok(Err(Failure::new(format!("the order did not finish within {:?}", self.config.order_timeout))))
+        });
+        // DNS records come down whatever happened; a failure to remove one is only logged.
+        if let Some(provider) = &provider {
+            for (domain, fqdn, value) in &published {
+                if let Err(e) = provider.cleanup(domain, fqdn, value).await {
+                    tracing::warn!(%order_id, %fqdn, error = %e, "Could not remove a DNS-01 record.");
+                }
+            }
+        }
+        match outcome? {
+            Ok((chain, key)) => {
+                let certificate_id = self.acme.complete_order(order_id, &spec, &chain, &key, metadata).await?;
+                tracing::info!(%order_id, %certificate_id, domains = ?spec.domains, "ACME certificate issued.");
+            }
+            Err(failure) => {
+                tracing::info!(%order_id, error = %failure.error, "ACME order failed.");
+                let Failure { error, problem_type, authorizations } = failure;
+                self.acme
+                    .fail_order(order_id, &spec, error, problem_type, authorizations, Utc::now(), metadata)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Orders, answers every authorization's challenge, finalizes with a key of ours, and
+    /// downloads the chain.
+    async fn obtain(
+        &self,
+        order_id: Uuid,
+        spec: &AcmeOrderSpec,
+        metadata: &EventMetadata,
+        provider: &mut Option<Provider>,
+        published: &mut Vec<(String, String, String)>,
+    ) -> Step<(String, rcgen::KeyPair)> {
+        let account = match self.account_for(spec.account_id).await? {
+            Ok(account) => account,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        if let Some(provider_id) = spec.dns_provider_id {
+            *provider = match self.provider(provider_id).await? {
+                Ok(p) => Some(p),
+                Err(failure) => return Ok(Err(failure)),
+            };
+        }
+        let identifiers: Vec<Identifier> = spec.domains.iter().map(|d| Identifier::Dns(d.clone())).collect();
+        let mut order = acme!(account.new_order(&NewOrder::new(&identifiers)).await);
+        let created = AcmeOrderEvent::AcmeOrderCreated { order_url: order.url().to_owned() };
+        self.acme.progress(order_id, created, metadata).await?;
+
+        let kind = match spec.challenge {
+            ChallengeKind::Http01 => ChallengeType::Http01,
+            ChallengeKind::Dns01 => ChallengeType::Dns01,
+        };
+        let mut authorizations = order.authorizations();
+        while let Some(authorization) = authorizations.next().await {
+            let mut authorization = acme!(authorization);
+            let domain = authorization.identifier().to_string();
+            match authorization.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => {
+                    self.acme.progress(order_id, AcmeOrderEvent::AcmeAuthorizationValid { domain }, metadata).await?;
+                    continue;
+                }
+                status => {
+                    return Ok(Err(Failure::new(format!("the authorization for {domain} is {status:?}"))));
+                }
+            }
+            let Some(mut challenge) = authorization.challenge(kind.clone()) else {
+                return Ok(Err(Failure::new(format!("the directory offers no {kind:?} challenge for {domain}"))));
+            };
+            let token = challenge.token.clone();
+            let key_authorization = challenge.key_authorization();
+            let (value, record) = match spec.challenge {
+                ChallengeKind::Http01 => (key_authorization.as_str().to_owned(), None),
+                ChallengeKind::Dns01 => {
+                    // A wildcard's record is at the bare name.
+                    let bare = match challenge.identifier().identifier {
+                        Identifier::Dns(name) => name.clone(),
+                        _ => domain.clone(),
+                    };
+                    let fqdn = format!("_acme-challenge.{bare}.");
+                    let value = key_authorization.dns_value();
+                    let Some(provider) = provider.as_ref() else {
+                        return Ok(Err(Failure::new("DNS01 needs a DNS provider")));
+                    };
+                    if let Err(e) = provider.present(&domain, &fqdn, &value).await {
+                        return Ok(Err(Failure::new(format!("publishing the DNS-01 record for {domain}: {e}"))));
+                    }
+                    published.push((domain.clone(), fqdn.clone(), value.clone()));
+                    (value, Some(fqdn))
+                }
+            };
+            let event = AcmeOrderEvent::AcmeChallengePublished {
+                domain: domain.clone(),
+                challenge: spec.challenge,
+                token: token.clone(),
+                key_authorization: value,
+                record,
+            };
+            self.acme.progress(order_id, event, metadata).await?;
+            if spec.challenge == ChallengeKind::Http01 && !self.served(&token).await? {
+                return Ok(Err(Failure::new(format!(
+                    "the HTTP-01 responder did not have the key authorization for {domain} within {:?}; \
+                     are the API and projections running?",
+                    self.config.publish_timeout
+                ))));
+            }
+            acme!(challenge.set_ready().await);
+        }
+
+        let retries = RetryPolicy::new().timeout(self.config.validation_timeout);
+        let status = order.poll_ready(&retries).await;
+        // Each identifier's fate, as the directory tells it, whatever the order's status.
+        let mut failures = Vec::new();
+        let mut authorizations = order.authorizations();
+        while let Some(Ok(authorization)) = authorizations.next().await {
+            let domain = authorization.identifier().to_string();
+            if authorization.status == AuthorizationStatus::Valid {
+                self.acme.progress(order_id, AcmeOrderEvent::AcmeAuthorizationValid { domain }, metadata).await?;
+                continue;
+            }
+            for problem in authorization.challenges.iter().filter_map(|c| c.error.as_ref()) {
+                failures.push(AuthorizationFailure {
+                    domain: domain.clone(),
+                    error: problem_text(problem),
+                    problem_type: problem.r#type.clone(),
+                });
+            }
+        }
+        let failed = |mut failure: Failure, failures: Vec<AuthorizationFailure>| {
+            failure.authorizations = failures;
+            Ok(Err(failure))
+        };
+        match status {
+            Ok(OrderStatus::Ready) => {}
+            Ok(status) => {
+                let error = match failures.first() {
+                    Some(first) => format!("the order is {status:?}: {}: {}", first.domain, first.error),
+                    None => format!("the order is {status:?}"),
+                };
+                return failed(Failure::new(error), failures);
+            }
+            Err(e) => return failed(Failure::from(&e), failures),
+        }
+
+        let (key, csr) = unity_commands::x509::key_and_csr(&spec.domains, spec.key_algorithm).await?;
+        acme!(order.finalize_csr(&csr).await);
+        let chain = acme!(order.poll_certificate(&retries).await);
+        Ok(Ok((chain, key)))
+    }
+
+    /// Waits until the API's responder can answer for `token`.
+    async fn served(&self, token: &str) -> Result<bool, AcmeCommandError> {
+        let deadline = tokio::time::Instant::now() + self.config.publish_timeout;
+        let mut progress = self.acme.store().wakeup().subscribe_progress();
+        loop {
+            // The responder reads this read model table (unity-projections' acme projection).
+            let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM acme_http_challenges WHERE token = $1")
+                .bind(token)
+                .fetch_optional(self.acme.store().pool())
+                .await
+                .map_err(StoreError::from)?;
+            if found.is_some() {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            // Woken by this process's projections; polled for projections running elsewhere.
+            let _ = tokio::time::timeout(Duration::from_millis(100), progress.changed()).await;
+        }
+    }
+
+    /// Runs until `shutdown` turns true, woken by appends and polling every `poll` besides.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, poll: Duration) {
+        let mut wakeups = self.acme.store().wakeup().subscribe();
+        let mut backoff = Backoff::default();
+        while !*shutdown.borrow() {
+            let pause = match self.run_once().await {
+                Ok(n) if n > 0 => {
+                    backoff.reset();
+                    continue;
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "The ACME reactor failed a batch; retrying.");
+                    self.lease.release();
+                    Some(backoff.next_pause())
+                }
+            };
+            wakeups.idle(&mut shutdown, pause, poll).await;
+        }
+    }
+}
