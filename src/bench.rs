@@ -84,10 +84,15 @@ pub enum BenchCommand {
         json: bool,
     },
     /// Issuing --count internal certificates in a row, with ECDSA P-256 keys and then RSA 2048
-    /// keys, each recorded and its key sealed (fresh `<database>_bench_certificates` database).
+    /// keys, each recorded and its key sealed (fresh `<database>_bench_certificates` database);
+    /// then --acme certificates in a row from a Pebble started here, through the whole
+    /// application with real HTTP-01 validation (fresh `<database>_bench_acme` database).
     Certificates {
         #[arg(long, default_value_t = 100)]
         count: usize,
+        /// ACME orders against Pebble (0: skip).
+        #[arg(long, default_value_t = 1)]
+        acme: usize,
         #[arg(long)]
         json: bool,
     },
@@ -189,11 +194,11 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                 lines.join("\n")
             });
         }
-        BenchCommand::Certificates { count, json } => {
-            if count == 0 || count > 100_000 {
-                bail!("--count must be between 1 and 100000");
+        BenchCommand::Certificates { count, acme, json } => {
+            if count == 0 || count > 100_000 || acme > 1000 {
+                bail!("--count must be between 1 and 100000, --acme between 0 and 1000");
             }
-            let result = certificates::certificates(&settings, count).await?;
+            let result = certificates::certificates(&settings, count, acme).await?;
             print(&result, json, |r| {
                 let runs: Vec<String> = r["runs"]
                     .as_array()
@@ -209,7 +214,19 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                         )
                     })
                     .collect();
-                format!("certificates: {}", runs.join("; "))
+                let acme = &r["acme"];
+                let acme = if acme.is_null() {
+                    String::new()
+                } else {
+                    format!(
+                        "\nacme: account registered at Pebble in {:.2} s; {} HTTP-01 order(s), request to certificate recorded: median {:.2} s, max {:.2} s",
+                        acme["registration_seconds"].as_f64().unwrap_or(0.0),
+                        acme["orders"],
+                        acme["order_seconds_median"].as_f64().unwrap_or(0.0),
+                        acme["order_seconds_max"].as_f64().unwrap_or(0.0),
+                    )
+                };
+                format!("certificates: {}{acme}", runs.join("; "))
             });
         }
         BenchCommand::Nats { rate, seconds, json } => {

@@ -506,6 +506,26 @@ async fn certificates_are_deployed_over_ssh_reloaded_and_redeployed_after_renewa
     let op = app.ok(Some(&admin), deploy, json!({ "i": linked })).await["deployCertificate"].clone();
     assert_eq!(op["state"], "FAILED");
     assert!(op["error"].as_str().unwrap().contains("symbolic link"), "{op}");
+    // The files are one change: another certificate whose certificate file cannot be written
+    // leaves the key file as it was (never a new key beside the old certificate), and no
+    // temporary files behind.
+    let other = issue(
+        &app,
+        &admin,
+        json!({ "caId": ca["id"], "commonName": "other.lab", "dnsNames": ["other.lab"], "validityDays": 30 }),
+    )
+    .await;
+    let mut partial = linked.clone();
+    partial["certificateId"] = other["id"].clone();
+    let op = app.ok(Some(&admin), deploy, json!({ "i": partial })).await["deployCertificate"].clone();
+    assert_eq!(op["state"], "FAILED", "{op}");
+    assert_eq!(std::fs::read_to_string(tls.join("web.key")).unwrap(), key, "the key file is untouched");
+    let leftovers: Vec<String> = std::fs::read_dir(&tls)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".unity."))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     // An operator may deploy a certificate, but writing its key out or running a command is an
     // admin's call.
     app.create_user(&admin, "op", "OPERATOR").await;
@@ -555,7 +575,8 @@ async fn certificates_are_deployed_over_ssh_reloaded_and_redeployed_after_renewa
     let acme = app.db_acme().await;
     let credentials = app.db_credentials().await;
     let later = chrono::Utc::now() + chrono::Duration::days(21);
-    assert_eq!(unity::schedule::renew_due_certificates(&acme, &credentials, later).await.unwrap(), (1, 0));
+    // (web.lab, deployed, and other.lab, whose deployment failed.)
+    assert_eq!(unity::schedule::renew_due_certificates(&acme, &credentials, later).await.unwrap(), (2, 0));
     let renewed = eventually_certificate(
         &app,
         &admin,
@@ -587,5 +608,47 @@ async fn certificates_are_deployed_over_ssh_reloaded_and_redeployed_after_renewa
         4,
         "reloaded after the redeployment too"
     );
+
+    // A redeployment that fails (the server is down) is asked for again at the next run, until
+    // it succeeds.
+    let mut sshd = sshd;
+    sshd.stop();
+    let even_later = later + chrono::Duration::days(21);
+    assert_eq!(unity::schedule::renew_due_certificates(&acme, &credentials, even_later).await.unwrap(), (2, 0));
+    let newest =
+        eventually_certificate(&app, &admin, "query($id: ID!) { certificate(id: $id) { renewedBy } }", &new_id, |c| {
+            c["renewedBy"].is_string()
+        })
+        .await["renewedBy"]
+            .as_str()
+            .unwrap()
+            .parse::<uuid::Uuid>()
+            .unwrap();
+    let failed_deploys = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM ssh_requests WHERE kind = 'DEPLOY' AND entry_id = $1 AND state = 'FAILED'",
+        )
+        .bind(newest)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+        n
+    };
+    unity_commands::testing::eventually(std::time::Duration::from_secs(30), "both redeployments failing", || async {
+        (failed_deploys().await == 2).then_some(())
+    })
+    .await;
+    sshd.restart().unwrap();
+    assert_eq!(unity::schedule::renew_due_certificates(&acme, &credentials, even_later).await.unwrap(), (0, 0));
+    let newest_pem = app
+        .ok(Some(&admin), "query($id: ID!) { certificate(id: $id) { certificatePem } }", json!({ "id": newest }))
+        .await["certificate"]["certificatePem"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    unity_commands::testing::eventually(std::time::Duration::from_secs(30), "the retried redeployment", || async {
+        (std::fs::read_to_string(tls.join("web.crt")).unwrap() == newest_pem).then_some(())
+    })
+    .await;
     drop(sshd);
 }

@@ -303,32 +303,38 @@ pub enum RequestError {
     X509(#[from] X509CommandError),
 }
 
-/// Writes a certificate (0644), its chain (0644) and key (the deployment's mode, else 0600), each
-/// atomically, then runs the reload command and reports its exit status.
+/// Writes a certificate (0644), its chain (0644) and key (the deployment's mode, else 0600) as
+/// one change, then runs the reload command and reports its exit status.
 async fn deploy_on(
     session: &SshSession,
     deployment: &unity_domain::servers::CertificateDeployment,
     (certificate, chain, key): (String, String, Option<zeroize::Zeroizing<String>>),
 ) -> Result<Outcome, SshError> {
     let owner = deployment.owner.as_deref();
+    let full;
+    let mut files = Vec::with_capacity(3);
     if let Some(key_path) = &deployment.key_path {
         let Some(key) = &key else {
             return Ok(Outcome::Failed("Unity does not hold this certificate's private key; leave keyPath out".into()));
         };
-        ssh::install_file(session, key_path, key.as_bytes(), deployment.mode.as_deref().unwrap_or("0600"), owner)
-            .await?;
+        let mode = deployment.mode.as_deref().unwrap_or("0600");
+        files.push(ssh::FileToInstall { path: key_path, content: key.as_bytes(), mode, owner });
     }
     match &deployment.chain_path {
         Some(chain_path) => {
-            ssh::install_file(session, chain_path, chain.as_bytes(), "0644", owner).await?;
-            ssh::install_file(session, &deployment.cert_path, certificate.as_bytes(), "0644", owner).await?;
+            files.push(ssh::FileToInstall { path: chain_path, content: chain.as_bytes(), mode: "0644", owner });
+            let cert = certificate.as_bytes();
+            files.push(ssh::FileToInstall { path: &deployment.cert_path, content: cert, mode: "0644", owner });
         }
         // Without a separate chain file, the certificate file carries the full chain.
         None => {
-            let full = format!("{certificate}{chain}");
-            ssh::install_file(session, &deployment.cert_path, full.as_bytes(), "0644", owner).await?;
+            full = format!("{certificate}{chain}");
+            let cert = full.as_bytes();
+            files.push(ssh::FileToInstall { path: &deployment.cert_path, content: cert, mode: "0644", owner });
         }
     }
+    // All uploaded first, then renamed together: never a new key beside an old certificate.
+    ssh::install_files(session, &files).await?;
     let reload_exit_status = match &deployment.reload_command {
         Some(command) => Some(session.exec(&format!("sh -c {}", ssh::shell_quote(command)), None).await?.status),
         None => None,

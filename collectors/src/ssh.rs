@@ -366,16 +366,43 @@ pub async fn system_info(session: &SshSession) -> Result<(String, String, String
     Ok((os, kernel, hostname))
 }
 
-/// Writes `content` to `path` through a temporary file beside it and a rename, with `mode` and,
-/// if given, `owner` (`user` or `user:group`). The directory must exist.
-pub async fn install_file(
-    session: &SshSession,
-    path: &str,
-    content: &[u8],
-    mode: &str,
-    owner: Option<&str>,
-) -> Result<(), SshError> {
-    let chown = owner.map_or(String::new(), |o| format!("chown {} \"$tmp\"\n", shell_quote(o)));
+/// One file of a set written together by [`install_files`].
+pub struct FileToInstall<'a> {
+    pub path: &'a str,
+    pub content: &'a [u8],
+    pub mode: &'a str,
+    pub owner: Option<&'a str>,
+}
+
+/// Writes files through temporary files beside them and renames, with their modes and, if
+/// given, owners (`user` or `user:group`); directories must exist. Several files are one
+/// change: each is uploaded first, and only when all are there does one command rename them all
+/// into place. A failed upload leaves every target as it was (a key beside the certificate it does
+/// not belong to would break the service that reads them).
+pub async fn install_files(session: &SshSession, files: &[FileToInstall<'_>]) -> Result<(), SshError> {
+    let mut staged: Vec<(String, &str)> = Vec::with_capacity(files.len());
+    for file in files {
+        match stage(session, file).await {
+            Ok(tmp) => staged.push((tmp, file.path)),
+            Err(e) => {
+                let temps: Vec<String> = staged.iter().map(|(tmp, _)| shell_quote(tmp)).collect();
+                if !temps.is_empty() {
+                    let _ = session.run(&format!("rm -f -- {}", temps.join(" ")), None).await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    let mut script = String::from("set -eu\n");
+    for (tmp, path) in &staged {
+        script.push_str(&format!("mv -f -- {} {}\n", shell_quote(tmp), shell_quote(path)));
+    }
+    session.run(&script, None).await.map(|_| ())
+}
+
+/// Uploads one file to a temporary file beside its target; returns the temporary's path.
+async fn stage(session: &SshSession, file: &FileToInstall<'_>) -> Result<String, SshError> {
+    let chown = file.owner.map_or(String::new(), |o| format!("chown {} \"$tmp\"\n", shell_quote(o)));
     let script = format!(
         "set -eu\n\
          f={path}; d=$(dirname -- \"$f\")\n\
@@ -385,11 +412,19 @@ pub async fn install_file(
          cat > \"$tmp\"\n\
          chmod {mode} \"$tmp\"\n\
          {chown}\
-         mv -f -- \"$tmp\" \"$f\"\n\
-         trap - EXIT\n",
-        path = shell_quote(path),
-        mode = shell_quote(mode),
+         trap - EXIT\n\
+         printf '%s' \"$tmp\"\n",
+        path = shell_quote(file.path),
+        mode = shell_quote(file.mode),
         refuse_links = REFUSE_LINKS,
     );
-    session.run(&script, Some(content)).await.map(|_| ())
+    let tmp = session.run(&script, Some(file.content)).await?;
+    if tmp.is_empty() || tmp.contains('\n') {
+        return Err(SshError::Command {
+            command: "mktemp".into(),
+            status: 0,
+            stderr: format!("unexpected temporary file name {tmp:?}"),
+        });
+    }
+    Ok(tmp)
 }
