@@ -696,6 +696,34 @@ mod tests {
     }
 
     #[test]
+    fn an_ordered_renewal_runs_once_and_is_closed_by_its_outcome() {
+        let history = lived(90);
+        let t0 = Utc.timestamp_opt(1_000_000, 0).unwrap();
+        let due = t0 + chrono::Duration::days(61);
+        let order_id = Uuid::from_u128(7);
+        let mut history = history;
+        history.extend(
+            Certificate::decide(&CertificateCommand::RequestRenewal { order_id }, &Certificate::fold(&history))
+                .unwrap(),
+        );
+        let CertificateState::Present(data) = Certificate::fold(&history) else { panic!() };
+        assert!(!data.renewal_due(due), "not twice while the order runs");
+        given::<Certificate>(&history).when(CertificateCommand::RequestRenewal { order_id }).then(&[]);
+        given::<Certificate>(&history)
+            .when(CertificateCommand::RequestRenewal { order_id: Uuid::from_u128(8) })
+            .then_error(X509Error::Invalid("a renewal of this certificate is under way".into()));
+        let failed = Certificate::decide(
+            &CertificateCommand::RecordRenewalFailure { error: "refused".into(), now: due },
+            &Certificate::fold(&history),
+        )
+        .unwrap();
+        history.extend(failed);
+        let CertificateState::Present(data) = Certificate::fold(&history) else { panic!() };
+        assert_eq!(data.renewal_order, None);
+        assert!(!data.renewal_due(due) && data.renewal_due(due + chrono::Duration::hours(1)), "backed off, then due");
+    }
+
+    #[test]
     fn expiry_warnings_come_once_per_threshold() {
         let mut history = lived(90);
         let t0 = Utc.timestamp_opt(1_000_000, 0).unwrap();
