@@ -201,7 +201,43 @@ async fn http01_is_answered_by_unity_and_pebble_issues_renews_and_refuses_what_i
     for line in ["unity_acme_orders{status=\"VALID\"} 2", "unity_acme_orders{status=\"INVALID\"} 1"] {
         assert!(metrics.contains(line), "/metrics lacks {line}");
     }
+
+    // The directory gone when the renewal is due: the failed order is recorded on the
+    // certificate with an expiry warning and the time of the next attempt.
     drop(pebble);
+    let renewed_at = |field: &str| -> chrono::DateTime<chrono::Utc> {
+        renewal["certificate"][field].as_str().unwrap().parse().unwrap()
+    };
+    let (from, until) = (renewed_at("notBefore"), renewed_at("notAfter"));
+    let due = from + (until - from) * 3 / 4;
+    assert_eq!(unity::schedule::renew_due_certificates(&acme, &credentials, due).await.unwrap(), (1, 0));
+    let query = "query($id: ID!) { certificate(id: $id) { renewalFailures lastRenewalError renewedBy } }";
+    let failed = unity_commands::testing::eventually(Duration::from_secs(60), "the failed renewal", || async {
+        let c = app.ok(Some(&admin), query, json!({ "id": renewed })).await["certificate"].clone();
+        (c["renewalFailures"] == 1).then_some(c)
+    })
+    .await;
+    assert!(failed["renewedBy"].is_null());
+    assert!(!failed["lastRenewalError"].as_str().unwrap().is_empty(), "{failed}");
+    let warnings: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE stream_id = $1 AND event_type = 'CertificateExpiring' \
+         AND payload->>'cause' = 'RENEWAL_FAILED'",
+    )
+    .bind(format!("certificate-{renewed}"))
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(warnings, 1);
+    // The reactor records the failure at its own clock's time; the next attempt is an hour on.
+    let next = app
+        .ok(Some(&admin), "query($id: ID!) { certificate(id: $id) { nextRenewalAttemptAt } }", json!({ "id": renewed }))
+        .await["certificate"]["nextRenewalAttemptAt"]
+        .as_str()
+        .unwrap()
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap();
+    let wait = next - chrono::Utc::now();
+    assert!(wait > chrono::Duration::minutes(55) && wait <= chrono::Duration::hours(1), "{next}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
