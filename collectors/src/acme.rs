@@ -312,7 +312,8 @@ impl AcmeReactor {
         let outcome = match tokio::time::timeout(self.config.order_timeout, self.create_account(&spec)).await {
             Ok(Ok(Ok((url, credentials)))) => Ok((url, credentials)),
             Ok(Ok(Err(failure))) => Err((failure.error, failure.problem_type)),
-            Ok(Err(e)) => return Err(e),
+            Ok(Err(e @ AcmeCommandError::Store(_))) => return Err(e),
+            Ok(Err(e)) => Err((e.to_string(), None)),
             Err(_) => Err((format!("the directory did not answer within {:?}", self.config.order_timeout), None)),
         };
         if let Err((error, _)) = &outcome {
@@ -424,7 +425,15 @@ impl AcmeReactor {
                 }
             }
         }
-        match outcome? {
+        // Only the store failing leaves the order pending for another run; anything else about
+        // it (a sealed secret that cannot be read, a key Unity could not make) fails this order
+        // instead of stopping every order behind it.
+        let outcome = match outcome {
+            Err(e @ AcmeCommandError::Store(_)) => return Err(e),
+            Err(e) => Err(Failure::new(e.to_string())),
+            Ok(outcome) => outcome,
+        };
+        match outcome {
             Ok((chain, key)) => {
                 let certificate_id = self.acme.complete_order(order_id, &spec, &chain, &key, metadata).await?;
                 tracing::info!(%order_id, %certificate_id, domains = ?spec.domains, "ACME certificate issued.");
