@@ -133,16 +133,8 @@ async fn redeploy(
     old_id: uuid::Uuid,
     new_id: uuid::Uuid,
 ) -> anyhow::Result<()> {
-    let deployments = unity_projections::credentials::deployments_of(x509.store().pool(), old_id).await?;
-    if deployments.is_empty() {
-        return Ok(());
-    }
-    let fingerprint = x509.facts(new_id).await?.fingerprint;
-    for row in deployments {
-        let mut deployment: unity_domain::servers::CertificateDeployment = serde_json::from_value(row.deployment)?;
-        deployment.certificate_id = new_id;
-        deployment.fingerprint = fingerprint.clone();
-        credentials.request(row.server_id, ServerRequest::DeployCertificate { deployment }, &metadata()).await?;
+    for row in unity_projections::credentials::deployments_of(x509.store().pool(), old_id).await? {
+        deploy_as_before(x509, credentials, row.server_id, row.deployment, new_id).await?;
     }
     Ok(())
 }
@@ -152,15 +144,26 @@ async fn redeploy(
 /// never while one is pending. Returns how many deployments were requested.
 pub async fn redeploy_renewed(x509: &X509Commands, credentials: &CredentialCommands) -> anyhow::Result<usize> {
     let stale = unity_projections::credentials::stale_deployments(x509.store().pool()).await?;
-    for row in &stale {
-        let mut deployment: unity_domain::servers::CertificateDeployment =
-            serde_json::from_value(row.deployment.clone())?;
-        deployment.certificate_id = row.newest_id;
-        deployment.fingerprint = x509.facts(row.newest_id).await?.fingerprint;
-        let request = ServerRequest::DeployCertificate { deployment };
-        credentials.request(row.server_id, request, &metadata()).await?;
+    let n = stale.len();
+    for row in stale {
+        deploy_as_before(x509, credentials, row.server_id, row.deployment, row.newest_id).await?;
     }
-    Ok(stale.len())
+    Ok(n)
+}
+
+/// Asks for `certificate_id` to be deployed on `server_id` as `deployment` (a recorded one) says.
+async fn deploy_as_before(
+    x509: &X509Commands,
+    credentials: &CredentialCommands,
+    server_id: uuid::Uuid,
+    deployment: serde_json::Value,
+    certificate_id: uuid::Uuid,
+) -> anyhow::Result<()> {
+    let mut deployment: unity_domain::servers::CertificateDeployment = serde_json::from_value(deployment)?;
+    deployment.certificate_id = certificate_id;
+    deployment.fingerprint = x509.facts(certificate_id).await?.fingerprint;
+    credentials.request(server_id, ServerRequest::DeployCertificate { deployment }, &metadata()).await?;
+    Ok(())
 }
 
 /// Warns about every current certificate within one of `thresholds` days of expiry (once per

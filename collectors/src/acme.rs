@@ -29,8 +29,7 @@ use tokio::sync::watch;
 use unity_commands::{
     acme::{decode_hmac_key, AcmeCommandError, AcmeCommands},
     lease::{checkpoint, Lease},
-    store::{range_end_after, read_range, Cursor, StoreError},
-    wakeup::Backoff,
+    store::{Cursor, StoreError},
 };
 use unity_domain::{
     acme::{
@@ -42,7 +41,10 @@ use unity_domain::{
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::dns::{self, Rfc2136, TsigKey};
+use crate::{
+    dns::{self, Rfc2136, TsigKey},
+    reactor::{run_batches, Reactor},
+};
 
 pub const CHECKPOINT: &str = "reactor:acme";
 const BATCH: i64 = 200;
@@ -254,18 +256,10 @@ impl AcmeReactor {
     /// Handles the requests in the next batch of the log. Returns how many events it passed
     /// (0: nothing new, or another process holds the lease).
     pub async fn run_once(&mut self) -> Result<usize, AcmeReactorError> {
-        if !self.lease.acquire(self.acme.store().pool()).await? {
+        let pool = self.acme.store().pool().clone();
+        let types = [AcmeAccountEvent::STREAM_TYPE, AcmeOrderEvent::STREAM_TYPE];
+        let Some((through, count, events)) = self.lease.next_batch(&pool, &types, BATCH).await? else {
             return Ok(0);
-        }
-        let after = self.checkpoint().await?;
-        let (through, count, events) = {
-            let mut conn = self.acme.store().pool().acquire().await?;
-            let Some((through, count)) = range_end_after(&mut conn, after, BATCH).await? else {
-                return Ok(0);
-            };
-            let types = [AcmeAccountEvent::STREAM_TYPE, AcmeOrderEvent::STREAM_TYPE];
-            let events = read_range(&mut conn, after, through, Some(&types)).await?;
-            (through, count, events)
         };
         let mut jobs = Vec::new();
         for event in &events {
@@ -599,23 +593,24 @@ impl AcmeReactor {
     }
 
     /// Runs until `shutdown` turns true, woken by appends and polling every `poll` besides.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, poll: Duration) {
-        let mut wakeups = self.acme.store().wakeup().subscribe();
-        let mut backoff = Backoff::default();
-        while !*shutdown.borrow() {
-            let pause = match self.run_once().await {
-                Ok(n) if n > 0 => {
-                    backoff.reset();
-                    continue;
-                }
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "The ACME reactor failed a batch; retrying.");
-                    self.lease.release();
-                    Some(backoff.next_pause())
-                }
-            };
-            wakeups.idle(&mut shutdown, pause, poll).await;
-        }
+    pub async fn run(self, shutdown: watch::Receiver<bool>, poll: Duration) {
+        run_batches(self, shutdown, poll).await
+    }
+}
+
+impl Reactor for AcmeReactor {
+    const NAME: &'static str = "ACME reactor";
+    type Error = AcmeReactorError;
+
+    fn store(&self) -> &unity_commands::store::EventStore {
+        self.acme.store()
+    }
+
+    async fn run_once(&mut self) -> Result<usize, AcmeReactorError> {
+        AcmeReactor::run_once(self).await
+    }
+
+    fn lease(&mut self) -> &mut Lease {
+        &mut self.lease
     }
 }

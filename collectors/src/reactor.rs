@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use unity_commands::{
     credentials::{CredentialCommands, CredentialsError},
     lease::{checkpoint, Lease},
-    store::{range_end_after, read_range, Cursor, StoreError},
+    store::{Cursor, StoreError},
     wakeup::Backoff,
     x509::{X509CommandError, X509Commands},
 };
@@ -116,17 +116,10 @@ impl SshReactor {
     /// Handles the requests in the next batch of the log. Returns how many events it passed
     /// (0: nothing new, or another process holds the lease).
     pub async fn run_once(&mut self) -> Result<usize, ReactorError> {
-        if !self.lease.acquire(self.commands.store().pool()).await? {
+        let pool = self.commands.store().pool().clone();
+        let Some((through, count, events)) = self.lease.next_batch(&pool, &[ServerEvent::STREAM_TYPE], BATCH).await?
+        else {
             return Ok(0);
-        }
-        let after = self.checkpoint().await?;
-        let (through, count, events) = {
-            let mut conn = self.commands.store().pool().acquire().await?;
-            let Some((through, count)) = range_end_after(&mut conn, after, BATCH).await? else {
-                return Ok(0);
-            };
-            let events = read_range(&mut conn, after, through, Some(&[ServerEvent::STREAM_TYPE])).await?;
-            (through, count, events)
         };
         let mut jobs = Vec::new();
         for event in &events {
@@ -272,24 +265,59 @@ impl SshReactor {
     }
 
     /// Runs until `shutdown` turns true, woken by appends and polling every `poll` besides.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>, poll: Duration) {
-        let mut wakeups = self.commands.store().wakeup().subscribe();
-        let mut backoff = Backoff::default();
-        while !*shutdown.borrow() {
-            let pause = match self.run_once().await {
-                Ok(n) if n > 0 => {
-                    backoff.reset();
-                    continue;
-                }
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::warn!(error = %e, "The SSH reactor failed a batch; retrying.");
-                    self.lease.release();
-                    Some(backoff.next_pause())
-                }
-            };
-            wakeups.idle(&mut shutdown, pause, poll).await;
-        }
+    pub async fn run(self, shutdown: watch::Receiver<bool>, poll: Duration) {
+        run_batches(self, shutdown, poll).await
+    }
+}
+
+/// A reactor: a reader of the log that carries out requests, a batch at a time, under a lease.
+pub trait Reactor: Send {
+    /// What the logs call it.
+    const NAME: &'static str;
+    type Error: std::fmt::Display + Send;
+    fn store(&self) -> &unity_commands::store::EventStore;
+    /// Handles the next batch; how many events it passed (0: nothing new, or not the leader).
+    fn run_once(&mut self) -> impl std::future::Future<Output = Result<usize, Self::Error>> + Send;
+    fn lease(&mut self) -> &mut Lease;
+}
+
+impl Reactor for SshReactor {
+    const NAME: &'static str = "SSH reactor";
+    type Error = ReactorError;
+
+    fn store(&self) -> &unity_commands::store::EventStore {
+        self.commands.store()
+    }
+
+    async fn run_once(&mut self) -> Result<usize, ReactorError> {
+        SshReactor::run_once(self).await
+    }
+
+    fn lease(&mut self) -> &mut Lease {
+        &mut self.lease
+    }
+}
+
+/// Runs a reactor until `shutdown` turns true: batch after batch while there is work, then
+/// woken by appends (polling every `poll` besides); after a failure it gives up its lease and
+/// backs off.
+pub async fn run_batches<R: Reactor>(mut reactor: R, mut shutdown: watch::Receiver<bool>, poll: Duration) {
+    let mut wakeups = reactor.store().wakeup().subscribe();
+    let mut backoff = Backoff::default();
+    while !*shutdown.borrow() {
+        let pause = match reactor.run_once().await {
+            Ok(n) if n > 0 => {
+                backoff.reset();
+                continue;
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, reactor = R::NAME, "A reactor failed a batch; retrying.");
+                reactor.lease().release();
+                Some(backoff.next_pause())
+            }
+        };
+        wakeups.idle(&mut shutdown, pause, poll).await;
     }
 }
 

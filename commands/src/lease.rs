@@ -6,7 +6,7 @@
 
 use sqlx::{PgConnection, PgPool};
 
-use crate::store::Cursor;
+use crate::store::{range_end_after, read_range, Cursor, RecordedEvent, StoreError};
 
 pub struct Lease {
     name: String,
@@ -50,6 +50,27 @@ impl Lease {
     /// Gives the lease up (after an error on its connection, say).
     pub fn release(&mut self) {
         self.conn = None;
+    }
+
+    /// The next batch (up to `n` events, of `stream_types` only) after this consumer's
+    /// checkpoint: the cursor it ends at, how many events it spans in all, and the matching
+    /// events. `None` when another process holds the lease or nothing is new.
+    pub async fn next_batch(
+        &mut self,
+        pool: &PgPool,
+        stream_types: &[&str],
+        n: i64,
+    ) -> Result<Option<(Cursor, i64, Vec<RecordedEvent>)>, StoreError> {
+        if !self.acquire(pool).await.map_err(StoreError::from)? {
+            return Ok(None);
+        }
+        let after = checkpoint(pool, &self.name).await.map_err(StoreError::from)?;
+        let mut conn = pool.acquire().await.map_err(StoreError::from)?;
+        let Some((through, count)) = range_end_after(&mut conn, after, n).await? else {
+            return Ok(None);
+        };
+        let events = read_range(&mut conn, after, through, Some(stream_types)).await?;
+        Ok(Some((through, count, events)))
     }
 
     /// Moves the checkpoint, on the lease's connection. `Ok(false)`: the lease is not held.

@@ -2,8 +2,6 @@
 //! roles and call in here. Registrations and orders are carried out by the ACME reactor; the
 //! mutations wait (bounded by `ApiConfig::acme_wait`) for the outcome in the read model.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
 use unity_commands::acme::{AcmeCommandError, AcmePreset};
@@ -330,25 +328,6 @@ pub async fn order_of(ctx: &Context, r: AcmeOrderRow) -> Result<AcmeOrder, ApiEr
         requested_at: r.requested_at,
         finished_at: r.finished_at,
     })
-}
-
-/// Polls the read model until `done` says so or `ApiConfig::acme_wait` is over; woken by this
-/// process's projections, polled for projections elsewhere.
-pub async fn wait_until<T, F, Fut>(ctx: &Context, mut read: F, done: impl Fn(&T) -> bool) -> Result<T, ApiError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ApiError>>,
-{
-    let deadline = tokio::time::Instant::now() + ctx.state.config.acme_wait;
-    let mut progress = ctx.state.store.wakeup().subscribe_progress();
-    loop {
-        let value = read().await?;
-        if done(&value) || tokio::time::Instant::now() >= deadline {
-            return Ok(value);
-        }
-        let pause = deadline.saturating_duration_since(tokio::time::Instant::now()).min(Duration::from_millis(250));
-        let _ = tokio::time::timeout(pause, progress.changed()).await;
-    }
 }
 
 #[derive(Clone, Debug, GraphQLObject)]

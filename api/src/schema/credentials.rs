@@ -5,8 +5,6 @@
 //! the requests, then waits (bounded by `ApiConfig::ssh_wait`) for their outcomes and reports
 //! each server's as SUCCEEDED, FAILED (with the reason) or, past the wait, PENDING.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use juniper::{graphql_object, GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
 use unity_commands::credentials::{CredentialsError, Requested};
@@ -959,17 +957,9 @@ pub async fn wait_for_outcomes(ctx: &Context, requested: &[Requested]) -> Result
 }
 
 pub async fn wait_for_requests(ctx: &Context, ids: &[Uuid]) -> Result<Vec<RequestRow>, ApiError> {
-    let deadline = tokio::time::Instant::now() + ctx.state.config.ssh_wait;
-    let mut progress = ctx.state.store.wakeup().subscribe_progress();
-    loop {
-        let mut rows = read::requests(ctx.state.store.pool(), ids).await?;
-        let done = rows.len() == ids.len() && rows.iter().all(|r| r.state != "PENDING");
-        if done || tokio::time::Instant::now() >= deadline {
-            rows.sort_by_key(|r| ids.iter().position(|i| *i == r.request_id));
-            return Ok(rows);
-        }
-        // Woken by this process's projections; polled for projections running elsewhere.
-        let pause = deadline.saturating_duration_since(tokio::time::Instant::now()).min(Duration::from_millis(250));
-        let _ = tokio::time::timeout(pause, progress.changed()).await;
-    }
+    let read = || async { Ok(read::requests(ctx.state.store.pool(), ids).await?) };
+    let done = |rows: &Vec<RequestRow>| rows.len() == ids.len() && rows.iter().all(|r| r.state != "PENDING");
+    let mut rows = ctx.wait_until(ctx.state.config.ssh_wait, read, done).await?;
+    rows.sort_by_key(|r| ids.iter().position(|i| *i == r.request_id));
+    Ok(rows)
 }

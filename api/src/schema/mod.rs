@@ -90,6 +90,32 @@ impl Context {
         Ok(())
     }
 
+    /// Reads the read model until `done` holds or `limit` is over, and returns the last read:
+    /// woken by this process's projections, polled for projections running elsewhere.
+    async fn wait_until<T, F, Fut>(
+        &self,
+        limit: std::time::Duration,
+        mut read: F,
+        done: impl Fn(&T) -> bool,
+    ) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut progress = self.state.store.wakeup().subscribe_progress();
+        loop {
+            let value = read().await?;
+            if done(&value) || tokio::time::Instant::now() >= deadline {
+                return Ok(value);
+            }
+            let pause = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(std::time::Duration::from_millis(250));
+            let _ = tokio::time::timeout(pause, progress.changed()).await;
+        }
+    }
+
     async fn certificate(&self, id: uuid::Uuid) -> Result<certificates::Certificate, ApiError> {
         let row = unity_projections::certificates::certificate(self.state.store.pool(), id).await?;
         let row = row.ok_or_else(|| ApiError::not_found("certificate"))?;
@@ -1103,7 +1129,8 @@ impl Mutation {
         };
         let created = ctx.state.acme.register_account(new, &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
-        acme::wait_until(ctx, || acme::account(ctx, created.id), |a| a.status != acme::AcmeAccountStatus::Pending).await
+        let account = || acme::account(ctx, created.id);
+        ctx.wait_until(ctx.state.config.acme_wait, account, |a| a.status != acme::AcmeAccountStatus::Pending).await
     }
 
     /// Orders a certificate from an ACME account's directory, answering HTTP-01 on this API's
@@ -1126,7 +1153,8 @@ impl Mutation {
         };
         let created = ctx.state.acme.request_order(uuid::Uuid::now_v7(), spec, &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
-        acme::wait_until(ctx, || acme::order(ctx, created.id), |o| o.status != acme::AcmeOrderStatus::Pending).await
+        let order = || acme::order(ctx, created.id);
+        ctx.wait_until(ctx.state.config.acme_wait, order, |o| o.status != acme::AcmeOrderStatus::Pending).await
     }
 
     /// A DNS provider for DNS-01: RFC 2136 dynamic updates (TSIG-signed) or a webhook.
