@@ -242,6 +242,7 @@ impl App {
                 session_lifetime: app.settings.session_lifetime,
                 ssh_wait: app.settings.ssh_wait,
                 acme_wait: app.settings.acme_wait,
+                ws_init_timeout: app.settings.ws_init_timeout,
                 ..ApiConfig::default()
             };
             let relay_checkpoint = nats.as_ref().map(|_| format!("nats-relay:{}", app.settings.nats_stream));

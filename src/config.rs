@@ -49,6 +49,8 @@ pub struct Settings {
     pub expiry_warning_days: Vec<u32>,
     /// How long registerAcmeAccount and requestAcmeCertificate wait for the directory.
     pub acme_wait: std::time::Duration,
+    /// How long a WebSocket may stay open without `connection_init`.
+    pub ws_init_timeout: std::time::Duration,
     /// The longest one ACME order may take before it is recorded as failed.
     pub acme_order_timeout: std::time::Duration,
 }
@@ -75,6 +77,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("certificate_check_interval_secs", "UNITY_CERTIFICATE_CHECK_INTERVAL_SECS"),
     ("expiry_warning_days", "UNITY_EXPIRY_WARNING_DAYS"),
     ("acme_wait_secs", "UNITY_ACME_WAIT_SECS"),
+    ("ws_init_timeout_secs", "UNITY_WS_INIT_TIMEOUT_SECS"),
     ("acme_order_timeout_secs", "UNITY_ACME_ORDER_TIMEOUT_SECS"),
 ];
 
@@ -169,6 +172,7 @@ impl Settings {
         }
         let certificate_check_interval = seconds("UNITY_CERTIFICATE_CHECK_INTERVAL_SECS", 3600)?;
         let acme_wait = seconds("UNITY_ACME_WAIT_SECS", 90)?;
+        let ws_init_timeout = seconds("UNITY_WS_INIT_TIMEOUT_SECS", 10)?;
         let acme_order_timeout = seconds("UNITY_ACME_ORDER_TIMEOUT_SECS", 300)?;
         if acme_order_timeout == 0 {
             bail!("UNITY_ACME_ORDER_TIMEOUT_SECS must be at least 1");
@@ -203,6 +207,7 @@ impl Settings {
             certificate_check_interval: std::time::Duration::from_secs(certificate_check_interval),
             expiry_warning_days,
             acme_wait: std::time::Duration::from_secs(acme_wait),
+            ws_init_timeout: std::time::Duration::from_secs(ws_init_timeout),
             acme_order_timeout: std::time::Duration::from_secs(acme_order_timeout),
         })
     }

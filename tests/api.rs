@@ -18,7 +18,7 @@ pub(crate) const ADMIN_PASSWORD: &str = "correct horse battery staple";
 pub(crate) struct TestApp {
     address: String,
     pub(crate) db: TestDb,
-    client: awc::Client,
+    pub(crate) client: awc::Client,
     _stop: watch::Sender<bool>,
     pub(crate) nats: NatsServer,
     key: std::path::PathBuf,
@@ -62,6 +62,10 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
+    pub(crate) fn ws_url(&self) -> String {
+        format!("ws://{}/graphql", self.address)
+    }
+
     /// POSTs a GraphQL request; returns the HTTP status and the JSON body.
     pub(crate) async fn post(&self, token: Option<&str>, body: &Value) -> (u16, Value) {
         let mut request = self.client.post(self.url("/graphql"));
@@ -97,7 +101,7 @@ impl TestApp {
     }
 
     /// Appends events of a non-identity stream type (what later domains will write), directly.
-    async fn probe(&self, events: &[(&str, Value)]) {
+    pub(crate) async fn probe(&self, events: &[(&str, Value)]) {
         use unity_commands::store::{ExpectedVersion, NewEvent, StreamAppend};
         let metadata = json!({ "actor": { "kind": "system", "id": null, "name": "test" }, "correlation_id": uuid::Uuid::now_v7(), "source": "test" });
         let appends = events

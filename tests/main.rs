@@ -7,6 +7,7 @@ mod certificates;
 mod cli;
 mod credentials;
 mod serve;
+mod websocket;
 
 use std::process::{Command, Output};
 

@@ -27,6 +27,8 @@ pub struct Principal {
     pub credential: Credential,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub last_login_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the credential expires by time.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,9 +61,100 @@ pub async fn authenticate(pool: &sqlx::PgPool, header: Option<&str>) -> Result<O
         None => return Err(invalid()),
     };
     let user_role = parse_role(&owner.user_role)?;
-    let TokenOwner { user_id, username, role, created_at, last_login_at, .. } = owner;
+    let TokenOwner { user_id, username, role, created_at, last_login_at, expires_at, .. } = owner;
     let role = parse_role(&role)?.min(user_role);
-    Ok(Some(Principal { user_id, username, role, user_role, credential, created_at, last_login_at }))
+    Ok(Some(Principal { user_id, username, role, user_role, credential, created_at, last_login_at, expires_at }))
+}
+
+/// The access of one WebSocket connection's token while the connection lasts, shared by its
+/// operations. It ends when the token stops being valid (the connection then closes with 4403)
+/// and narrows when the user's role is lowered; running subscriptions consult it for every
+/// event they deliver.
+pub struct LiveAccess {
+    principal: Principal,
+    role: std::sync::atomic::AtomicU8,
+    ended: tokio::sync::watch::Sender<Option<String>>,
+}
+
+impl LiveAccess {
+    pub fn new(principal: Principal) -> LiveAccess {
+        LiveAccess {
+            role: std::sync::atomic::AtomicU8::new(principal.role as u8),
+            principal,
+            ended: tokio::sync::watch::channel(None).0,
+        }
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// What the token may do now; `None` once its access has ended.
+    pub fn role(&self) -> Option<Role> {
+        if self.ended.borrow().is_some() {
+            return None;
+        }
+        Some(match self.role.load(std::sync::atomic::Ordering::Acquire) {
+            2 => Role::Admin,
+            1 => Role::Operator,
+            _ => Role::Viewer,
+        })
+    }
+
+    /// Lowers what the token may do to `role` (never raises it: a wider role takes a new
+    /// connection, and a read model that lags the log must not undo a narrowing).
+    pub fn narrow(&self, role: Role) {
+        self.role.fetch_min(role as u8, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Ends the access for `reason` (the first reason given is kept).
+    pub fn end(&self, reason: &str) {
+        self.ended.send_if_modified(|ended| {
+            if ended.is_some() {
+                return false;
+            }
+            *ended = Some(reason.to_owned());
+            true
+        });
+    }
+
+    /// Resolves with the reason once the access has ended.
+    pub async fn ended(&self) -> String {
+        let mut ended = self.ended.subscribe();
+        let reason = ended.wait_for(Option::is_some).await.map(|r| r.clone()).ok().flatten();
+        reason.unwrap_or_else(|| "the connection's access ended".into())
+    }
+
+    /// Applies one event from the log, in log order: an event that ends this credential's
+    /// access ends it here, before any later event is delivered; a lowered role narrows it.
+    /// Returns whether access remains.
+    pub fn observe(&self, stream_id: &str, event_type: &str, payload: &serde_json::Value) -> bool {
+        let principal = &self.principal;
+        let user_stream = format!("user-{}", principal.user_id);
+        let ends = match (principal.credential, event_type) {
+            (_, "UserDisabled") if stream_id == user_stream => Some("the user was disabled"),
+            (Credential::Session(_), "UserPasswordChanged") if stream_id == user_stream => {
+                Some("the password was changed, which ends every session")
+            }
+            (Credential::Session(id), "SessionEnded") if stream_id == format!("session-{id}") => {
+                Some("the session ended")
+            }
+            (Credential::ApiKey(id), "ApiKeyRevoked") if stream_id == format!("api_key-{id}") => {
+                Some("the API key was revoked")
+            }
+            (_, "UserRoleChanged") if stream_id == user_stream => {
+                if let Some(role) = payload.get("role").and_then(|r| serde_json::from_value::<Role>(r.clone()).ok()) {
+                    self.narrow(role);
+                }
+                None
+            }
+            _ => None,
+        };
+        if let Some(reason) = ends {
+            self.end(reason);
+        }
+        self.role().is_some()
+    }
 }
 
 pub fn parse_role(stored: &str) -> Result<Role, ApiError> {

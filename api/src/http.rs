@@ -10,20 +10,11 @@ use actix_web::{
     middleware::Next,
     web, HttpRequest, HttpResponse,
 };
-use futures::{SinkExt, StreamExt};
-use juniper::{http::GraphQLRequest, DefaultScalarValue, GraphQLError, InputValue, ScalarValue, Variables};
-use juniper_graphql_ws::{
-    graphql_transport_ws::{ClientMessage, Connection, Input, Output, ServerMessage},
-    ArcSchema, ConnectionConfig,
-};
+use futures::StreamExt;
+use juniper::{http::GraphQLRequest, DefaultScalarValue, GraphQLError, OperationType, Variables};
 use serde_json::{json, Value};
 
-use crate::{
-    auth::authenticate,
-    errors::{ApiError, Code},
-    schema::Context,
-    ApiState,
-};
+use crate::{auth::authenticate, errors::Code, schema::Context, ApiState};
 
 type State = web::Data<Arc<ApiState>>;
 
@@ -75,7 +66,7 @@ fn error_response(status: StatusCode, code: Code, message: &str) -> HttpResponse
 
 /// Gives every error without a code one: requests refused before execution (parse and validation
 /// errors) are the caller's; anything else without a code is ours.
-fn add_codes(errors: &mut Value, code: Code) {
+pub(crate) fn add_codes(errors: &mut Value, code: Code) {
     if let Value::Array(errors) = errors {
         for error in errors {
             if let Value::Object(fields) = error {
@@ -113,11 +104,70 @@ async fn request_context(state: &Arc<ApiState>, req: &HttpRequest) -> Context {
         Ok(principal) => (principal, None),
         Err(e) => (None, Some(e)),
     };
-    Context { state: state.clone(), principal, auth_error, source: source_address(req).into() }
+    Context { state: state.clone(), principal, auth_error, source: source_address(req).into(), access: None }
 }
 
 fn source_address(req: &HttpRequest) -> String {
     req.peer_addr().map_or_else(|| "unknown".into(), |a| a.ip().to_string())
+}
+
+/// A GraphQL request as either method carries it.
+struct HttpOperation {
+    query: String,
+    operation_name: Option<String>,
+    variables: Variables<DefaultScalarValue>,
+}
+
+/// The media type of the answer, by the request's `Accept` (GraphQL over HTTP): the draft's
+/// `application/graphql-response+json` when asked for, otherwise `application/json`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ResponseType {
+    Json,
+    GraphqlResponse,
+}
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+impl ResponseType {
+    fn of(req: &HttpRequest) -> ResponseType {
+        let accept = req.headers().get_all(header::ACCEPT).filter_map(|v| v.to_str().ok());
+        let mut best: Option<(f32, ResponseType)> = None;
+        for range in accept.flat_map(|v| v.split(',')) {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let quality = parts.find_map(|p| p.strip_prefix("q=")).and_then(|q| q.parse::<f32>().ok()).unwrap_or(1.0);
+            let kind = match media.as_str() {
+                GRAPHQL_RESPONSE => ResponseType::GraphqlResponse,
+                "application/json" | "application/*" | "*/*" => ResponseType::Json,
+                _ => continue,
+            };
+            // Higher quality wins; at equal quality graphql-response+json, as the draft prefers.
+            let better = best.is_none_or(|(q, k)| {
+                quality > q || (quality == q && kind == ResponseType::GraphqlResponse && k == ResponseType::Json)
+            });
+            if quality > 0.0 && better {
+                best = Some((quality, kind));
+            }
+        }
+        best.map_or(ResponseType::Json, |(_, kind)| kind)
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            ResponseType::Json => "application/json",
+            ResponseType::GraphqlResponse => GRAPHQL_RESPONSE,
+        }
+    }
+
+    /// The status of a request error (the document did not parse or validate; nothing ran):
+    /// 400 under graphql-response+json; under application/json the draft keeps 200 for every
+    /// well-formed request.
+    fn request_error_status(self) -> StatusCode {
+        match self {
+            ResponseType::Json => StatusCode::OK,
+            ResponseType::GraphqlResponse => StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 async fn graphql_post(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
@@ -147,11 +197,95 @@ async fn graphql_post(req: HttpRequest, payload: web::Payload, state: State) -> 
             return error_response(StatusCode::BAD_REQUEST, Code::BadUserInput, &message);
         }
     };
-    let context = request_context(&state, &req).await;
-    let operation = request.operation_name.clone();
-    let response =
-        juniper::execute(&request.query, operation.as_deref(), &state.schema, &request.variables(), &context).await;
-    let (status, mut body) = match response {
+    let operation =
+        HttpOperation { variables: request.variables(), query: request.query, operation_name: request.operation_name };
+    execute(&state, &req, operation, false).await
+}
+
+/// `GET /graphql`: a WebSocket upgrade, or a query in the URL (`query`, `operationName`,
+/// `variables` as JSON), as GraphQL over HTTP describes. Mutations are refused with 405.
+async fn graphql_get(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, actix_web::Error> {
+    let upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
+    if upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+        return websocket(req, payload, state);
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Params {
+        query: Option<String>,
+        operation_name: Option<String>,
+        variables: Option<String>,
+    }
+    let params = match web::Query::<Params>::from_query(req.query_string()) {
+        Ok(params) => params.into_inner(),
+        Err(e) => {
+            state.metrics.rejected_documents.inc();
+            return Ok(error_response(
+                StatusCode::BAD_REQUEST,
+                Code::BadUserInput,
+                &format!("the URL's parameters are not a GraphQL request ({e})"),
+            ));
+        }
+    };
+    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
+        state.metrics.rejected_documents.inc();
+        return Ok(error_response(
+            StatusCode::BAD_REQUEST,
+            Code::BadUserInput,
+            "give the query as ?query=…, or upgrade to a WebSocket (graphql-transport-ws or graphql-ws) for subscriptions",
+        ));
+    };
+    let variables = match params.variables.as_deref().map(serde_json::from_str::<Option<Variables<DefaultScalarValue>>>)
+    {
+        None => Variables::default(),
+        Some(Ok(variables)) => variables.unwrap_or_default(),
+        Some(Err(e)) => {
+            state.metrics.rejected_documents.inc();
+            let message = format!("`variables` must be a JSON object ({e})");
+            return Ok(error_response(StatusCode::BAD_REQUEST, Code::BadUserInput, &message));
+        }
+    };
+    let operation = HttpOperation { query, operation_name: params.operation_name, variables };
+    Ok(execute(&state, &req, operation, true).await)
+}
+
+/// Validates and runs one operation over HTTP (`get`: only queries may run).
+async fn execute(state: &Arc<ApiState>, req: &HttpRequest, request: HttpOperation, get: bool) -> HttpResponse {
+    let response_type = ResponseType::of(req);
+    let request_error = |errors: Value| {
+        let mut errors = if errors.is_array() { errors } else { json!([{ "message": "the request was refused" }]) };
+        add_codes(&mut errors, Code::BadUserInput);
+        HttpResponse::build(response_type.request_error_status())
+            .content_type(response_type.content_type())
+            .body(json!({ "errors": errors }).to_string())
+    };
+    let operation = match state.schemas.validate(&request.query, request.operation_name.as_deref()) {
+        Ok(operation) => operation,
+        Err(e) => {
+            if matches!(e, GraphQLError::ParseError(_)) {
+                state.metrics.rejected_documents.inc();
+            }
+            return request_error(serde_json::to_value(&e).unwrap_or_else(|_| json!([])));
+        }
+    };
+    match operation.operation_type() {
+        OperationType::Mutation if get => {
+            let body = json!({ "errors": [{ "message": "mutations are sent with POST; GET runs queries only",
+                                            "extensions": { "code": Code::BadUserInput.as_str() } }] });
+            return HttpResponse::MethodNotAllowed()
+                .insert_header((header::ALLOW, "POST"))
+                .content_type(response_type.content_type())
+                .body(body.to_string());
+        }
+        OperationType::Subscription => {
+            return request_error(
+                json!([{ "message": "subscriptions run over a WebSocket on GET /graphql (graphql-transport-ws or graphql-ws)" }]),
+            );
+        }
+        _ => {}
+    }
+    let context = request_context(state, req).await;
+    match operation.execute(&request.variables, &context).await {
         Ok((data, errors)) => {
             let mut body = json!({ "data": data });
             if !errors.is_empty() {
@@ -159,147 +293,20 @@ async fn graphql_post(req: HttpRequest, payload: web::Payload, state: State) -> 
                 add_codes(&mut errors, Code::Internal);
                 body["errors"] = errors;
             }
-            (StatusCode::OK, body)
+            HttpResponse::Ok().content_type(response_type.content_type()).body(body.to_string())
         }
-        Err(e) => {
-            if matches!(e, GraphQLError::ParseError(_)) {
-                state.metrics.rejected_documents.inc();
-            }
-            (StatusCode::BAD_REQUEST, json!({ "errors": serde_json::to_value(&e).unwrap_or_else(|_| json!([])) }))
-        }
-    };
-    if status != StatusCode::OK {
-        let errors = &mut body["errors"];
-        if !errors.is_array() {
-            *errors = json!([{ "message": "the request was refused" }]);
-        }
-        add_codes(errors, Code::BadUserInput);
+        Err(e) => request_error(serde_json::to_value(&e).unwrap_or_else(|_| json!([]))),
     }
-    HttpResponse::build(status).json(body)
 }
 
-async fn graphql_get(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, actix_web::Error> {
-    let upgrade = req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
-    if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
-        return Ok(error_response(
-            StatusCode::BAD_REQUEST,
-            Code::BadUserInput,
-            "send queries with POST; GET /graphql upgrades to a WebSocket (graphql-transport-ws) for subscriptions",
-        ));
-    }
-    let (response, session, messages) = actix_ws::handle_with_protocols(&req, payload, &["graphql-transport-ws"])?;
+fn websocket(req: HttpRequest, payload: web::Payload, state: State) -> Result<HttpResponse, actix_web::Error> {
+    let (response, session, messages) = actix_ws::handle_with_protocols(&req, payload, crate::ws::PROTOCOLS)?;
     let max = state.config.limits.max_ws_message_bytes;
     let messages = messages.max_frame_size(max).aggregate_continuations().max_continuation_size(max);
+    let protocol = crate::ws::Protocol::negotiated(&response);
     let source: Arc<str> = source_address(&req).into();
-    let schema = ArcSchema(state.schema.clone());
-    let state = state.get_ref().clone();
-    let init = {
-        let state = state.clone();
-        move |params: Variables<DefaultScalarValue>| async move {
-            // {"Authorization": "Bearer …"} or {"token": "…"}; no token is allowed, and every
-            // field that needs one will say UNAUTHENTICATED.
-            let text = |key: &str| {
-                params.get(key).and_then(InputValue::as_scalar).and_then(|s| s.try_as_str()).map(str::to_owned)
-            };
-            let token = text("Authorization").or_else(|| text("authorization")).or_else(|| text("token"));
-            let principal = authenticate(state.store.pool(), token.as_deref()).await?;
-            let context = Context { state, principal, auth_error: None, source };
-            Ok::<_, ApiError>(
-                ConnectionConfig::new(context)
-                    .with_max_in_flight_operations(16)
-                    .with_keep_alive_interval(std::time::Duration::from_secs(15)),
-            )
-        }
-    };
-    let (mut to_connection, mut from_connection) = Connection::new(schema, init).split();
-    actix_web::rt::spawn(async move {
-        let closer = session.clone();
-        let mut pong = session.clone();
-        let mut messages = messages;
-        let input = async move {
-            while let Some(message) = messages.next().await {
-                let text = match message {
-                    Ok(actix_ws::AggregatedMessage::Text(text)) => text.to_string(),
-                    Ok(actix_ws::AggregatedMessage::Binary(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-                    Ok(actix_ws::AggregatedMessage::Ping(bytes)) => {
-                        let _ = pong.pong(&bytes).await;
-                        continue;
-                    }
-                    Ok(actix_ws::AggregatedMessage::Pong(_)) => continue,
-                    Ok(actix_ws::AggregatedMessage::Close(_)) => {
-                        let _ = to_connection.send(Input::Close).await;
-                        return;
-                    }
-                    Err(actix_ws::ProtocolError::Overflow) => {
-                        state.metrics.rejected_documents.inc();
-                        let reason = format!("a message exceeds the limit of {max} bytes");
-                        let _ = closer
-                            .close(Some(actix_ws::CloseReason {
-                                code: actix_ws::CloseCode::Size,
-                                description: Some(reason),
-                            }))
-                            .await;
-                        return;
-                    }
-                    Err(_) => return,
-                };
-                match serde_json::from_str::<ClientMessage<DefaultScalarValue>>(&text) {
-                    Ok(message) => {
-                        if to_connection.send(Input::Message(message)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let reason = format!("invalid message: {e}");
-                        let _ = closer
-                            .close(Some(actix_ws::CloseReason {
-                                code: actix_ws::CloseCode::Other(4400),
-                                description: Some(reason),
-                            }))
-                            .await;
-                        return;
-                    }
-                }
-            }
-        };
-        let mut session = session;
-        let output = async move {
-            while let Some(output) = from_connection.next().await {
-                match output {
-                    Output::Message(message) => {
-                        if session.text(server_message_json(&message)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Output::Close { code, message } => {
-                        let reason = actix_ws::CloseReason { code: code.into(), description: Some(message) };
-                        let _ = session.close(Some(reason)).await;
-                        return;
-                    }
-                }
-            }
-        };
-        futures::future::select(Box::pin(input), Box::pin(output)).await;
-    });
+    actix_web::rt::spawn(crate::ws::serve(state.get_ref().clone(), session, messages, protocol, source));
     Ok(response)
-}
-
-/// A server message as JSON, its errors carrying `extensions.code` like HTTP responses' do.
-fn server_message_json<S: ScalarValue>(message: &ServerMessage<S>) -> String {
-    let needs_codes = match message {
-        ServerMessage::Error { .. } => true,
-        ServerMessage::Next { payload, .. } => !payload.errors.is_empty(),
-        _ => false,
-    };
-    if !needs_codes {
-        return serde_json::to_string(message).unwrap_or_default();
-    }
-    let mut value = serde_json::to_value(message).unwrap_or_default();
-    match message {
-        ServerMessage::Error { .. } => add_codes(&mut value["payload"], Code::BadUserInput),
-        _ => add_codes(&mut value["payload"]["errors"], Code::Internal),
-    }
-    value.to_string()
 }
 
 async fn graphiql() -> HttpResponse {
@@ -354,8 +361,9 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-/// Ready when the database answers, the projections are running, and NATS (if configured) is
-/// connected. Each check is reported.
+/// Ready means "can serve requests": the database answers and the projections run. NATS and
+/// the relay are reported, not required: while NATS is away the API serves and events wait in
+/// PostgreSQL for the relay, so taking this instance out of service would help nobody.
 async fn readyz(state: State) -> HttpResponse {
     let database = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(state.store.pool()).await.is_ok();
     let stopped: Vec<String> = match state.engine.status().await {
@@ -363,17 +371,37 @@ async fn readyz(state: State) -> HttpResponse {
         Err(_) => vec![],
     };
     let nats = state.nats.as_ref().map(|client| client.connection_state() == async_nats::connection::State::Connected);
-    let ready = database && stopped.is_empty() && nats != Some(false);
+    let relay_lag = relay_lag(&state).await;
+    let ready = database && stopped.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "database": database,
         "stoppedProjections": stopped,
-        "nats": nats,
+        "nats": match nats {
+            None => json!({ "configured": false }),
+            Some(connected) => json!({ "configured": true, "connected": connected }),
+        },
+        "relayLagEvents": relay_lag,
     });
     HttpResponse::build(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }).json(body)
 }
 
-async fn metrics(state: State) -> HttpResponse {
+/// Committed events the relay has not yet published (with NATS configured).
+async fn relay_lag(state: &ApiState) -> Option<i64> {
+    let name = state.relay_checkpoint.as_ref()?;
+    let position = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")
+        .bind(name)
+        .fetch_optional(state.store.pool())
+        .await;
+    let cursor = match position {
+        Ok(Some(row)) => unity_commands::store::Cursor::from_leading_columns(&row),
+        Ok(None) => unity_commands::store::Cursor::START,
+        Err(_) => return None,
+    };
+    state.store.count_after(cursor).await.ok()
+}
+
+async fn metrics(req: HttpRequest, state: State) -> HttpResponse {
     let m = &state.metrics;
     m.set_events_appended(state.store.appended_total());
     if let Ok(head) = state.store.last_committed().await {
@@ -399,21 +427,23 @@ async fn metrics(state: State) -> HttpResponse {
     if let Ok(by_status) = unity_projections::acme::order_counts(state.store.pool()).await {
         m.set_acme_orders(&by_status);
     }
-    if let Some(name) = &state.relay_checkpoint {
-        let position = sqlx::query("SELECT transaction_id, global_position FROM checkpoints WHERE name = $1")
-            .bind(name)
-            .fetch_optional(state.store.pool())
-            .await;
-        let cursor = match position {
-            Ok(Some(row)) => Some(unity_commands::store::Cursor::from_leading_columns(&row)),
-            Ok(None) => Some(unity_commands::store::Cursor::START),
-            Err(_) => None,
-        };
-        if let Some(cursor) = cursor {
-            if let Ok(lag) = state.store.count_after(cursor).await {
-                m.relay_lag.set(lag);
-            }
-        }
+    if let Some(lag) = relay_lag(&state).await {
+        m.relay_lag.set(lag);
     }
-    HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(m.encode())
+    if let Some(client) = &state.nats {
+        m.nats_connected.set(i64::from(client.connection_state() == async_nats::connection::State::Connected));
+    }
+    // OpenMetrics for those who ask for it (Prometheus does, first), the classic text format
+    // for everyone else (`Accept: text/plain; version=0.0.4`, curl, older scrapers).
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let openmetrics = accept.split(',').any(|range| {
+        range.trim().starts_with("application/openmetrics-text")
+            && !range.replace(' ', "").contains(";q=0,")
+            && !range.replace(' ', "").ends_with(";q=0")
+    });
+    if openmetrics {
+        HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(m.encode())
+    } else {
+        HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.encode_classic())
+    }
 }

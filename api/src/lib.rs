@@ -5,8 +5,10 @@ pub mod auth;
 pub mod errors;
 mod http;
 pub mod metrics;
+mod operation;
 pub mod schema;
 pub mod tail;
+mod ws;
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
@@ -62,6 +64,8 @@ pub struct ApiConfig {
     /// How long registerAcmeAccount and requestAcmeCertificate wait for the ACME reactor's
     /// outcome before answering with a PENDING record (to be followed by query or subscription).
     pub acme_wait: Duration,
+    /// How long a WebSocket may stay open without `connection_init` (then it is closed, 4408).
+    pub ws_init_timeout: Duration,
 }
 
 impl Default for ApiConfig {
@@ -75,6 +79,7 @@ impl Default for ApiConfig {
             ssh_wait: Duration::from_secs(30),
             expiring_days: 30,
             acme_wait: Duration::from_secs(90),
+            ws_init_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -104,7 +109,7 @@ pub struct ApiState {
     pub nats: Option<async_nats::Client>,
     /// The relay's checkpoint name, when NATS is configured, for its lag on /metrics.
     pub relay_checkpoint: Option<String>,
-    pub schema: Arc<schema::Schema>,
+    pub schemas: operation::Schemas,
 }
 
 impl ApiState {
@@ -119,7 +124,7 @@ impl ApiState {
         ApiState {
             tail: tail::EventTail::new(store.clone()),
             throttle: auth::LoginThrottle::new(config.throttle),
-            schema: Arc::new(schema::schema(&config.limits)),
+            schemas: operation::Schemas::new(&config.limits),
             metrics: metrics::Metrics::default(),
             store,
             identity: commands.identity,

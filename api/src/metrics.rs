@@ -66,12 +66,13 @@ pub struct Metrics {
     pub projection_lag: Family<ProjectionLabels, Gauge>,
     pub projection_stopped: Family<ProjectionLabels, Gauge>,
     pub relay_lag: Gauge,
+    pub nats_connected: Gauge,
     pub ssh_keys: Family<AlgorithmLabels, Gauge>,
     pub servers: Family<HostKeyLabels, Gauge>,
     pub distributions: Family<DistributionLabels, Counter>,
     pub certificates_signed: Counter,
     pub certificates: Family<StatusLabels, Gauge>,
-    pub soonest_expiry_days: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub soonest_expiry_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub renewals: Family<StatusLabels, Counter>,
     pub acme_orders: Family<StatusLabels, Gauge>,
 }
@@ -129,6 +130,12 @@ impl Default for Metrics {
         );
         let relay_lag = Gauge::default();
         registry.register("relay_lag_events", "Committed events not yet published to NATS", relay_lag.clone());
+        let nats_connected = Gauge::default();
+        registry.register(
+            "nats_connected",
+            "Whether this process is connected to NATS (1) or not (0)",
+            nats_connected.clone(),
+        );
         let ssh_keys = Family::<AlgorithmLabels, Gauge>::default();
         registry.register("ssh_keys", "SSH keys held (not deleted), by algorithm", ssh_keys.clone());
         let servers = Family::<HostKeyLabels, Gauge>::default();
@@ -143,11 +150,11 @@ impl Default for Metrics {
         registry.register("ssh_certificates_signed", "SSH certificates signed", certificates_signed.clone());
         let certificates = Family::<StatusLabels, Gauge>::default();
         registry.register("certificates", "X.509 certificates kept, by status", certificates.clone());
-        let soonest_expiry_days = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let soonest_expiry_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         registry.register(
-            "certificate_soonest_expiry_days",
-            "Days until the soonest expiry among unrevoked, unexpired certificates",
-            soonest_expiry_days.clone(),
+            "certificate_soonest_expiry_seconds",
+            "Seconds until the soonest expiry among unrevoked, unexpired certificates",
+            soonest_expiry_seconds.clone(),
         );
         let renewals = Family::<StatusLabels, Counter>::default();
         registry.register(
@@ -162,7 +169,7 @@ impl Default for Metrics {
             renewals,
             acme_orders,
             certificates,
-            soonest_expiry_days,
+            soonest_expiry_seconds,
             ssh_keys,
             servers,
             distributions,
@@ -179,6 +186,7 @@ impl Default for Metrics {
             projection_lag,
             projection_stopped,
             relay_lag,
+            nats_connected,
         }
     }
 }
@@ -230,7 +238,7 @@ impl Metrics {
         for (status, n) in by_status {
             self.certificates.get_or_create(&StatusLabels { status: status.clone() }).set(*n);
         }
-        self.soonest_expiry_days.set(soonest_days.unwrap_or(f64::NAN));
+        self.soonest_expiry_seconds.set(soonest_days.map_or(f64::NAN, |days| days * 86_400.0));
     }
 
     pub fn set_renewals(&self, succeeded: i64, failed: i64) {
@@ -247,11 +255,60 @@ impl Metrics {
         }
     }
 
+    /// The OpenMetrics text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+
+    /// The classic Prometheus text format (`text/plain; version=0.0.4`), for scrapers and tools
+    /// that do not speak OpenMetrics.
+    pub fn encode_classic(&self) -> String {
+        classic_text(&self.encode())
+    }
+}
+
+/// Rewrites OpenMetrics text as the classic text format: a counter family is named after its
+/// `_total` samples, `# UNIT` lines and the `# EOF` terminator go, and `_created` samples
+/// (which the classic format would read as a separate metric) are dropped.
+fn classic_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.insert(name.to_owned());
+            }
+        }
+    }
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let header = line
+            .strip_prefix("# HELP ")
+            .map(|r| ("# HELP ", r))
+            .or_else(|| line.strip_prefix("# TYPE ").map(|r| ("# TYPE ", r)));
+        if let Some((kind, rest)) = header {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            let suffix = if counters.contains(name) { "_total" } else { "" };
+            let tail = match tail {
+                "info" | "stateset" => "gauge",
+                "unknown" => "untyped",
+                other => other,
+            };
+            out.push_str(&format!("{kind}{name}{suffix} {tail}\n"));
+            continue;
+        }
+        let name = line.split(['{', ' ']).next().unwrap_or_default();
+        if name.strip_suffix("_created").is_some_and(|family| counters.contains(family)) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// Moves a counter up to a total counted elsewhere (never down).

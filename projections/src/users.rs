@@ -275,6 +275,8 @@ pub struct TokenOwner {
     pub credential_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
+    /// When the session or the API key expires by time (never, for a key without expiry).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 fn token_owner(r: &sqlx::postgres::PgRow) -> TokenOwner {
@@ -286,6 +288,7 @@ fn token_owner(r: &sqlx::postgres::PgRow) -> TokenOwner {
         credential_id: r.get(4),
         created_at: r.get(5),
         last_login_at: r.get(6),
+        expires_at: r.get(7),
     }
 }
 
@@ -293,7 +296,7 @@ fn token_owner(r: &sqlx::postgres::PgRow) -> TokenOwner {
 /// current password, and the user is not disabled.
 pub async fn session_owner(pool: &PgPool, token_sha256: &str) -> Result<Option<TokenOwner>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT u.id, u.username, u.role, u.role, s.id, u.created_at, u.last_login_at \
+        "SELECT u.id, u.username, u.role, u.role, s.id, u.created_at, u.last_login_at, s.expires_at \
          FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.token_sha256 = $1 AND s.ended_at IS NULL AND s.expires_at > now() \
            AND NOT u.disabled AND u.password_secret = s.password_secret",
@@ -308,7 +311,7 @@ pub async fn session_owner(pool: &PgPool, token_sha256: &str) -> Result<Option<T
 /// disabled. `role` is the key's role; the caller caps it at the owner's (`user_role`).
 pub async fn api_key_owner(pool: &PgPool, token_sha256: &str) -> Result<Option<TokenOwner>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT u.id, u.username, k.role, u.role, k.id, u.created_at, u.last_login_at \
+        "SELECT u.id, u.username, k.role, u.role, k.id, u.created_at, u.last_login_at, k.expires_at \
          FROM api_keys k JOIN users u ON u.id = k.owner_id \
          WHERE k.token_sha256 = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) \
            AND NOT u.disabled",

@@ -1,0 +1,147 @@
+//! One GraphQL operation, validated the same way on every transport (POST, GET, both WebSocket
+//! protocols): against the document limits, or, for a document that asks for introspection
+//! only, against introspection's own.
+//!
+//! The standard introspection query of graphql-js (which GraphiQL, Apollo, codegen tools,
+//! Postman and Insomnia send) nests its `ofType` chain and its fragments deeper than any query of
+//! the schema's own needs, so a depth limit tight enough for the schema refuses it. Such a
+//! document is checked instead by the rule graphql-js itself applies to introspection
+//! (`MaxIntrospectionDepthRule`): the lists that multiply a response (`fields`, `inputFields`,
+//! `interfaces`, `possibleTypes`) may not nest inside one another beyond a small bound, while
+//! `ofType`, which names one type, may chain; tokens stay limited as for every document.
+
+use std::collections::HashMap;
+
+use juniper::{
+    parser::{parse_document_source, ParseError},
+    DefaultScalarValue, Definition, GraphQLError, Selection, ValidatedOperation,
+};
+
+use crate::schema::{schema, Mutation, Query, Schema, Subscription};
+
+pub type Validated<'a> = ValidatedOperation<'a, Query, Mutation, Subscription, DefaultScalarValue>;
+
+/// The schema with the document limits, and the same schema with introspection's.
+pub struct Schemas {
+    strict: Schema,
+    introspection: Schema,
+}
+
+/// How deeply introspection's multiplying lists may nest in one another (graphql-js allows the
+/// same: its own standard query nests one).
+const MAX_INTROSPECTION_LIST_NESTING: usize = 2;
+
+impl Schemas {
+    pub fn new(limits: &crate::Limits) -> Schemas {
+        let introspection = crate::Limits {
+            // ofType chains and fragment spreads; the parser's own guard stays far away.
+            max_depth: 40,
+            // A full introspection query of graphql-js expands to a few hundred fields.
+            max_fields: 2_000,
+            ..limits.clone()
+        };
+        Schemas { strict: schema(limits), introspection: schema(&introspection) }
+    }
+
+    /// Parses and validates `query` for execution.
+    pub fn validate<'a>(&'a self, query: &'a str, operation_name: Option<&str>) -> Result<Validated<'a>, GraphQLError> {
+        match Validated::new(query, operation_name, &self.strict) {
+            Err(GraphQLError::ParseError(e))
+                if matches!(e.item, ParseError::DepthLimitExceeded(_) | ParseError::FieldLimitExceeded(_))
+                    && self.introspection_only(query) =>
+            {
+                Validated::new(query, operation_name, &self.introspection)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether every operation of `query` selects only introspection fields at its root and
+    /// keeps introspection's lists within [`MAX_INTROSPECTION_LIST_NESTING`].
+    fn introspection_only(&self, query: &str) -> bool {
+        let Ok(document) = parse_document_source(query, &self.introspection.schema) else {
+            return false;
+        };
+        let fragments: HashMap<&str, &[Selection<'_, DefaultScalarValue>]> = document
+            .iter()
+            .filter_map(|d| match d {
+                Definition::Fragment(f) => Some((f.item.name.item, f.item.selection_set.as_slice())),
+                Definition::Operation(_) => None,
+            })
+            .collect();
+        let walker = IntrospectionWalk { fragments: &fragments };
+        document.iter().all(|d| match d {
+            Definition::Operation(operation) => {
+                let mut roots = Vec::new();
+                walker.root_fields(&operation.item.selection_set, &mut roots, 0)
+                    && roots.iter().all(|name| name.starts_with("__"))
+                    && walker.within_list_nesting(&operation.item.selection_set, 0, 0)
+            }
+            Definition::Fragment(_) => true,
+        })
+    }
+}
+
+struct IntrospectionWalk<'f, 'a> {
+    fragments: &'f HashMap<&'a str, &'f [Selection<'a, DefaultScalarValue>]>,
+}
+
+/// Fragment spreads followed at most this deep (validation refuses cycles; this only bounds the
+/// walk before validation has run).
+const MAX_SPREADS: usize = 32;
+
+impl<'a> IntrospectionWalk<'_, 'a> {
+    /// Collects the names of the fields at the root of `selections`, through fragments.
+    fn root_fields(
+        &self,
+        selections: &[Selection<'a, DefaultScalarValue>],
+        out: &mut Vec<&'a str>,
+        spreads: usize,
+    ) -> bool {
+        if spreads > MAX_SPREADS {
+            return false;
+        }
+        selections.iter().all(|selection| match selection {
+            Selection::Field(field) => {
+                out.push(field.item.name.item);
+                true
+            }
+            Selection::InlineFragment(fragment) => self.root_fields(&fragment.item.selection_set, out, spreads + 1),
+            Selection::FragmentSpread(spread) => self
+                .fragments
+                .get(spread.item.name.item)
+                .is_some_and(|nested| self.root_fields(nested, out, spreads + 1)),
+        })
+    }
+
+    fn within_list_nesting(
+        &self,
+        selections: &[Selection<'a, DefaultScalarValue>],
+        lists: usize,
+        spreads: usize,
+    ) -> bool {
+        if spreads > MAX_SPREADS {
+            return false;
+        }
+        selections.iter().all(|selection| match selection {
+            Selection::Field(field) => {
+                let multiplies =
+                    matches!(field.item.name.item, "fields" | "inputFields" | "interfaces" | "possibleTypes");
+                let lists = lists + usize::from(multiplies);
+                lists <= MAX_INTROSPECTION_LIST_NESTING
+                    && field
+                        .item
+                        .selection_set
+                        .as_ref()
+                        .is_none_or(|nested| self.within_list_nesting(nested, lists, spreads))
+            }
+            Selection::InlineFragment(fragment) => {
+                self.within_list_nesting(&fragment.item.selection_set, lists, spreads + 1)
+            }
+            Selection::FragmentSpread(spread) => self
+                .fragments
+                .get(spread.item.name.item)
+                .is_some_and(|nested| self.within_list_nesting(nested, lists, spreads + 1)),
+        })
+    }
+}
