@@ -1,7 +1,13 @@
-# Builds the `unity` binary and ships it on a slim Debian.
+# Builds the `unity` binary (GraphiQL's assets embedded from web/) and ships it on a slim Debian.
+FROM node:20-bookworm-slim AS web
+WORKDIR /src/web
+COPY web/package.json web/package-lock.json web/.npmrc ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
+COPY --from=web /src/web/node_modules web/node_modules
 RUN cargo build --release --locked && cp target/release/unity /usr/local/bin/unity
 
 FROM debian:bookworm-slim

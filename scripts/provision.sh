@@ -25,6 +25,8 @@ command -v ssh >/dev/null 2>&1 && command -v ssh-keygen >/dev/null 2>&1 || need_
 [ -x /usr/sbin/knotd ] || need_packages+=(knot)
 [ -x /usr/bin/kdig ] || need_packages+=(knot-dnsutils)
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
+# Node.js and npm install GraphiQL's assets, which the build embeds in the binary.
+command -v npm >/dev/null 2>&1 || need_packages+=(nodejs npm)
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     say "missing ${need_packages[*]}; run as root (or install them) first"; exit 1
@@ -77,4 +79,11 @@ export NATS_URL=${NATS_URL:-nats://127.0.0.1:$UNITY_NATS_PORT}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/unity-target}
 if ! command -v cargo >/dev/null 2>&1; then
   say "cargo not found: install a Rust toolchain (https://rustup.rs) first"; exit 1
+fi
+
+# GraphiQL's assets (embedded by api/build.rs) and the JavaScript clients the tests drive, from
+# the committed lock file; again only when the lock file changed.
+if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  say "installing web/ packages (npm ci)"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

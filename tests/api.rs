@@ -176,6 +176,17 @@ impl TestApp {
     }
 }
 
+/// GETs `path` until its JSON body satisfies `done` (within 30 s), and returns that body.
+pub(crate) async fn eventually_json(app: &TestApp, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let done = &done;
+    unity_commands::testing::eventually(Duration::from_secs(30), path, || async move {
+        let mut response = app.client.get(app.url(path)).send().await.ok()?;
+        let body: Value = response.json().await.ok()?;
+        done(&body).then_some(body)
+    })
+    .await
+}
+
 pub(crate) fn code(body: &Value) -> Option<&str> {
     body["errors"][0]["extensions"]["code"].as_str()
 }

@@ -5,6 +5,7 @@ mod acme;
 mod api;
 mod certificates;
 mod cli;
+mod clients;
 mod credentials;
 mod serve;
 mod websocket;

@@ -22,7 +22,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/graphql", web::post().to(graphql_post))
         .route("/graphql", web::get().to(graphql_get))
+        .route("/", web::get().to(home))
         .route("/graphiql", web::get().to(graphiql))
+        .route("/graphiql/{asset}", web::get().to(graphiql_asset))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
@@ -309,10 +311,50 @@ fn websocket(req: HttpRequest, payload: web::Payload, state: State) -> Result<Ht
     Ok(response)
 }
 
+mod graphiql_assets {
+    include!(concat!(env!("OUT_DIR"), "/graphiql_assets.rs"));
+}
+
+/// GraphiQL, every asset served from the binary (nothing from a CDN: it works offline).
 async fn graphiql() -> HttpResponse {
+    if !graphiql_assets::PRESENT {
+        return HttpResponse::ServiceUnavailable().content_type("text/plain; charset=utf-8").body(
+            "This build of Unity has no GraphiQL assets: run `npm ci --prefix web` (scripts/provision.sh does) and build again.\n",
+        );
+    }
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("../graphiql/index.html"))
+}
+
+async fn graphiql_asset(path: web::Path<String>) -> HttpResponse {
+    macro_rules! asset {
+        ($name:literal) => {
+            include_bytes!(concat!(env!("OUT_DIR"), "/", $name)).as_slice()
+        };
+    }
+    let (body, content_type) = match path.as_str() {
+        "graphiql.min.js" => (asset!("graphiql.min.js"), "text/javascript; charset=utf-8"),
+        "graphiql.min.css" => (asset!("graphiql.min.css"), "text/css; charset=utf-8"),
+        "react.production.min.js" => (asset!("react.production.min.js"), "text/javascript; charset=utf-8"),
+        "react-dom.production.min.js" => (asset!("react-dom.production.min.js"), "text/javascript; charset=utf-8"),
+        "graphql-ws.min.js" => (asset!("graphql-ws.min.js"), "text/javascript; charset=utf-8"),
+        _ => return error_response(StatusCode::NOT_FOUND, Code::NotFound, "no such asset"),
+    };
     HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(juniper::http::graphiql::graphiql_source("/graphql", Some("/graphql")))
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(body)
+}
+
+/// Until the web console exists, `/` points to what there is.
+async fn home() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(concat!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unity</title></head><body>",
+        "<h1>Unity</h1><p>The web console is not built yet. Meanwhile:</p><ul>",
+        "<li><a href=\"/graphiql\">GraphiQL</a>: explore and run the GraphQL API (sign in with the <code>login</code> mutation);</li>",
+        "<li><code>POST /graphql</code>, <code>GET /graphql</code> (queries, and WebSocket subscriptions);</li>",
+        "<li><a href=\"/metrics\">/metrics</a>, <a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>;</li>",
+        "<li>the README, which comes with Unity, for setup, configuration and the CLI.</li></ul></body></html>\n",
+    ))
 }
 
 /// An internal CA's certificate revocation list, DER (`openssl crl -inform DER`), signed afresh

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use juniper::{
     parser::{parse_document_source, ParseError},
-    DefaultScalarValue, Definition, GraphQLError, Selection, ValidatedOperation,
+    DefaultScalarValue, Definition, GraphQLError, RuleError, Selection, ValidatedOperation,
 };
 
 use crate::schema::{schema, Mutation, Query, Schema, Subscription};
@@ -45,10 +45,21 @@ impl Schemas {
 
     /// Parses and validates `query` for execution.
     pub fn validate<'a>(&'a self, query: &'a str, operation_name: Option<&str>) -> Result<Validated<'a>, GraphQLError> {
+        // Only a document that names an introspection field needs the walk below.
+        let shape = (query.contains("__schema") || query.contains("__type")).then(|| self.introspection_shape(query));
+        if let Some(Some(shape)) = &shape {
+            if shape.too_nested {
+                let message = format!(
+                    "introspection nests `fields`, `inputFields`, `interfaces` or `possibleTypes` more than \
+                     {MAX_INTROSPECTION_LIST_NESTING} deep"
+                );
+                return Err(GraphQLError::ValidationError(vec![RuleError::new(&message, &[])]));
+            }
+        }
         match Validated::new(query, operation_name, &self.strict) {
             Err(GraphQLError::ParseError(e))
                 if matches!(e.item, ParseError::DepthLimitExceeded(_) | ParseError::FieldLimitExceeded(_))
-                    && self.introspection_only(query) =>
+                    && matches!(shape, Some(Some(IntrospectionShape { only_introspection: true, .. }))) =>
             {
                 Validated::new(query, operation_name, &self.introspection)
             }
@@ -56,12 +67,9 @@ impl Schemas {
         }
     }
 
-    /// Whether every operation of `query` selects only introspection fields at its root and
-    /// keeps introspection's lists within [`MAX_INTROSPECTION_LIST_NESTING`].
-    fn introspection_only(&self, query: &str) -> bool {
-        let Ok(document) = parse_document_source(query, &self.introspection.schema) else {
-            return false;
-        };
+    /// How `query` uses introspection, if it parses within introspection's limits.
+    fn introspection_shape(&self, query: &str) -> Option<IntrospectionShape> {
+        let document = parse_document_source(query, &self.introspection.schema).ok()?;
         let fragments: HashMap<&str, &[Selection<'_, DefaultScalarValue>]> = document
             .iter()
             .filter_map(|d| match d {
@@ -70,16 +78,24 @@ impl Schemas {
             })
             .collect();
         let walker = IntrospectionWalk { fragments: &fragments };
-        document.iter().all(|d| match d {
-            Definition::Operation(operation) => {
+        let mut shape = IntrospectionShape { only_introspection: true, too_nested: false };
+        for definition in &document {
+            if let Definition::Operation(operation) = definition {
                 let mut roots = Vec::new();
-                walker.root_fields(&operation.item.selection_set, &mut roots, 0)
-                    && roots.iter().all(|name| name.starts_with("__"))
-                    && walker.within_list_nesting(&operation.item.selection_set, 0, 0)
+                shape.only_introspection &= walker.root_fields(&operation.item.selection_set, &mut roots, 0)
+                    && roots.iter().all(|name| name.starts_with("__"));
+                shape.too_nested |= !walker.within_list_nesting(&operation.item.selection_set, None, 0);
             }
-            Definition::Fragment(_) => true,
-        })
+        }
+        Some(shape)
     }
+}
+
+struct IntrospectionShape {
+    /// Every operation selects only introspection fields at its root.
+    only_introspection: bool,
+    /// Introspection's lists nest beyond [`MAX_INTROSPECTION_LIST_NESTING`] somewhere.
+    too_nested: bool,
 }
 
 struct IntrospectionWalk<'f, 'a> {
@@ -114,10 +130,13 @@ impl<'a> IntrospectionWalk<'_, 'a> {
         })
     }
 
+    /// Whether introspection's multiplying lists stay within bounds; `lists` counts them once
+    /// inside an introspection field (`None` outside one: the schema's own fields may share
+    /// those names).
     fn within_list_nesting(
         &self,
         selections: &[Selection<'a, DefaultScalarValue>],
-        lists: usize,
+        lists: Option<usize>,
         spreads: usize,
     ) -> bool {
         if spreads > MAX_SPREADS {
@@ -125,10 +144,15 @@ impl<'a> IntrospectionWalk<'_, 'a> {
         }
         selections.iter().all(|selection| match selection {
             Selection::Field(field) => {
-                let multiplies =
-                    matches!(field.item.name.item, "fields" | "inputFields" | "interfaces" | "possibleTypes");
-                let lists = lists + usize::from(multiplies);
-                lists <= MAX_INTROSPECTION_LIST_NESTING
+                let name = field.item.name.item;
+                let lists = match lists {
+                    None if matches!(name, "__schema" | "__type") => Some(0),
+                    None => None,
+                    Some(n) => {
+                        Some(n + usize::from(matches!(name, "fields" | "inputFields" | "interfaces" | "possibleTypes")))
+                    }
+                };
+                lists.is_none_or(|n| n <= MAX_INTROSPECTION_LIST_NESTING)
                     && field
                         .item
                         .selection_set

@@ -161,7 +161,12 @@ impl Query {
     }
 
     /// Every user, by username.
-    async fn users(ctx: &Context, first: Option<i32>, after: Option<String>) -> Result<UserConnection, ApiError> {
+    async fn users(
+        ctx: &Context,
+        #[graphql(description = "How many to return: 1 to 100 (default 50).")] first: Option<i32>,
+        #[graphql(description = "Start after this cursor (a page's `pageInfo.endCursor`); the first page without it.")]
+        after: Option<String>,
+    ) -> Result<UserConnection, ApiError> {
         ctx.require(Role::Admin)?;
         let limit = page_size(first)?;
         let after = after.map(|c| decode_cursor("user", &c)).transpose()?;
@@ -179,15 +184,20 @@ impl Query {
     /// SSH keys in creation order; deleted ones only with `includeDeleted`.
     async fn ssh_keys(
         ctx: &Context,
-        first: Option<i32>,
+        #[graphql(description = "How many to return: 1 to 100 (default 50).")] first: Option<i32>,
+        #[graphql(description = "Start after this cursor (a page's `pageInfo.endCursor`); the first page without it.")]
         after: Option<String>,
-        include_deleted: Option<bool>,
+        #[graphql(description = "Include deleted keys (default false).")] include_deleted: Option<bool>,
     ) -> Result<credentials::SshKeyConnection, ApiError> {
         ctx.require(Role::Viewer)?;
         credentials::ssh_key_connection(ctx, first, after, include_deleted.unwrap_or(false)).await
     }
 
-    async fn ssh_key(ctx: &Context, id: ID) -> Result<credentials::SshKey, ApiError> {
+    /// One SSH key by id (deleted ones too).
+    async fn ssh_key(
+        ctx: &Context,
+        #[graphql(description = "The SSH key's id.")] id: ID,
+    ) -> Result<credentials::SshKey, ApiError> {
         ctx.require(Role::Viewer)?;
         credentials::key(ctx, parse_id("id", &id)?).await
     }
@@ -196,6 +206,7 @@ impl Query {
     /// removal times, from the log of distributions.
     async fn key_exposure(
         ctx: &Context,
+        #[graphql(description = "The key, and the window `[from, to]` to look in.")]
         input: credentials::KeyExposureInput,
     ) -> Result<Vec<credentials::KeyInstallation>, ApiError> {
         ctx.require(Role::Viewer)?;
@@ -209,7 +220,10 @@ impl Query {
     }
 
     /// Keys neither used by Unity's sessions nor created in the last `unusedDays` days (default 90).
-    async fn unused_ssh_keys(ctx: &Context, unused_days: Option<i32>) -> Result<Vec<credentials::SshKey>, ApiError> {
+    async fn unused_ssh_keys(
+        ctx: &Context,
+        #[graphql(description = "Keys unused (and not created) for at least this many days (default 90).")] unused_days: Option<i32>,
+    ) -> Result<Vec<credentials::SshKey>, ApiError> {
         ctx.require(Role::Viewer)?;
         let days = unused_days.unwrap_or(90);
         if !(0..=3650).contains(&days) {
@@ -241,16 +255,22 @@ impl Query {
         }))
     }
 
+    /// Servers in the inventory.
     async fn servers(
         ctx: &Context,
-        first: Option<i32>,
+        #[graphql(description = "How many to return: 1 to 100 (default 50).")] first: Option<i32>,
+        #[graphql(description = "Start after this cursor (a page's `pageInfo.endCursor`); the first page without it.")]
         after: Option<String>,
     ) -> Result<credentials::ServerConnection, ApiError> {
         ctx.require(Role::Viewer)?;
         credentials::server_connection(ctx, first, after).await
     }
 
-    async fn server(ctx: &Context, id: ID) -> Result<credentials::Server, ApiError> {
+    /// One server by id, with its host key status, key drift and certificate drift.
+    async fn server(
+        ctx: &Context,
+        #[graphql(description = "The server's id.")] id: ID,
+    ) -> Result<credentials::Server, ApiError> {
         ctx.require(Role::Viewer)?;
         credentials::server(ctx, parse_id("id", &id)?).await
     }
@@ -262,20 +282,26 @@ impl Query {
         Ok(rows.into_iter().map(credentials::ServerCredential::from).collect())
     }
 
-    async fn server_credential(ctx: &Context, id: ID) -> Result<credentials::ServerCredential, ApiError> {
+    /// One server credential by id (never its secret).
+    async fn server_credential(
+        ctx: &Context,
+        #[graphql(description = "The credential's id.")] id: ID,
+    ) -> Result<credentials::ServerCredential, ApiError> {
         ctx.require(Role::Viewer)?;
         credentials::credential(ctx, parse_id("id", &id)?).await
     }
 
+    /// SSH certificate authorities (their public keys; private keys stay sealed).
     async fn ssh_certificate_authorities(ctx: &Context) -> Result<Vec<credentials::SshCertificateAuthority>, ApiError> {
         ctx.require(Role::Viewer)?;
         let rows = unity_projections::credentials::ssh_cas(ctx.state.store.pool()).await?;
         Ok(rows.into_iter().map(credentials::SshCertificateAuthority).collect())
     }
 
+    /// One SSH certificate authority by id, with the certificates it signed.
     async fn ssh_certificate_authority(
         ctx: &Context,
-        id: ID,
+        #[graphql(description = "The certificate authority's id.")] id: ID,
     ) -> Result<credentials::SshCertificateAuthority, ApiError> {
         ctx.require(Role::Viewer)?;
         credentials::ca(ctx, parse_id("id", &id)?).await
@@ -288,7 +314,11 @@ impl Query {
         Ok(rows.into_iter().map(certificates::CertificateAuthority::from).collect())
     }
 
-    async fn certificate_authority(ctx: &Context, id: ID) -> Result<certificates::CertificateAuthority, ApiError> {
+    /// One internal X.509 certificate authority by id.
+    async fn certificate_authority(
+        ctx: &Context,
+        #[graphql(description = "The certificate authority's id.")] id: ID,
+    ) -> Result<certificates::CertificateAuthority, ApiError> {
         ctx.require(Role::Viewer)?;
         let row = unity_projections::certificates::x509_ca(ctx.state.store.pool(), parse_id("id", &id)?).await?;
         row.map(certificates::CertificateAuthority::from).ok_or_else(|| ApiError::not_found("certificate authority"))
@@ -297,8 +327,11 @@ impl Query {
     /// Certificates Unity keeps (issued, ACME, imported), in creation order.
     async fn certificates(
         ctx: &Context,
-        filter: Option<certificates::CertificateFilterInput>,
-        first: Option<i32>,
+        #[graphql(description = "Only certificates that match every field given.")] filter: Option<
+            certificates::CertificateFilterInput,
+        >,
+        #[graphql(description = "How many to return: 1 to 100 (default 50).")] first: Option<i32>,
+        #[graphql(description = "Start after this cursor (a page's `pageInfo.endCursor`); the first page without it.")]
         after: Option<String>,
     ) -> Result<certificates::CertificateConnection, ApiError> {
         ctx.require(Role::Viewer)?;
@@ -337,7 +370,11 @@ impl Query {
         Ok(certificates::CertificateConnection { edges, page_info })
     }
 
-    async fn certificate(ctx: &Context, id: ID) -> Result<certificates::Certificate, ApiError> {
+    /// One certificate by id, with its deployments.
+    async fn certificate(
+        ctx: &Context,
+        #[graphql(description = "The certificate's id.")] id: ID,
+    ) -> Result<certificates::Certificate, ApiError> {
         ctx.require(Role::Viewer)?;
         ctx.certificate(parse_id("id", &id)?).await
     }
@@ -349,7 +386,11 @@ impl Query {
         Ok(rows.into_iter().map(acme::AcmeAccount::from).collect())
     }
 
-    async fn acme_account(ctx: &Context, id: ID) -> Result<acme::AcmeAccount, ApiError> {
+    /// One ACME account by id.
+    async fn acme_account(
+        ctx: &Context,
+        #[graphql(description = "The ACME account's id.")] id: ID,
+    ) -> Result<acme::AcmeAccount, ApiError> {
         ctx.require(Role::Viewer)?;
         acme::account(ctx, parse_id("id", &id)?).await
     }
@@ -357,8 +398,9 @@ impl Query {
     /// ACME orders, newest first; of one account if given.
     async fn acme_orders(
         ctx: &Context,
-        account_id: Option<ID>,
-        first: Option<i32>,
+        #[graphql(description = "Only orders of this ACME account.")] account_id: Option<ID>,
+        #[graphql(description = "How many to return: 1 to 100 (default 50).")] first: Option<i32>,
+        #[graphql(description = "Start after this cursor (a page's `pageInfo.endCursor`); the first page without it.")]
         after: Option<String>,
     ) -> Result<acme::AcmeOrderConnection, ApiError> {
         ctx.require(Role::Viewer)?;
@@ -377,7 +419,10 @@ impl Query {
     }
 
     /// One ACME order with each identifier's authorization and, once issued, its certificate.
-    async fn acme_order(ctx: &Context, id: ID) -> Result<acme::AcmeOrder, ApiError> {
+    async fn acme_order(
+        ctx: &Context,
+        #[graphql(description = "The ACME order's id.")] id: ID,
+    ) -> Result<acme::AcmeOrder, ApiError> {
         ctx.require(Role::Viewer)?;
         acme::order(ctx, parse_id("id", &id)?).await
     }
@@ -392,8 +437,9 @@ impl Query {
     /// The audit log, oldest first. Non-admins do not see identity and secret events.
     async fn audit_log(
         ctx: &Context,
-        filter: Option<AuditFilterInput>,
-        first: Option<i32>,
+        #[graphql(description = "Only entries that match every field given.")] filter: Option<AuditFilterInput>,
+        #[graphql(description = "How many to return: 1 to 100 (default 50).")] first: Option<i32>,
+        #[graphql(description = "Start after this cursor (a page's `pageInfo.endCursor`); the first page without it.")]
         after: Option<String>,
     ) -> Result<AuditEntryConnection, ApiError> {
         let p = ctx.require(Role::Viewer)?;
@@ -457,7 +503,11 @@ pub struct Mutation;
 impl Mutation {
     /// Signs in with a password. Failed attempts are recorded, and limited per username and per
     /// client address (see the README).
-    async fn login(ctx: &Context, username: String, password: String) -> Result<Session, ApiError> {
+    async fn login(
+        ctx: &Context,
+        #[graphql(description = "The user's name.")] username: String,
+        #[graphql(description = "The user's password.")] password: String,
+    ) -> Result<Session, ApiError> {
         let state = &ctx.state;
         let denied = || ApiError::new(Code::Unauthenticated, "wrong username or password");
         let Ok(name) = Username::parse(&username) else {
@@ -526,7 +576,11 @@ impl Mutation {
         Ok(true)
     }
 
-    async fn create_user(ctx: &Context, input: CreateUserInput) -> Result<User, ApiError> {
+    /// Creates a user with a password and a role (ADMIN).
+    async fn create_user(
+        ctx: &Context,
+        #[graphql(description = "The new user's username, password and role.")] input: CreateUserInput,
+    ) -> Result<User, ApiError> {
         let p = ctx.require(Role::Admin)?;
         let (user_id, appended) = ctx
             .state
@@ -537,7 +591,11 @@ impl Mutation {
         ctx.user(user_id).await
     }
 
-    async fn change_user_role(ctx: &Context, input: ChangeUserRoleInput) -> Result<User, ApiError> {
+    /// Gives a user another role; their sessions and API keys follow at once, open WebSockets included (ADMIN).
+    async fn change_user_role(
+        ctx: &Context,
+        #[graphql(description = "The user and their new role.")] input: ChangeUserRoleInput,
+    ) -> Result<User, ApiError> {
         let p = ctx.require(Role::Admin)?;
         let user_id = parse_id("userId", &input.user_id)?;
         let appended = ctx.state.identity.change_role(user_id, input.role.into(), &ctx.metadata(p)).await?;
@@ -546,7 +604,10 @@ impl Mutation {
     }
 
     /// Disables a user: they can no longer sign in, and their sessions and API keys stop working.
-    async fn disable_user(ctx: &Context, user_id: ID) -> Result<User, ApiError> {
+    async fn disable_user(
+        ctx: &Context,
+        #[graphql(description = "The user's id.")] user_id: ID,
+    ) -> Result<User, ApiError> {
         let p = ctx.require(Role::Admin)?;
         let user_id = parse_id("userId", &user_id)?;
         if user_id == p.user_id {
@@ -558,7 +619,10 @@ impl Mutation {
     }
 
     /// Changes the signed-in user's password. Every session of the user ends, this one included.
-    async fn change_password(ctx: &Context, input: ChangePasswordInput) -> Result<bool, ApiError> {
+    async fn change_password(
+        ctx: &Context,
+        #[graphql(description = "The current password and the new one.")] input: ChangePasswordInput,
+    ) -> Result<bool, ApiError> {
         let p = ctx.require(Role::Viewer)?;
         let state = &ctx.state;
         let user = user_by_id(state.store.pool(), p.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
@@ -572,7 +636,11 @@ impl Mutation {
 
     /// Creates an API key for the signed-in user, with at most the caller's role. The secret is
     /// in this response only.
-    async fn create_api_key(ctx: &Context, input: CreateApiKeyInput) -> Result<ApiKeyWithSecret, ApiError> {
+    async fn create_api_key(
+        ctx: &Context,
+        #[graphql(description = "The key's name, role (never above the owner's) and optional expiry.")]
+        input: CreateApiKeyInput,
+    ) -> Result<ApiKeyWithSecret, ApiError> {
         let p = ctx.require(Role::Viewer)?;
         let name = input.name.trim();
         if name.is_empty() || name.chars().count() > 100 {
@@ -590,8 +658,10 @@ impl Mutation {
         Ok(ApiKeyWithSecret { api_key: key.try_into()?, secret: issued.token })
     }
 
+    /// Generates an SSH key pair; the private half is sealed in the vault before anything is recorded.
     async fn generate_ssh_key(
         ctx: &Context,
+        #[graphql(description = "The key's name, algorithm, comment and tags.")]
         input: credentials::GenerateSshKeyInput,
     ) -> Result<credentials::SshKey, ApiError> {
         let p = ctx.require(Role::Operator)?;
@@ -615,8 +685,12 @@ impl Mutation {
         credentials::key(ctx, created.id).await
     }
 
+    /// Imports an SSH key (OpenSSH or PEM, encrypted or not), or a public key alone.
     async fn import_ssh_key(
         ctx: &Context,
+        #[graphql(
+            description = "The key (private in OpenSSH or PEM form, or public alone), its passphrase and its name."
+        )]
         input: credentials::ImportSshKeyInput,
     ) -> Result<credentials::SshKey, ApiError> {
         let p = ctx.require(Role::Operator)?;
@@ -638,7 +712,10 @@ impl Mutation {
     }
 
     /// The private key in OpenSSH form. Every reveal is recorded with who asked.
-    async fn reveal_ssh_private_key(ctx: &Context, id: ID) -> Result<String, ApiError> {
+    async fn reveal_ssh_private_key(
+        ctx: &Context,
+        #[graphql(description = "The SSH key's id.")] id: ID,
+    ) -> Result<String, ApiError> {
         let p = ctx.require(Role::Admin)?;
         let key = ctx.state.credentials.reveal_private_key(parse_id("id", &id)?, &ctx.metadata(p)).await?;
         ctx.settle_head().await?;
@@ -648,7 +725,10 @@ impl Mutation {
     /// Replaces the key on every server where it is installed: the new key goes in, then the old
     /// one comes out, server by server. A server that cannot be reached keeps the old key (and
     /// says so in `operations`); a server that logs in with the old key switches to the new one.
-    async fn rotate_ssh_key(ctx: &Context, id: ID) -> Result<credentials::KeyRotation, ApiError> {
+    async fn rotate_ssh_key(
+        ctx: &Context,
+        #[graphql(description = "The SSH key's id.")] id: ID,
+    ) -> Result<credentials::KeyRotation, ApiError> {
         let p = ctx.require(Role::Operator)?;
         let old_id = parse_id("id", &id)?;
         let pool = ctx.state.store.pool();
@@ -687,7 +767,10 @@ impl Mutation {
 
     /// Removes the key from every server where it is installed, then crypto-shreds its private
     /// half. If a removal fails, the key is kept (`deleted: false`) and nothing is shredded.
-    async fn delete_ssh_key(ctx: &Context, id: ID) -> Result<credentials::KeyDeletion, ApiError> {
+    async fn delete_ssh_key(
+        ctx: &Context,
+        #[graphql(description = "The SSH key's id.")] id: ID,
+    ) -> Result<credentials::KeyDeletion, ApiError> {
         let p = ctx.require(Role::Operator)?;
         let key_id = parse_id("id", &id)?;
         let pool = ctx.state.store.pool();
@@ -725,7 +808,7 @@ impl Mutation {
     /// Installs the key in the authorized_keys of `user` (default: each server's login user).
     async fn distribute_ssh_key(
         ctx: &Context,
-        input: credentials::DistributeSshKeyInput,
+        #[graphql(description = "The key and the servers to install it on.")] input: credentials::DistributeSshKeyInput,
     ) -> Result<Vec<credentials::ServerOperation>, ApiError> {
         ctx.require(Role::Operator)?;
         let (_, entry) = credentials::key_entry(ctx, parse_id("keyId", &input.key_id)?).await?;
@@ -748,6 +831,7 @@ impl Mutation {
     /// authorized_keys if Unity has no record of it there).
     async fn remove_ssh_key_from_servers(
         ctx: &Context,
+        #[graphql(description = "The key and the servers to remove it from.")]
         input: credentials::RemoveSshKeyFromServersInput,
     ) -> Result<Vec<credentials::ServerOperation>, ApiError> {
         ctx.require(Role::Operator)?;
@@ -775,8 +859,12 @@ impl Mutation {
         credentials::request_all(ctx, targets).await
     }
 
+    /// Adds a server to the inventory: its address, how Unity logs in, and optionally its host key.
     async fn register_server(
         ctx: &Context,
+        #[graphql(
+            description = "The server's name, address, port, login user and authentication, and optionally its host key."
+        )]
         input: credentials::RegisterServerInput,
     ) -> Result<credentials::Server, ApiError> {
         let p = ctx.require(Role::Operator)?;
@@ -787,9 +875,10 @@ impl Mutation {
         credentials::server(ctx, created.id).await
     }
 
+    /// Changes a server's name, address, login, tags or authorized_keys path.
     async fn update_server(
         ctx: &Context,
-        input: credentials::UpdateServerInput,
+        #[graphql(description = "The server and the settings to change.")] input: credentials::UpdateServerInput,
     ) -> Result<credentials::Server, ApiError> {
         let p = ctx.require(Role::Operator)?;
         let server_id = parse_id("id", &input.id)?;
@@ -801,7 +890,10 @@ impl Mutation {
     }
 
     /// Takes the server out of the inventory (keys Unity installed there stay on the machine).
-    async fn remove_server(ctx: &Context, id: ID) -> Result<credentials::Server, ApiError> {
+    async fn remove_server(
+        ctx: &Context,
+        #[graphql(description = "The server's id.")] id: ID,
+    ) -> Result<credentials::Server, ApiError> {
         let p = ctx.require(Role::Operator)?;
         let server_id = parse_id("id", &id)?;
         let appended = ctx
@@ -816,6 +908,7 @@ impl Mutation {
     /// Trusts a new host key deliberately (after a reinstall, say), ending a MISMATCH.
     async fn accept_server_host_key(
         ctx: &Context,
+        #[graphql(description = "The server and the fingerprint of the host key to accept.")]
         input: credentials::AcceptServerHostKeyInput,
     ) -> Result<credentials::Server, ApiError> {
         let p = ctx.require(Role::Admin)?;
@@ -828,7 +921,10 @@ impl Mutation {
     }
 
     /// Connects over SSH and reports the OS, kernel, hostname and one command's round trip.
-    async fn test_server_connection(ctx: &Context, server_id: ID) -> Result<credentials::ConnectionTest, ApiError> {
+    async fn test_server_connection(
+        ctx: &Context,
+        #[graphql(description = "The server's id.")] server_id: ID,
+    ) -> Result<credentials::ConnectionTest, ApiError> {
         ctx.require(Role::Operator)?;
         let server_id = parse_id("serverId", &server_id)?;
         credentials::server(ctx, server_id).await?;
@@ -854,7 +950,10 @@ impl Mutation {
     }
 
     /// Reads the server's managed blocks back and records any hand edits as drift.
-    async fn check_server_keys(ctx: &Context, server_id: ID) -> Result<credentials::ServerOperation, ApiError> {
+    async fn check_server_keys(
+        ctx: &Context,
+        #[graphql(description = "The server's id.")] server_id: ID,
+    ) -> Result<credentials::ServerOperation, ApiError> {
         ctx.require(Role::Operator)?;
         let server_id = parse_id("serverId", &server_id)?;
         credentials::server(ctx, server_id).await?;
@@ -863,8 +962,10 @@ impl Mutation {
         ops.pop().ok_or_else(|| ApiError::internal("key check", &"no request recorded"))
     }
 
+    /// Stores a password, private key or token for logging in to servers; the secret is sealed in the vault.
     async fn create_server_credential(
         ctx: &Context,
+        #[graphql(description = "The credential's name, kind and secret.")]
         input: credentials::CreateServerCredentialInput,
     ) -> Result<credentials::ServerCredential, ApiError> {
         let p = ctx.require(Role::Operator)?;
@@ -877,8 +978,10 @@ impl Mutation {
         credentials::credential(ctx, created.id).await
     }
 
+    /// Replaces a server credential's name or secret (the old secret is shredded).
     async fn update_server_credential(
         ctx: &Context,
+        #[graphql(description = "The credential, and its new name or secret.")]
         input: credentials::UpdateServerCredentialInput,
     ) -> Result<credentials::ServerCredential, ApiError> {
         let p = ctx.require(Role::Operator)?;
@@ -899,7 +1002,10 @@ impl Mutation {
     }
 
     /// Deletes the credential and shreds its secret; refused while a server logs in with it.
-    async fn delete_server_credential(ctx: &Context, id: ID) -> Result<bool, ApiError> {
+    async fn delete_server_credential(
+        ctx: &Context,
+        #[graphql(description = "The credential's id.")] id: ID,
+    ) -> Result<bool, ApiError> {
         let p = ctx.require(Role::Operator)?;
         let credential_id = parse_id("id", &id)?;
         let users =
@@ -914,15 +1020,20 @@ impl Mutation {
     }
 
     /// The credential's secret. Every reveal is recorded with who asked.
-    async fn reveal_server_credential(ctx: &Context, id: ID) -> Result<String, ApiError> {
+    async fn reveal_server_credential(
+        ctx: &Context,
+        #[graphql(description = "The credential's id.")] id: ID,
+    ) -> Result<String, ApiError> {
         let p = ctx.require(Role::Admin)?;
         let secret = ctx.state.credentials.reveal_server_credential(parse_id("id", &id)?, &ctx.metadata(p)).await?;
         ctx.settle_head().await?;
         Ok(secret)
     }
 
+    /// Creates an SSH certificate authority; its private key is sealed in the vault (ADMIN).
     async fn create_ssh_certificate_authority(
         ctx: &Context,
+        #[graphql(description = "The authority's name and key algorithm.")]
         input: credentials::CreateSshCertificateAuthorityInput,
     ) -> Result<credentials::SshCertificateAuthority, ApiError> {
         let p = ctx.require(Role::Admin)?;
@@ -935,6 +1046,9 @@ impl Mutation {
     /// Signs an SSH certificate saying exactly what is asked; recorded with its serial.
     async fn sign_ssh_certificate(
         ctx: &Context,
+        #[graphql(
+            description = "The authority, the public key to certify, and the certificate's type, key id, principals, validity and options."
+        )]
         input: credentials::SignSshCertificateInput,
     ) -> Result<credentials::SignedSshCertificate, ApiError> {
         let p = ctx.require(Role::Operator)?;
@@ -954,6 +1068,7 @@ impl Mutation {
     /// `TrustedUserCAKeys` at it).
     async fn install_ssh_ca_on_servers(
         ctx: &Context,
+        #[graphql(description = "The authority, the servers, and the file sshd's TrustedUserCAKeys names.")]
         input: credentials::InstallSshCaOnServersInput,
     ) -> Result<Vec<credentials::ServerOperation>, ApiError> {
         ctx.require(Role::Operator)?;
@@ -982,6 +1097,9 @@ impl Mutation {
     /// A root CA, or with `parentId` an intermediate signed by an existing CA.
     async fn create_certificate_authority(
         ctx: &Context,
+        #[graphql(
+            description = "The authority's names, key algorithm, validity, path length, and its parent for an intermediate."
+        )]
         input: certificates::CreateCertificateAuthorityInput,
     ) -> Result<certificates::CertificateAuthority, ApiError> {
         let p = ctx.require(Role::Admin)?;
@@ -1007,6 +1125,7 @@ impl Mutation {
     /// A certificate and key from an internal CA.
     async fn issue_certificate(
         ctx: &Context,
+        #[graphql(description = "The issuing authority, the certificate's names, usage, validity and key algorithm.")]
         input: certificates::IssueCertificateInput,
     ) -> Result<certificates::Certificate, ApiError> {
         let p = ctx.require(Role::Operator)?;
@@ -1028,6 +1147,7 @@ impl Mutation {
     /// Keeps a certificate obtained elsewhere (its key too, if given, sealed in the vault).
     async fn import_certificate(
         ctx: &Context,
+        #[graphql(description = "The certificate (or chain) and its unencrypted private key, in PEM.")]
         input: certificates::ImportCertificateInput,
     ) -> Result<certificates::Certificate, ApiError> {
         let p = ctx.require(Role::Operator)?;
@@ -1050,7 +1170,7 @@ impl Mutation {
     /// Revokes a certificate; an internal CA's CRL lists it from then on.
     async fn revoke_certificate(
         ctx: &Context,
-        input: certificates::RevokeCertificateInput,
+        #[graphql(description = "The certificate and the reason.")] input: certificates::RevokeCertificateInput,
     ) -> Result<certificates::Certificate, ApiError> {
         let p = ctx.require(Role::Operator)?;
         let certificate_id = parse_id("id", &input.id)?;
@@ -1064,6 +1184,7 @@ impl Mutation {
     /// reload command; redeployed after each renewal.
     async fn deploy_certificate(
         ctx: &Context,
+        #[graphql(description = "The certificate, the server, the paths to write, owner, mode and reload command.")]
         input: certificates::DeployCertificateInput,
     ) -> Result<credentials::ServerOperation, ApiError> {
         ctx.require(Role::Operator)?;
@@ -1096,6 +1217,7 @@ impl Mutation {
     /// When Unity renews this certificate (internal certificates are renewed automatically).
     async fn configure_certificate_renewal(
         ctx: &Context,
+        #[graphql(description = "The certificate and how many days before expiry to renew it.")]
         input: certificates::ConfigureCertificateRenewalInput,
     ) -> Result<certificates::Certificate, ApiError> {
         let p = ctx.require(Role::Operator)?;
@@ -1114,6 +1236,9 @@ impl Mutation {
     /// if needed). Waits for the directory's answer: REGISTERED, or FAILED with its error.
     async fn register_acme_account(
         ctx: &Context,
+        #[graphql(
+            description = "The directory (a preset or a URL), contact, terms, and EAB credentials where the directory needs them."
+        )]
         input: acme::RegisterAcmeAccountInput,
     ) -> Result<acme::AcmeAccount, ApiError> {
         let p = ctx.require(Role::Admin)?;
@@ -1141,6 +1266,7 @@ impl Mutation {
     /// to UNITY_ACME_WAIT_SECS); a PENDING order goes on and can be followed with acmeOrder.
     async fn request_acme_certificate(
         ctx: &Context,
+        #[graphql(description = "The account, the names, the challenge type and DNS provider, and the key algorithm.")]
         input: acme::RequestAcmeCertificateInput,
     ) -> Result<acme::AcmeOrder, ApiError> {
         let p = ctx.require(Role::Operator)?;
@@ -1163,6 +1289,7 @@ impl Mutation {
     /// A DNS provider for DNS-01: RFC 2136 dynamic updates (TSIG-signed) or a webhook.
     async fn create_dns_provider(
         ctx: &Context,
+        #[graphql(description = "The provider's name and its RFC 2136 server or webhook.")]
         input: acme::CreateDnsProviderInput,
     ) -> Result<acme::DnsProvider, ApiError> {
         let p = ctx.require(Role::Admin)?;
@@ -1191,14 +1318,21 @@ impl Mutation {
     }
 
     /// Deletes a DNS provider and shreds its secret.
-    async fn delete_dns_provider(ctx: &Context, id: ID) -> Result<bool, ApiError> {
+    async fn delete_dns_provider(
+        ctx: &Context,
+        #[graphql(description = "The DNS provider's id.")] id: ID,
+    ) -> Result<bool, ApiError> {
         let p = ctx.require(Role::Admin)?;
         let appended = ctx.state.acme.delete_dns_provider(parse_id("id", &id)?, &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         Ok(true)
     }
 
-    async fn reveal_certificate_private_key(ctx: &Context, id: ID) -> Result<String, ApiError> {
+    /// A certificate's private key in PEM (ADMIN; every reveal is recorded).
+    async fn reveal_certificate_private_key(
+        ctx: &Context,
+        #[graphql(description = "The certificate's id.")] id: ID,
+    ) -> Result<String, ApiError> {
         let p = ctx.require(Role::Admin)?;
         let key = ctx.state.x509.reveal_private_key(parse_id("id", &id)?, &ctx.metadata(p)).await?;
         ctx.settle_head().await?;
@@ -1206,7 +1340,10 @@ impl Mutation {
     }
 
     /// Revokes an API key: one's own, or anyone's for an admin.
-    async fn revoke_api_key(ctx: &Context, id: ID) -> Result<ApiKey, ApiError> {
+    async fn revoke_api_key(
+        ctx: &Context,
+        #[graphql(description = "The API key's id.")] id: ID,
+    ) -> Result<ApiKey, ApiError> {
         let p = ctx.require(Role::Viewer)?;
         let key_id = parse_id("id", &id)?;
         let pool = ctx.state.store.pool();
