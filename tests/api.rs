@@ -29,6 +29,11 @@ pub(crate) async fn spawn_app() -> TestApp {
 }
 
 pub(crate) async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_roles(&[Role::All], extra).await
+}
+
+/// The application running only `roles` (say, without the collectors).
+pub(crate) async fn spawn_app_roles(roles: &'static [Role], extra: &[(&str, &str)]) -> TestApp {
     let (db, nats) = (TestDb::new().await, NatsServer::start().await);
     let key = crate::key_file();
     let key_path = key.clone();
@@ -45,7 +50,7 @@ pub(crate) async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
     let (stop, stopped) = watch::channel(false);
-    actix_rt::spawn(async move { app.serve(&[Role::All], Some(listener), stopped).await.unwrap() });
+    actix_rt::spawn(async move { app.serve(roles, Some(listener), stopped).await.unwrap() });
     let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
     let test_app = TestApp { address, db, client, _stop: stop, nats, key: key_path };
     for _ in 0..300 {

@@ -230,10 +230,16 @@ async fn an_internal_ca_issues_certificates_openssl_accepts_and_revokes_them_in_
         "unity_certificates{status=\"VALID\"} 1",
         "unity_certificates{status=\"EXPIRING\"} 1",
         "unity_certificates{status=\"REVOKED\"} 1",
-        "unity_certificate_soonest_expiry_days 9.9",
     ] {
         assert!(metrics.contains(line), "/metrics lacks {line}:\n{metrics}");
     }
+    // The soonest expiry in seconds (base units): the 10-day certificate, a little under 10 days.
+    let soonest: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("unity_certificate_soonest_expiry_seconds "))
+        .and_then(|v| v.parse().ok())
+        .expect("the soonest expiry on /metrics");
+    assert!((9.9 * 86_400.0..10.0 * 86_400.0).contains(&soonest), "{soonest}");
 }
 
 #[actix_rt::test]
@@ -286,6 +292,25 @@ async fn imports_are_parsed_checked_against_their_keys_and_refused_with_reasons(
     refused(&import(&app, &admin, json!({ "certificatePem": "garbage" })).await, "no CERTIFICATE block");
     let broken = read("rsa.pem").replace("MII", "XXX");
     assert!(code(&import(&app, &admin, json!({ "certificatePem": broken })).await) == Some("BAD_USER_INPUT"));
+    // Garbage inside a well-formed block: what was expected, not the parser's internals.
+    let garbage = import(
+        &app,
+        &admin,
+        json!({ "certificatePem": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n" }),
+    )
+    .await;
+    refused(&garbage, "does not hold an X.509 certificate");
+    assert!(!garbage.to_string().contains("Nom") && !garbage.to_string().contains("Parsing Error"), "{garbage}");
+    // The same certificate and key imported again: refused, naming the record that holds it.
+    let again = import(
+        &app,
+        &admin,
+        json!({ "certificatePem": read("ec.pem"), "privateKeyPem": read("ec.key"), "name": "twice" }),
+    )
+    .await;
+    assert_eq!(code(&again), Some("CONFLICT"), "{again}");
+    let message = again["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("imported already, as \"ec.example\" (id "), "{message}");
     refused(
         &import(&app, &admin, json!({ "certificatePem": read("ec.pem"), "privateKeyPem": "nope" })).await,
         "not a private key",

@@ -263,3 +263,52 @@ async fn graphql_over_http_runs_queries_with_get_refuses_mutations_and_speaks_bo
     let home = String::from_utf8(app.get("/").await).unwrap();
     assert!(home.contains("href=\"/graphiql\"") && home.contains("README"), "{home}");
 }
+
+#[actix_rt::test]
+async fn without_the_collectors_role_server_operations_are_unavailable_at_once_and_readiness_says_why() {
+    let app = crate::api::spawn_app_roles(&[unity::app::Role::Api, unity::app::Role::Projections], &[]).await;
+    let admin = app.admin().await;
+    let key = app
+        .ok(Some(&admin), "mutation { generateSshKey(input: {name: \"login\", algorithm: ED25519}) { id } }", json!({}))
+        .await;
+    let server = app
+        .ok(
+            Some(&admin),
+            "mutation($k: ID!) { registerServer(input: {name: \"nas\", address: \"127.0.0.1\", port: 2222, username: \"root\", authentication: {sshKeyId: $k}}) { id } }",
+            json!({ "k": key["generateSshKey"]["id"] }),
+        )
+        .await["registerServer"]["id"]
+        .clone();
+    let started = std::time::Instant::now();
+    let refused = app
+        .graphql(
+            Some(&admin),
+            "mutation($s: ID!) { testServerConnection(serverId: $s) { succeeded } }",
+            json!({ "s": server }),
+        )
+        .await;
+    assert_eq!(refused["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{refused}");
+    let message = refused["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("collectors role"), "{message}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "not the full SSH wait of 30 s: {:?}",
+        started.elapsed()
+    );
+    let requested: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type LIKE '%Requested'")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(requested, 0, "nothing was left waiting for a reactor");
+    let acme = app.graphql(Some(&admin), "mutation { registerAcmeAccount(input: {name: \"le\", preset: LETS_ENCRYPT_STAGING, acceptTerms: true}) { id } }", json!({})).await;
+    assert_eq!(acme["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{acme}");
+
+    let ready = crate::api::eventually_json(&app, "/readyz", |b| b.get("reactors").is_some()).await;
+    assert_eq!(
+        (ready["status"].as_str(), &ready["reactors"]),
+        (Some("ready"), &json!({ "ssh": false, "acme": false })),
+        "{ready}"
+    );
+    let (_, metrics) = metrics_as(&app, "text/plain").await;
+    assert!(metrics.contains("unity_reactor_active{reactor=\"ssh\"} 0"), "{metrics}");
+}

@@ -508,10 +508,11 @@ async fn keys_are_distributed_rotated_and_deleted_on_real_servers() {
         .await;
     assert_eq!(code(&refused), Some("CONFLICT"), "the key Unity logs in with: {refused}");
     let deletion = app
-        .ok(Some(&admin), &format!("mutation($id: ID!) {{ deleteSshKey(id: $id) {{ deleted operations {{ {OPERATION} }} key {{ deletedAt }} }} }}"), json!({ "id": deploy_id }))
+        .ok(Some(&admin), &format!("mutation($id: ID!) {{ deleteSshKey(id: $id) {{ deleted operations {{ {OPERATION} }} key {{ deletedAt hasPrivateKey }} }} }}"), json!({ "id": deploy_id }))
         .await["deleteSshKey"]
         .clone();
     assert_eq!(deletion["deleted"], true, "{deletion}");
+    assert_eq!(deletion["key"]["hasPrivateKey"], false, "the private half is shredded: {deletion}");
     assert_eq!(states(deletion["operations"].as_array().unwrap()), vec![("REMOVE".into(), "SUCCEEDED".into())]);
     assert!(!ssh_login(&two, &deploy_private, None));
     assert!(!std::fs::read_to_string(two.authorized_keys()).unwrap().contains(deploy["publicKey"].as_str().unwrap()));

@@ -414,6 +414,7 @@ async fn readyz(state: State) -> HttpResponse {
     };
     let nats = state.nats.as_ref().map(|client| client.connection_state() == async_nats::connection::State::Connected);
     let relay_lag = relay_lag(&state).await;
+    let reactors = reactors(&state).await;
     let ready = database && stopped.is_empty();
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
@@ -424,8 +425,20 @@ async fn readyz(state: State) -> HttpResponse {
             Some(connected) => json!({ "configured": true, "connected": connected }),
         },
         "relayLagEvents": relay_lag,
+        // Whether some process carries out server operations and ACME orders (the collectors
+        // role): without one, such mutations are refused as UNAVAILABLE.
+        "reactors": reactors.iter().map(|(name, held)| (name.to_string(), json!(held))).collect::<serde_json::Map<_, _>>(),
     });
     HttpResponse::build(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }).json(body)
+}
+
+/// Whether each reactor of the collectors role runs somewhere (`None`: the database did not say).
+async fn reactors(state: &ApiState) -> Vec<(&'static str, Option<bool>)> {
+    let mut out = Vec::new();
+    for (name, lease) in [("ssh", unity_commands::lease::SSH_REACTOR), ("acme", unity_commands::lease::ACME_REACTOR)] {
+        out.push((name, unity_commands::lease::is_held(state.store.pool(), lease).await.ok()));
+    }
+    out
 }
 
 /// Committed events the relay has not yet published (with NATS configured).
@@ -471,6 +484,13 @@ async fn metrics(req: HttpRequest, state: State) -> HttpResponse {
     }
     if let Some(lag) = relay_lag(&state).await {
         m.relay_lag.set(lag);
+    }
+    for (name, held) in reactors(&state).await {
+        if let Some(held) = held {
+            m.reactor_active
+                .get_or_create(&crate::metrics::ReactorLabels { reactor: name.into() })
+                .set(i64::from(held));
+        }
     }
     if let Some(client) = &state.nats {
         m.nats_connected.set(i64::from(client.connection_state() == async_nats::connection::State::Connected));

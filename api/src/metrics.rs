@@ -48,6 +48,11 @@ pub struct DistributionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReactorLabels {
+    pub reactor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: String,
 }
@@ -67,6 +72,7 @@ pub struct Metrics {
     pub projection_stopped: Family<ProjectionLabels, Gauge>,
     pub relay_lag: Gauge,
     pub nats_connected: Gauge,
+    pub reactor_active: Family<ReactorLabels, Gauge>,
     pub ssh_keys: Family<AlgorithmLabels, Gauge>,
     pub servers: Family<HostKeyLabels, Gauge>,
     pub distributions: Family<DistributionLabels, Counter>,
@@ -130,6 +136,12 @@ impl Default for Metrics {
         );
         let relay_lag = Gauge::default();
         registry.register("relay_lag_events", "Committed events not yet published to NATS", relay_lag.clone());
+        let reactor_active = Family::<ReactorLabels, Gauge>::default();
+        registry.register(
+            "reactor_active",
+            "Whether some process runs this reactor (holds its lease): 1, or 0 (start the collectors role)",
+            reactor_active.clone(),
+        );
         let nats_connected = Gauge::default();
         registry.register(
             "nats_connected",
@@ -187,6 +199,7 @@ impl Default for Metrics {
             projection_stopped,
             relay_lag,
             nats_connected,
+            reactor_active,
         }
     }
 }
@@ -231,14 +244,14 @@ impl Metrics {
         catch_up(&self.certificates_signed, counts.certificates_signed);
     }
 
-    pub fn set_certificates(&self, by_status: &[(String, i64)], soonest_days: Option<f64>) {
+    pub fn set_certificates(&self, by_status: &[(String, i64)], soonest_seconds: Option<f64>) {
         for status in ["VALID", "EXPIRING", "EXPIRED", "REVOKED"] {
             self.certificates.get_or_create(&StatusLabels { status: status.into() }).set(0);
         }
         for (status, n) in by_status {
             self.certificates.get_or_create(&StatusLabels { status: status.clone() }).set(*n);
         }
-        self.soonest_expiry_seconds.set(soonest_days.map_or(f64::NAN, |days| days * 86_400.0));
+        self.soonest_expiry_seconds.set(soonest_seconds.unwrap_or(f64::NAN));
     }
 
     pub fn set_renewals(&self, succeeded: i64, failed: i64) {

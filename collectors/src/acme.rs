@@ -46,7 +46,7 @@ use crate::{
     reactor::{run_batches, Reactor},
 };
 
-pub const CHECKPOINT: &str = "reactor:acme";
+pub const CHECKPOINT: &str = unity_commands::lease::ACME_REACTOR;
 const BATCH: i64 = 200;
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;

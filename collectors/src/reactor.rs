@@ -35,7 +35,7 @@ use uuid::Uuid;
 
 use crate::ssh::{self, SshAuth, SshConfig, SshError, SshSession, SshTarget};
 
-pub const CHECKPOINT: &str = "reactor:ssh";
+pub const CHECKPOINT: &str = unity_commands::lease::SSH_REACTOR;
 const BATCH: i64 = 500;
 
 #[derive(Debug, thiserror::Error)]

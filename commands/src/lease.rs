@@ -8,6 +8,25 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::store::{range_end_after, read_range, Cursor, RecordedEvent, StoreError};
 
+/// The leases of the reactors the collectors role runs (their checkpoints have the same names).
+pub const SSH_REACTOR: &str = "reactor:ssh";
+pub const ACME_REACTOR: &str = "reactor:acme";
+
+/// Whether some session, in any process, holds the lease `name` now. (The lock of
+/// `pg_try_advisory_lock(k)` for a bigint `k` shows in pg_locks as classid = the high and objid
+/// = the low 32 bits of `k`, objsubid 1.)
+pub async fn is_held(pool: &PgPool, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+           AND classid = ((hashtext($1)::bigint >> 32) & 4294967295)::oid \
+           AND objid = (hashtext($1)::bigint & 4294967295)::oid)",
+    )
+    .bind(name)
+    .fetch_one(pool)
+    .await
+}
+
 pub struct Lease {
     name: String,
     conn: Option<PgConnection>,

@@ -13,8 +13,10 @@ use std::time::Duration;
 use async_nats::{
     jetstream::{
         self,
+        context::GetStreamErrorKind,
         message::PublishMessage,
         stream::{self, LastRawMessageErrorKind},
+        ErrorCode,
     },
     HeaderMap,
 };
@@ -96,15 +98,7 @@ impl NatsRelay {
         config: RelayConfig,
     ) -> Result<NatsRelay, RelayError> {
         let jetstream = jetstream::context::ContextBuilder::new().timeout(config.timeout).build(client);
-        jetstream
-            .get_or_create_stream(stream::Config {
-                name: config.stream_name.clone(),
-                subjects: vec![format!("{}.>", config.subject_prefix)],
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(nats_err)?;
+        jetstream.get_or_create_stream(stream_config(&config)).await.map_err(nats_err)?;
         let lease = Lease::new(format!("nats-relay:{}", config.stream_name));
         Ok(NatsRelay { store, jetstream, config, lease, resume: None })
     }
@@ -184,7 +178,7 @@ impl NatsRelay {
     /// Finds where to resume: after the event in JetStream's last message, or after the
     /// checkpoint if that is further (the stream was purged) or the stream is empty.
     async fn resynchronise(&mut self) -> Result<Resume, RelayError> {
-        let mut stream = self.jetstream.get_stream(&self.config.stream_name).await.map_err(nats_err)?;
+        let mut stream = self.stream().await?;
         let last_sequence = stream.info().await.map_err(nats_err)?.state.last_sequence;
         let mut from_stream = None;
         if last_sequence > 0 {
@@ -222,6 +216,24 @@ impl NatsRelay {
         let resume = Resume { cursor, sequence: last_sequence };
         self.resume = Some(resume);
         Ok(resume)
+    }
+
+    /// The stream, created again if JetStream lost it (a NATS restart without its storage, an
+    /// operator deleting it): the new stream starts empty, so publishing resumes after the
+    /// checkpoint, with every event JetStream had not acknowledged, in order.
+    async fn stream(&self) -> Result<stream::Stream, RelayError> {
+        match self.jetstream.get_stream(&self.config.stream_name).await {
+            Ok(stream) => Ok(stream),
+            Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+            {
+                tracing::warn!(
+                    stream = %self.config.stream_name,
+                    "The JetStream stream is gone; creating it again and publishing from the first event it had not acknowledged."
+                );
+                self.jetstream.get_or_create_stream(stream_config(&self.config)).await.map_err(nats_err)
+            }
+            Err(e) => Err(nats_err(e)),
+        }
     }
 
     /// Moves the checkpoint to `cursor` without publishing what lies before it (for a new stream
@@ -272,6 +284,15 @@ impl NatsRelay {
             };
             wakeups.idle(&mut shutdown, pause, self.config.poll_interval).await;
         }
+    }
+}
+
+fn stream_config(config: &RelayConfig) -> stream::Config {
+    stream::Config {
+        name: config.stream_name.clone(),
+        subjects: vec![format!("{}.>", config.subject_prefix)],
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
     }
 }
 

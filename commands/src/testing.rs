@@ -157,6 +157,12 @@ impl NatsServer {
         .await;
     }
 
+    /// Loses JetStream's storage, as a server restarted without its volume does (call after
+    /// [`NatsServer::stop`]).
+    pub fn wipe_storage(&self) {
+        let _ = std::fs::remove_dir_all(&self.store_dir);
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -41,6 +41,9 @@ pub enum X509CommandError {
     Crypto(String),
     #[error("the stream kept changing underneath this command ({0})")]
     Contended(String),
+    /// The same certificate was imported before: the existing record's id.
+    #[error("this certificate was imported already (certificate {0})")]
+    AlreadyImported(Uuid),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -61,6 +64,9 @@ impl From<CommandError<X509Error>> for X509CommandError {
 fn crypto(e: impl std::fmt::Display) -> X509CommandError {
     X509CommandError::Crypto(e.to_string())
 }
+
+/// The namespace of imported certificates' ids (UUID v5 of the leaf's SHA-256).
+const IMPORTED_CERTIFICATES: Uuid = Uuid::from_u128(0x5b1c_2f7e_9a43_4d0e_8c61_3f2a_7d9e_b104);
 
 fn bad(message: impl Into<String>) -> X509CommandError {
     X509CommandError::BadInput(message.into())
@@ -145,7 +151,9 @@ pub fn parse_pem_chain(text: &str) -> Result<Vec<Vec<u8>>> {
     }
     let mut ders = Vec::new();
     for pem in Pem::iter_from_buffer(text.as_bytes()) {
-        let pem = pem.map_err(|e| bad(format!("not PEM: {e}")))?;
+        let pem = pem.map_err(|_| {
+            bad("not PEM: expected blocks of the form -----BEGIN CERTIFICATE----- (base64) -----END CERTIFICATE-----")
+        })?;
         if pem.label == "CERTIFICATE" {
             ders.push(pem.contents);
         }
@@ -155,7 +163,10 @@ pub fn parse_pem_chain(text: &str) -> Result<Vec<Vec<u8>>> {
 
 /// The facts of one DER certificate.
 pub fn facts_of(der: &[u8]) -> Result<CertificateFacts> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
+    // The parser's own words (nom's) mean nothing to the caller: say what was expected.
+    let (_, cert) = X509Certificate::from_der(der).map_err(|_| {
+        bad("a CERTIFICATE block does not hold an X.509 certificate (expected its DER encoding in base64 between the BEGIN and END lines)")
+    })?;
     let mut dns_names = Vec::new();
     let mut ip_addresses = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -469,20 +480,31 @@ impl X509Commands {
         let chain_pem: String = chain.iter().map(|d| pem_of(d)).collect();
         let name =
             name.map(str::to_owned).or_else(|| facts.common_name.clone()).unwrap_or_else(|| facts.subject.clone());
-        self.record(
-            Uuid::now_v7(),
-            name,
-            CertificateSource::Imported,
-            None,
-            None,
-            leaf,
-            leaf_pem,
-            chain_pem,
-            key.as_ref(),
-            None,
-            metadata,
-        )
-        .await
+        // The id comes from the certificate itself, so importing it again finds its record
+        // (atomically: the stream exists) instead of keeping it twice.
+        let certificate_id =
+            Uuid::new_v5(&IMPORTED_CERTIFICATES, &ring::digest::digest(&ring::digest::SHA256, leaf).as_ref());
+        let recorded = self
+            .record(
+                certificate_id,
+                name,
+                CertificateSource::Imported,
+                None,
+                None,
+                leaf,
+                leaf_pem,
+                chain_pem,
+                key.as_ref(),
+                None,
+                metadata,
+            )
+            .await;
+        match recorded {
+            Err(X509CommandError::Rejected(X509Error::Exists)) => {
+                Err(X509CommandError::AlreadyImported(certificate_id))
+            }
+            other => other,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

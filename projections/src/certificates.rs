@@ -412,7 +412,7 @@ pub async fn certificate_counts(
     .fetch_all(pool)
     .await?;
     let soonest: Option<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM min(not_after) - $1)::float8 / 86400 FROM certificates \
+        "SELECT extract(epoch FROM min(not_after) - $1)::float8 FROM certificates \
          WHERE revoked_at IS NULL AND not_after > $1",
     )
     .bind(now)

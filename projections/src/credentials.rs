@@ -23,7 +23,8 @@ impl Projection for CredentialsProjection {
     }
 
     fn model_version(&self) -> i32 {
-        3
+        // 4: hasPrivateKey turns false when deletion shreds the private half.
+        4
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -235,12 +236,17 @@ async fn apply_key(conn: &mut PgConnection, e: &RecordedEvent, key_id: Uuid) -> 
                 .execute(&mut *conn)
                 .await?;
         }
-        SshKeyEvent::SshKeyDeleted { .. } => {
-            sqlx::query("UPDATE ssh_keys SET deleted_at = coalesce(deleted_at, $2) WHERE key_id = $1")
-                .bind(key_id)
-                .bind(e.recorded_at)
-                .execute(&mut *conn)
-                .await?;
+        SshKeyEvent::SshKeyDeleted { private_key_shredded } => {
+            // A shredded private half is gone for good: say so, not what was once true.
+            sqlx::query(
+                "UPDATE ssh_keys SET deleted_at = coalesce(deleted_at, $2), \
+                 has_private_key = has_private_key AND NOT $3 WHERE key_id = $1",
+            )
+            .bind(key_id)
+            .bind(e.recorded_at)
+            .bind(private_key_shredded)
+            .execute(&mut *conn)
+            .await?;
         }
     }
     Ok(())

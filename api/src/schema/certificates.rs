@@ -23,6 +23,9 @@ impl From<X509CommandError> for ApiError {
             }
             X509CommandError::BadInput(message) => ApiError::bad_input(message),
             X509CommandError::Crypto(e) => ApiError::internal("x509", &e),
+            X509CommandError::AlreadyImported(id) => {
+                ApiError::new(Code::Conflict, format!("this certificate was imported already as certificate {id}"))
+            }
             X509CommandError::Contended(_) => {
                 ApiError::new(Code::Conflict, "too many concurrent changes to this record; try again")
             }

@@ -939,6 +939,7 @@ pub async fn key_entry(ctx: &Context, key_id: Uuid) -> Result<(SshKeyRow, Manage
 /// Records one request per target, then waits for their outcomes.
 pub async fn request_all(ctx: &Context, targets: Vec<(Uuid, ServerRequest)>) -> Result<Vec<ServerOperation>, ApiError> {
     let p = ctx.principal.as_ref().expect("checked by the root field");
+    ctx.require_reactor(unity_commands::lease::SSH_REACTOR, "operations on servers").await?;
     let metadata = ctx.metadata(p);
     let mut requested: Vec<Requested> = Vec::with_capacity(targets.len());
     for (server_id, request) in targets {

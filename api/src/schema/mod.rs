@@ -119,6 +119,20 @@ impl Context {
         }
     }
 
+    /// Refuses at once, instead of after the whole wait, when no process runs the reactor that
+    /// would carry out a request (one starting up gets two seconds to take its lease).
+    async fn require_reactor(&self, lease: &str, what: &str) -> Result<(), ApiError> {
+        let held =
+            || async { Ok::<_, ApiError>(unity_commands::lease::is_held(self.state.store.pool(), lease).await?) };
+        if self.wait_until(std::time::Duration::from_secs(2), held, |held| *held).await? {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            Code::Unavailable,
+            format!("no process runs the collectors role, which carries out {what}: start `unity serve` (or `unity serve --role collectors`)"),
+        ))
+    }
+
     async fn certificate(&self, id: uuid::Uuid) -> Result<certificates::Certificate, ApiError> {
         let row = unity_projections::certificates::certificate(self.state.store.pool(), id).await?;
         let row = row.ok_or_else(|| ApiError::not_found("certificate"))?;
@@ -730,6 +744,7 @@ impl Mutation {
         #[graphql(description = "The SSH key's id.")] id: ID,
     ) -> Result<credentials::KeyRotation, ApiError> {
         let p = ctx.require(Role::Operator)?;
+        ctx.require_reactor(unity_commands::lease::SSH_REACTOR, "key rotation on servers").await?;
         let old_id = parse_id("id", &id)?;
         let pool = ctx.state.store.pool();
         let installed = unity_projections::credentials::installations_of(pool, old_id).await?;
@@ -772,6 +787,7 @@ impl Mutation {
         #[graphql(description = "The SSH key's id.")] id: ID,
     ) -> Result<credentials::KeyDeletion, ApiError> {
         let p = ctx.require(Role::Operator)?;
+        ctx.require_reactor(unity_commands::lease::SSH_REACTOR, "key removal from servers").await?;
         let key_id = parse_id("id", &id)?;
         let pool = ctx.state.store.pool();
         credentials::key(ctx, key_id).await?;
@@ -1162,7 +1178,18 @@ impl Mutation {
                 chrono::Utc::now(),
                 &ctx.metadata(p),
             )
-            .await?;
+            .await;
+        let created = match created {
+            Err(unity_commands::x509::X509CommandError::AlreadyImported(id)) => {
+                // Name the record the caller already has.
+                let existing = ctx.certificate(id).await?;
+                return Err(ApiError::new(
+                    Code::Conflict,
+                    format!("this certificate was imported already, as \"{}\" (id {id})", existing.name),
+                ));
+            }
+            other => other?,
+        };
         ctx.settle(created.appended.as_ref()).await?;
         ctx.certificate(created.id).await
     }
@@ -1242,6 +1269,7 @@ impl Mutation {
         input: acme::RegisterAcmeAccountInput,
     ) -> Result<acme::AcmeAccount, ApiError> {
         let p = ctx.require(Role::Admin)?;
+        ctx.require_reactor(unity_commands::lease::ACME_REACTOR, "ACME registrations and orders").await?;
         let directory_url = unity_commands::acme::directory_url(
             input.preset.map(Into::into),
             input.directory_url.as_deref(),
@@ -1270,6 +1298,7 @@ impl Mutation {
         input: acme::RequestAcmeCertificateInput,
     ) -> Result<acme::AcmeOrder, ApiError> {
         let p = ctx.require(Role::Operator)?;
+        ctx.require_reactor(unity_commands::lease::ACME_REACTOR, "ACME registrations and orders").await?;
         let domains: Vec<String> = input.domains.iter().map(|d| d.trim().to_ascii_lowercase()).collect();
         let spec = unity_domain::acme::AcmeOrderSpec {
             account_id: parse_id("accountId", &input.account_id)?,

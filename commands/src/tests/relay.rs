@@ -216,3 +216,33 @@ async fn a_stream_whose_last_message_is_not_ours_is_refused_not_guessed() {
     let err = relay.run_once().await.unwrap_err();
     assert!(err.to_string().contains("not a Unity event"), "{err}");
 }
+
+#[tokio::test]
+async fn a_lost_stream_is_created_again_and_publishing_goes_on_in_order() {
+    let (db, mut nats) = (TestDb::new().await, NatsServer::start().await);
+    let store = db.store();
+    let config = config();
+    let mut relay = NatsRelay::new(store.clone(), client(&nats).await, config.clone()).await.unwrap();
+    append_things(&store, 1, 3).await;
+    relay_until_done(&mut relay, &store).await;
+
+    // An operator deletes the stream; events keep coming.
+    jetstream::new(client(&nats).await).delete_stream(&config.stream_name).await.unwrap();
+    let after_delete = append_things(&store, 2, 4).await;
+    relay_until_done(&mut relay, &store).await;
+    let messages = consume(&client(&nats).await, &config.stream_name).await;
+    let received: Vec<Uuid> = messages.iter().map(|m| header(m, "Nats-Msg-Id").parse().unwrap()).collect();
+    assert_eq!(received, after_delete, "the new stream holds everything after the last acknowledged event, in order");
+
+    // NATS restarted without its storage: the same, through reconnection.
+    nats.stop();
+    nats.wipe_storage();
+    nats.resume().await;
+    let after_restart = append_things(&store, 1, 5).await;
+    relay_until_done(&mut relay, &store).await;
+    let messages = consume(&client(&nats).await, &config.stream_name).await;
+    let received: Vec<Uuid> = messages.iter().map(|m| header(m, "Nats-Msg-Id").parse().unwrap()).collect();
+    assert_eq!(received, after_restart);
+    let positions: Vec<i64> = messages.iter().map(|m| header(m, "Unity-Global-Position").parse().unwrap()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+}
