@@ -555,9 +555,10 @@ impl ProjectionEngine {
             let schema = rebuild_schema(p.name());
             let mut tx = conn.begin().await?;
             lock_checkpoint(&mut tx, p.name()).await?;
+            let skipped = skipped_events(&mut tx, p.name()).await?;
             let mut last = cursor;
             while let Some((end, count)) = range_end_after(&mut tx, last, batch).await? {
-                apply_to_rebuild(p.as_ref(), &mut tx, last, end).await?;
+                apply_to_rebuild(p.as_ref(), &mut tx, last, end, &skipped).await?;
                 done += count as u64;
                 last = end;
             }
@@ -625,10 +626,11 @@ async fn build_fresh(
         sqlx::query(AssertSqlSafe(*ddl)).execute(&mut *tx).await?;
     }
     tx.commit().await?;
+    let skipped = skipped_events(&mut conn, p.name()).await?;
     let mut cursor = Cursor::START;
     while let Some((through, count)) = range_end_after(&mut conn, cursor, batch).await? {
         let mut tx = conn.begin().await?;
-        apply_to_rebuild(p, &mut tx, cursor, through).await?;
+        apply_to_rebuild(p, &mut tx, cursor, through, &skipped).await?;
         tx.commit().await?;
         cursor = through;
         applied.fetch_add(count as u64, Ordering::Relaxed);
@@ -645,6 +647,24 @@ async fn build_fresh(
     Ok(cursor)
 }
 
+/// The cursors of the events an operator skipped for projection `name` (`unity projections
+/// skip`, recorded as `ProjectionEventSkipped`), in log order: a rebuild leaves them out as the
+/// live projection did.
+async fn skipped_events(conn: &mut PgConnection, name: &str) -> Result<Vec<Cursor>, EngineError> {
+    let rows = sqlx::query(
+        "SELECT e.transaction_id, e.global_position FROM events s \
+         JOIN events e ON e.event_id = (s.payload->>'event_id')::uuid \
+         WHERE s.stream_type = 'projection' AND s.event_type = 'ProjectionEventSkipped' AND s.payload->>'projection' = $1",
+    )
+    .bind(name)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut cursors: Vec<Cursor> = rows.iter().map(Cursor::from_leading_columns).collect();
+    cursors.sort();
+    cursors.dedup();
+    Ok(cursors)
+}
+
 /// The events of `(after, through]` that `projection` wants in Rust.
 async fn events_for(
     conn: &mut PgConnection,
@@ -658,9 +678,32 @@ async fn events_for(
     })
 }
 
-/// Applies a range to a projection's rebuild schema. A rebuild cannot stop halfway: a poison
-/// event aborts it with the reason, and the live tables stay as they were.
+/// Applies a range to a projection's rebuild schema, around the events skipped on the record
+/// (each splits the range in two). A rebuild cannot stop halfway: any other poison event aborts
+/// it with the reason, and the live tables stay as they were.
 async fn apply_to_rebuild(
+    p: &dyn Projection,
+    tx: &mut PgConnection,
+    after: Cursor,
+    through: Cursor,
+    skipped: &[Cursor],
+) -> Result<(), EngineError> {
+    let mut from = after;
+    for &skip in skipped.iter().filter(|&&c| c > after && c <= through) {
+        // Positions are integers: (tx, position - 1) is the last cursor before the skipped event.
+        let before = Cursor { global_position: skip.global_position - 1, ..skip };
+        if before > from {
+            apply_range_to_rebuild(p, tx, from, before).await?;
+        }
+        from = skip;
+    }
+    if through > from {
+        apply_range_to_rebuild(p, tx, from, through).await?;
+    }
+    Ok(())
+}
+
+async fn apply_range_to_rebuild(
     p: &dyn Projection,
     tx: &mut PgConnection,
     after: Cursor,

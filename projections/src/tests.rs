@@ -266,6 +266,12 @@ async fn a_poison_event_stops_its_projection_with_the_reason_and_can_be_retried_
     let seen_now = seen(&db).await;
     assert!(seen_now.contains(&ids[3]) && !seen_now.contains(&ids[2]));
     assert!(engine.retry("nope", &actor("ops")).await.is_err(), "unknown projection names are refused");
+
+    // A rebuild honours the skip on the record: the same read model, not the same poison.
+    let picky: Arc<dyn Projection> = Arc::new(Picky { version: 1 });
+    engine.rebuild(&[picky], |_, _| {}).await.expect("a rebuild after a skip");
+    assert_eq!(seen(&db).await, seen_now, "rebuilt without the skipped event");
+    assert_eq!(engine.status().await.unwrap()[0].state, "running");
 }
 
 #[tokio::test]
