@@ -483,7 +483,7 @@ impl X509Commands {
         // The id comes from the certificate itself, so importing it again finds its record
         // (atomically: the stream exists) instead of keeping it twice.
         let certificate_id =
-            Uuid::new_v5(&IMPORTED_CERTIFICATES, &ring::digest::digest(&ring::digest::SHA256, leaf).as_ref());
+            Uuid::new_v5(&IMPORTED_CERTIFICATES, ring::digest::digest(&ring::digest::SHA256, leaf).as_ref());
         let recorded = self
             .record(
                 certificate_id,

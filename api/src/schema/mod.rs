@@ -418,6 +418,10 @@ impl Query {
         after: Option<String>,
     ) -> Result<acme::AcmeOrderConnection, ApiError> {
         ctx.require(Role::Viewer)?;
+        // An order's outcome and its certificate live in two read models: answer once both
+        // have passed everything committed before this query, so a renewed certificate is never
+        // seen beside its order still PENDING.
+        ctx.settle_head().await?;
         let limit = page_size(first)?;
         let account_id = account_id.as_ref().map(|i| parse_id("accountId", i)).transpose()?;
         let after = after.map(|c| decode_cursor("acme_order", &c)).transpose()?;
@@ -438,6 +442,7 @@ impl Query {
         #[graphql(description = "The ACME order's id.")] id: ID,
     ) -> Result<acme::AcmeOrder, ApiError> {
         ctx.require(Role::Viewer)?;
+        ctx.settle_head().await?; // as acmeOrders
         acme::order(ctx, parse_id("id", &id)?).await
     }
 
