@@ -164,10 +164,15 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
             print(&result, json, |r| {
                 let ms = |v: &serde_json::Value, p: &str| v["latency_ms"][p].as_f64().unwrap_or(0.0);
                 format!(
-                    "e2e: me {:.0} queries/s ({} clients, {} failed); at {}/s p50 {:.2} ms, p99 {:.2} ms; mutation to subscription p50 {:.2} ms, p99 {:.2} ms",
+                    "e2e: me {:.0} queries/s ({} clients, {} failed); at {}/s p50 {:.2} ms, p99 {:.2} ms; mutation to subscription p50 {:.2} ms, p99 {:.2} ms; \
+                     logout to socket closed: subscribed p50 {:.1} ms, max {:.1} ms, idle p50 {:.1} ms, max {:.1} ms",
                     r["me_queries"]["per_second"].as_f64().unwrap_or(0.0), r["me_queries"]["concurrency"], r["me_queries"]["failed"],
                     r["me_at_fixed_rate"]["rate"], ms(&r["me_at_fixed_rate"], "p50"), ms(&r["me_at_fixed_rate"], "p99"),
                     ms(&r["mutation_to_subscription"], "p50"), ms(&r["mutation_to_subscription"], "p99"),
+                    r["logout_to_socket_closed"]["with_a_subscription_ms"]["p50"].as_f64().unwrap_or(0.0),
+                    r["logout_to_socket_closed"]["with_a_subscription_ms"]["max"].as_f64().unwrap_or(0.0),
+                    r["logout_to_socket_closed"]["idle_socket_ms"]["p50"].as_f64().unwrap_or(0.0),
+                    r["logout_to_socket_closed"]["idle_socket_ms"]["max"].as_f64().unwrap_or(0.0),
                 )
             });
         }

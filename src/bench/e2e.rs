@@ -153,8 +153,71 @@ async fn drive(address: String, seconds: u64, rate: u32, concurrency: usize, del
         }
         mutation.await?.map_err(|e| anyhow!("createApiKey: {e}"))?;
     }
+    drop(ws);
+
+    // 4. Access lost on an open socket: a fresh session's socket, then its logout over HTTP; the
+    // time from sending the logout to the 4403 close. With a running subscription the log itself
+    // ends it; on an idle socket the read model's watch does.
+    let mut with_subscription = Vec::new();
+    let mut idle = Vec::new();
+    for round in 0..20 {
+        let subscribed = round % 2 == 0;
+        let body: Value = client.post(&url).send_json(&login).await.map_err(|e| anyhow!("{e}"))?.json().await?;
+        let session = body["data"]["login"]["token"].as_str().context("logging in")?.to_owned();
+        let (_, mut ws) = client
+            .ws(format!("ws://{address}/graphql"))
+            .protocols(["graphql-transport-ws"])
+            .connect()
+            .await
+            .map_err(|e| anyhow!("WebSocket: {e}"))?;
+        ws.send(send(json!({ "type": "connection_init", "payload": { "token": session } }))).await?;
+        let mut running = !subscribed;
+        if subscribed {
+            ws.send(send(json!({ "id": "s", "type": "subscribe", "payload": { "query": "subscription { events(filter: {eventTypes: [\"ApiKeyIssued\"]}) { position } }" } }))).await?;
+        }
+        // Until the subscription delivers an event made after it started.
+        while !running {
+            client.post(&url).bearer_auth(&token).send_json(&create).await.map_err(|e| anyhow!("createApiKey: {e}"))?;
+            while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_millis(200), ws.next()).await {
+                if let awc::ws::Frame::Text(text) = frame? {
+                    running |= serde_json::from_slice::<Value>(&text)?["type"] == "next";
+                }
+            }
+        }
+        if !subscribed {
+            // The ack, so the socket is initialised before the logout.
+            tokio::time::timeout(Duration::from_secs(10), ws.next()).await.context("no connection_ack")?;
+        }
+        let sent = Instant::now();
+        let logout = json!({ "query": "mutation { logout }" });
+        let logging_out = {
+            let (client, url, session) = (client.clone(), url.clone(), session.clone());
+            tokio::task::spawn_local(async move {
+                client.post(&url).bearer_auth(&session).send_json(&logout).await.map(|_| ())
+            })
+        };
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .context("the socket stayed open 10 s after its logout")?
+                .context("the WebSocket ended without a close frame")??;
+            if let awc::ws::Frame::Close(reason) = frame {
+                let code = reason.map(|r| u16::from(r.code));
+                if code != Some(4403) {
+                    bail!("the socket closed with {code:?}, not 4403");
+                }
+                (if subscribed { &mut with_subscription } else { &mut idle }).push(sent.elapsed());
+                break;
+            }
+        }
+        logging_out.await?.map_err(|e| anyhow!("logout: {e}"))?;
+    }
     Ok(json!({
         "benchmark": "e2e",
+        "logout_to_socket_closed": {
+            "with_a_subscription_ms": super::latency_summary(with_subscription),
+            "idle_socket_ms": super::latency_summary(idle),
+        },
         "me_queries": { "concurrency": concurrency, "seconds": elapsed, "ok": ok, "failed": failed, "per_second": ok as f64 / elapsed },
         "me_at_fixed_rate": { "rate": rate, "requests": total, "answered": fixed.len(), "latency_ms": super::latency_summary(fixed) },
         "mutation_to_subscription": { "mutations": deliveries, "latency_ms": super::latency_summary(delivery) },
