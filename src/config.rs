@@ -17,7 +17,9 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Clone, Debug)]
+/// `Debug` is written by hand below: the database options hold its password and
+/// `admin_password` is one, and neither may reach a log line.
+#[derive(Clone)]
 pub struct Settings {
     pub database: PgConnectOptions,
     /// For messages: the database URL without its password.
@@ -53,6 +55,34 @@ pub struct Settings {
     pub ws_init_timeout: std::time::Duration,
     /// The longest one ACME order may take before it is recorded as failed.
     pub acme_order_timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database", &self.database_display)
+            .field("nats_url", &self.nats_url)
+            .field("bind", &self.bind)
+            .field("master_key_file", &self.master_key_file)
+            .field("admin_password", &self.admin_password.as_ref().map(|_| "[redacted]"))
+            .field("nats_stream", &self.nats_stream)
+            .field("nats_subject_prefix", &self.nats_subject_prefix)
+            .field("log_format", &self.log_format)
+            .field("seal_interval", &self.seal_interval)
+            .field("session_lifetime", &self.session_lifetime)
+            .field("ssh_concurrency", &self.ssh_concurrency)
+            .field("ssh_connect_timeout", &self.ssh_connect_timeout)
+            .field("ssh_wait", &self.ssh_wait)
+            .field("key_check_interval", &self.key_check_interval)
+            .field("unused_keys_report_interval", &self.unused_keys_report_interval)
+            .field("unused_keys_days", &self.unused_keys_days)
+            .field("certificate_check_interval", &self.certificate_check_interval)
+            .field("expiry_warning_days", &self.expiry_warning_days)
+            .field("acme_wait", &self.acme_wait)
+            .field("ws_init_timeout", &self.ws_init_timeout)
+            .field("acme_order_timeout", &self.acme_order_timeout)
+            .finish()
+    }
 }
 
 /// The settings a TOML file may hold: each environment variable's name in lower case, without
@@ -283,6 +313,14 @@ mod tests {
         assert!(read_config_file(&path).unwrap_err().to_string().contains("must be a string or a number"));
         std::fs::write(&path, "bind = \n").unwrap();
         assert!(read_config_file(&path).unwrap_err().to_string().contains("not valid TOML"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password() {
+        let s = with(&[("DATABASE_URL", "postgres://u:hunter2@h/db"), ("UNITY_ADMIN_PASSWORD", "swordfish")]).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("swordfish"), "{shown}");
+        assert!(shown.contains("[redacted]") && shown.contains("h/db"), "what is not secret is still shown: {shown}");
     }
 
     #[test]
