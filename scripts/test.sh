@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/provision.sh
 # What only the tests need: Chromium (GraphiQL offline), promtool (package prometheus, /metrics in
-# the classic format) and Prometheus' Python client (its OpenMetrics parser).
+# the classic format), Prometheus' Python client (its OpenMetrics parser) and Python's gql.
 test_packages=()
 [ -x /usr/bin/chromium ] || test_packages+=(chromium)
 command -v promtool >/dev/null 2>&1 || test_packages+=(prometheus)
@@ -14,8 +14,9 @@ if [ ${#test_packages[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${test_packages[@]}" >/dev/null
 fi
-python3 -c 'import prometheus_client' 2>/dev/null ||
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'prometheus-client==0.21.1'
+python3 -c 'import prometheus_client, gql, websockets' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    'prometheus-client==0.21.1' 'gql[websockets]==3.5.3'
 # Tests create a database each, from a migrated template, as the unprivileged `unity` role; only
 # the tamper tests use the superuser below, to do what an attacker with the database would.
 if [ "$(psql_admin "-c \"select count(*) from pg_roles where rolname='unity_test_admin'\"")" = 0 ]; then

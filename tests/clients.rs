@@ -1,5 +1,5 @@
 //! The API as clients nobody on this project wrote meet it: the reference graphql-ws client,
-//! graphql-js's introspection and `buildClientSchema`, urql with its defaults, GraphiQL in
+//! Python's gql, graphql-js's introspection and `buildClientSchema`, urql with its defaults, GraphiQL in
 //! headless Chromium (offline), promtool on /metrics; and GraphQL over HTTP's GET and media
 //! types, driven over plain HTTP. The JavaScript checks live in web/checks (their packages come
 //! from `npm ci --prefix web`, which scripts/provision.sh runs).
@@ -11,15 +11,21 @@ use serde_json::{json, Value};
 use crate::api::{spawn_app, spawn_app_with, TestApp, ADMIN_PASSWORD};
 
 /// Runs `node web/checks/<script>` against `app` and returns its output; fails the test with
-/// the script's own words if it fails. (On a blocking thread: the application's workers share
-/// the test's runtime and must go on meanwhile.)
+/// the script's own words if it fails.
 async fn node(app: &TestApp, script: &str, token: &str) -> String {
     let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
     assert!(
         web.join("node_modules").is_dir(),
         "web/node_modules is missing: run `npm ci --prefix web` (scripts/test.sh does)"
     );
-    let mut command = Command::new("node");
+    check(app, "node", script, token).await
+}
+
+/// Runs `<program> web/checks/<script>` against `app`. (On a blocking thread: the application's
+/// workers share the test's runtime and must go on meanwhile.)
+async fn check(app: &TestApp, program: &str, script: &str, token: &str) -> String {
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    let mut command = Command::new(program);
     command
         .arg(web.join("checks").join(script))
         .current_dir(&web)
@@ -30,7 +36,7 @@ async fn node(app: &TestApp, script: &str, token: &str) -> String {
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .unwrap()
-        .expect("node on PATH (Node.js 20 or newer)");
+        .unwrap_or_else(|e| panic!("{program} on PATH (scripts/test.sh installs what the checks need): {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
@@ -43,6 +49,14 @@ async fn the_reference_graphql_ws_client_subscribes_pings_and_meets_every_close_
     let admin = app.admin().await;
     let out = node(&app, "graphql-ws.mjs", &admin).await;
     assert!(out.contains("graphql-ws: all checks passed"), "{out}");
+}
+
+#[actix_rt::test]
+async fn python_gql_fetches_the_schema_with_its_defaults_and_subscribes() {
+    let app = spawn_app().await;
+    let admin = app.admin().await;
+    let out = check(&app, "python3", "gql_client.py", &admin).await;
+    assert!(out.contains("gql: all checks passed"), "{out}");
 }
 
 #[actix_rt::test]
