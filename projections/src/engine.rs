@@ -363,7 +363,13 @@ impl ProjectionEngine {
             let pause = match self.catch_up().await {
                 Ok(_) => {
                     backoff.reset();
-                    None
+                    // A hint can come before its event is readable (a transaction elsewhere in
+                    // the cluster holds the horizon back): look again shortly instead of waiting
+                    // for the next hint or the poll.
+                    match self.store.last_committed().await {
+                        Ok(head) if self.behind(head).await.unwrap_or(0) > 0 => Some(Duration::from_millis(50)),
+                        _ => None,
+                    }
                 }
                 Err(e) => {
                     let pause = backoff.next_pause();
@@ -412,22 +418,26 @@ impl ProjectionEngine {
         Ok(out)
     }
 
+    /// How many running projections have not yet passed `cursor`.
+    async fn behind(&self, cursor: Cursor) -> Result<i64, EngineError> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM checkpoints WHERE name = ANY($1) AND state = 'running' \
+             AND (transaction_id, global_position) < ($2, $3)",
+        )
+        .bind(self.projections.iter().map(|p| p.name()).collect::<Vec<_>>())
+        .bind(cursor.transaction_id)
+        .bind(cursor.global_position)
+        .fetch_one(self.store.pool())
+        .await?)
+    }
+
     /// Waits (bounded) until every running projection has passed `cursor`: read-your-writes.
     pub async fn wait_for(&self, cursor: Cursor, timeout: Duration) -> Result<bool, EngineError> {
         let deadline = tokio::time::Instant::now() + timeout;
         // Projections in this process say when they move; those elsewhere are polled.
         let mut wakeups = self.store.wakeup().subscribe_progress();
         loop {
-            let behind: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM checkpoints WHERE name = ANY($1) AND state = 'running' \
-                 AND (transaction_id, global_position) < ($2, $3)",
-            )
-            .bind(self.projections.iter().map(|p| p.name()).collect::<Vec<_>>())
-            .bind(cursor.transaction_id)
-            .bind(cursor.global_position)
-            .fetch_one(self.store.pool())
-            .await?;
-            if behind == 0 {
+            if self.behind(cursor).await? == 0 {
                 return Ok(true);
             }
             let now = tokio::time::Instant::now();

@@ -359,6 +359,35 @@ async fn an_append_wakes_the_engine_without_waiting_for_the_poll() {
 }
 
 #[tokio::test]
+async fn a_wake_up_that_comes_before_its_event_is_readable_is_not_lost() {
+    use sqlx::Connection;
+    let db = TestDb::new().await;
+    let store = db.store();
+    let engine = engine(&store);
+    engine.prepare().await.unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    // Polling once an hour: only the append's wake-up can bring the event in.
+    let worker = tokio::spawn(engine.clone().run(stopped, Duration::from_secs(3600)));
+    // A transaction older than the append, still open: the event is committed but not readable.
+    let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut blocker).await.unwrap();
+    let identity = identity_on(&store).await;
+    let (_, appended) = identity.create_user("ada", PASSWORD, Role::Viewer, &actor("grace")).await.unwrap();
+    assert!(
+        !engine.wait_for(appended.last, Duration::from_millis(300)).await.unwrap(),
+        "held back by the open transaction"
+    );
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    assert!(
+        engine.wait_for(appended.last, Duration::from_secs(20)).await.unwrap(),
+        "applied once readable, without another wake-up"
+    );
+    stop.send(true).unwrap();
+    worker.await.unwrap();
+}
+
+#[tokio::test]
 async fn lag_counts_what_is_not_yet_applied() {
     let db = TestDb::new().await;
     let store = db.store();
