@@ -34,6 +34,16 @@ fn main() {
             missing.join(", ")
         );
     }
-    fs::write(out.join("graphiql_assets.rs"), format!("pub const PRESENT: bool = {};\n", missing.is_empty()))
-        .expect("write to OUT_DIR");
+    // The table the route serves from: each asset's bytes and content type, by name.
+    let mut table = format!("pub const PRESENT: bool = {};\n\n", missing.is_empty());
+    table.push_str("pub fn asset(name: &str) -> Option<(&'static [u8], &'static str)> {\n    match name {\n");
+    for (name, _) in ASSETS {
+        let content_type =
+            if name.ends_with(".css") { "text/css; charset=utf-8" } else { "text/javascript; charset=utf-8" };
+        table.push_str(&format!(
+            "        {name:?} => Some((include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}\")).as_slice(), {content_type:?})),\n"
+        ));
+    }
+    table.push_str("        _ => None,\n    }\n}\n");
+    fs::write(out.join("graphiql_assets.rs"), table).expect("write to OUT_DIR");
 }

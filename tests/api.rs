@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use unity::{
@@ -11,6 +11,8 @@ use unity::{
     config::Settings,
 };
 use unity_commands::testing::{NatsServer, TestDb};
+
+use crate::websocket::{next, open, send, Received, Ws};
 
 pub(crate) const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
@@ -372,16 +374,8 @@ async fn subscribe_once(app: &TestApp, token: Option<&str>, query: &str) -> Valu
     }
 }
 
-type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
-
 async fn connect_ws(app: &TestApp, token: Option<&str>) -> Ws {
-    let (_, mut ws) = app
-        .client
-        .ws(format!("ws://{}/graphql", app.address))
-        .protocols(["graphql-transport-ws"])
-        .connect()
-        .await
-        .expect("WebSocket upgrade");
+    let mut ws = open(app, "graphql-transport-ws").await;
     let payload = token.map_or(json!({}), |t| json!({ "Authorization": format!("Bearer {t}") }));
     send(&mut ws, json!({ "type": "connection_init", "payload": payload })).await;
     let ack = receive(&mut ws).await;
@@ -389,28 +383,11 @@ async fn connect_ws(app: &TestApp, token: Option<&str>) -> Ws {
     ws
 }
 
-async fn send(ws: &mut Ws, message: Value) {
-    ws.send(awc::ws::Message::Text(message.to_string().into())).await.unwrap();
-}
-
+/// The next message, or `{"type": "closed", "reason": …}` when the server closes.
 async fn receive(ws: &mut Ws) -> Value {
-    loop {
-        let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("a WebSocket message in time")
-            .expect("the connection stays open")
-            .unwrap();
-        match frame {
-            awc::ws::Frame::Text(text) => {
-                let message: Value = serde_json::from_slice(&text).unwrap();
-                // Keep-alives come unasked.
-                if message["type"] != "pong" && message["type"] != "ping" {
-                    return message;
-                }
-            }
-            awc::ws::Frame::Close(reason) => return json!({ "type": "closed", "reason": format!("{reason:?}") }),
-            _ => {}
-        }
+    match next(ws, Duration::from_secs(20)).await.expect("a WebSocket message in time") {
+        Received::Message(message) => message,
+        Received::Closed(code, reason) => json!({ "type": "closed", "reason": format!("{code} {reason}") }),
     }
 }
 
@@ -728,13 +705,7 @@ async fn subscribers_get_each_matching_event_once_in_order_and_only_what_their_r
         }
     }
     // An invalid token is refused at connection_init.
-    let (_, mut ws) = app
-        .client
-        .ws(format!("ws://{}/graphql", app.address))
-        .protocols(["graphql-transport-ws"])
-        .connect()
-        .await
-        .unwrap();
+    let mut ws = open(&app, "graphql-transport-ws").await;
     send(&mut ws, json!({ "type": "connection_init", "payload": { "token": "unity_session_nope" } })).await;
     let refused = receive(&mut ws).await;
     assert_eq!(refused["type"], "closed", "{refused}");

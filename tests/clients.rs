@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::api::{spawn_app, spawn_app_with, TestApp, ADMIN_PASSWORD};
+use crate::api::{code, spawn_app, spawn_app_with, TestApp, ADMIN_PASSWORD};
 
 /// Runs `node web/checks/<script>` against `app` and returns its output; fails the test with
 /// the script's own words if it fails.
@@ -230,7 +230,7 @@ async fn graphql_over_http_runs_queries_with_get_refuses_mutations_and_speaks_bo
     assert_eq!(response.status().as_u16(), 405);
     assert_eq!(response.headers().get("allow").unwrap(), "POST");
     let body: Value = serde_json::from_slice(&response.body().await.unwrap()).unwrap();
-    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+    assert_eq!(code(&body), Some("BAD_USER_INPUT"), "{body}");
     let made: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE payload->>'name' = 'over get'")
         .fetch_one(&app.db.pool)
         .await
@@ -241,7 +241,7 @@ async fn graphql_over_http_runs_queries_with_get_refuses_mutations_and_speaks_bo
     // under application/json (the draft's rule for the older media type).
     let (status, content_type, body) = get_graphql(&app, None, &[("query", "{ nope }")], graphql_response).await;
     assert_eq!((status, content_type.as_str()), (400, graphql_response), "{body}");
-    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert_eq!(code(&body), Some("BAD_USER_INPUT"));
     assert!(body.get("data").is_none(), "a request error has no data: {body}");
     let (status, content_type, _) = get_graphql(&app, None, &[("query", "{ nope }")], json).await;
     assert_eq!((status, content_type.as_str()), (200, json));
@@ -252,7 +252,7 @@ async fn graphql_over_http_runs_queries_with_get_refuses_mutations_and_speaks_bo
         (200, graphql_response),
         "a field error is not a request error: {body}"
     );
-    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    assert_eq!(code(&body), Some("UNAUTHENTICATED"));
     let mut response = app
         .client
         .post(app.url("/graphql"))
@@ -263,7 +263,7 @@ async fn graphql_over_http_runs_queries_with_get_refuses_mutations_and_speaks_bo
     assert_eq!(response.status().as_u16(), 400);
     assert_eq!(response.headers().get("content-type").unwrap(), graphql_response);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+    assert_eq!(code(&body), Some("BAD_USER_INPUT"), "{body}");
 
     // GET without a query, and with variables that are not JSON: 400, a clear line.
     let (status, _, body) = get_graphql(&app, None, &[], json).await;
@@ -301,7 +301,7 @@ async fn without_the_collectors_role_server_operations_are_unavailable_at_once_a
             json!({ "s": server }),
         )
         .await;
-    assert_eq!(refused["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{refused}");
+    assert_eq!(code(&refused), Some("UNAVAILABLE"), "{refused}");
     let message = refused["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("collectors role"), "{message}");
     assert!(
@@ -315,7 +315,7 @@ async fn without_the_collectors_role_server_operations_are_unavailable_at_once_a
         .unwrap();
     assert_eq!(requested, 0, "nothing was left waiting for a reactor");
     let acme = app.graphql(Some(&admin), "mutation { registerAcmeAccount(input: {name: \"le\", preset: LETS_ENCRYPT_STAGING, acceptTerms: true}) { id } }", json!({})).await;
-    assert_eq!(acme["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{acme}");
+    assert_eq!(code(&acme), Some("UNAVAILABLE"), "{acme}");
 
     let ready = crate::api::eventually_json(&app, "/readyz", |b| b.get("reactors").is_some()).await;
     assert_eq!(

@@ -9,29 +9,29 @@ use serde_json::{json, Value};
 
 use crate::api::{spawn_app, spawn_app_with, TestApp, ADMIN_PASSWORD};
 
-type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+pub(crate) type Ws = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
 
 /// What the server sent: a message, or the close frame's code and reason.
 #[derive(Debug)]
-enum Received {
+pub(crate) enum Received {
     Message(Value),
     Closed(u16, String),
 }
 
-async fn open(app: &TestApp, protocol: &str) -> Ws {
+pub(crate) async fn open(app: &TestApp, protocol: &str) -> Ws {
     let (response, ws) = app.client.ws(app.ws_url()).protocols([protocol]).connect().await.expect("WebSocket upgrade");
     let chosen = response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
     assert_eq!(chosen, Some(protocol), "the handshake agrees on {protocol}");
     ws
 }
 
-async fn send(ws: &mut Ws, message: Value) {
+pub(crate) async fn send(ws: &mut Ws, message: Value) {
     // The server may have closed already; what it sent then is what the test reads.
     let _ = ws.send(awc::ws::Message::Text(message.to_string().into())).await;
 }
 
 /// The next text message or close, answering pings on the way; `None` at the deadline.
-async fn next(ws: &mut Ws, within: Duration) -> Option<Received> {
+pub(crate) async fn next(ws: &mut Ws, within: Duration) -> Option<Received> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let frame = tokio::time::timeout_at(deadline, ws.next()).await.ok()?;

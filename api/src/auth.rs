@@ -72,14 +72,14 @@ pub async fn authenticate(pool: &sqlx::PgPool, header: Option<&str>) -> Result<O
 /// event they deliver.
 pub struct LiveAccess {
     principal: Principal,
-    role: std::sync::atomic::AtomicU8,
+    role: Mutex<Role>,
     ended: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl LiveAccess {
     pub fn new(principal: Principal) -> LiveAccess {
         LiveAccess {
-            role: std::sync::atomic::AtomicU8::new(principal.role as u8),
+            role: Mutex::new(principal.role),
             principal,
             ended: tokio::sync::watch::channel(None).0,
         }
@@ -94,17 +94,14 @@ impl LiveAccess {
         if self.ended.borrow().is_some() {
             return None;
         }
-        Some(match self.role.load(std::sync::atomic::Ordering::Acquire) {
-            2 => Role::Admin,
-            1 => Role::Operator,
-            _ => Role::Viewer,
-        })
+        Some(*self.role.lock().expect("role lock"))
     }
 
     /// Lowers what the token may do to `role` (never raises it: a wider role takes a new
     /// connection, and a read model that lags the log must not undo a narrowing).
     pub fn narrow(&self, role: Role) {
-        self.role.fetch_min(role as u8, std::sync::atomic::Ordering::AcqRel);
+        let mut current = self.role.lock().expect("role lock");
+        *current = (*current).min(role);
     }
 
     /// Ends the access for `reason` (the first reason given is kept).

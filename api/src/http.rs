@@ -254,13 +254,16 @@ async fn graphql_get(req: HttpRequest, payload: web::Payload, state: State) -> R
 /// Validates and runs one operation over HTTP (`get`: only queries may run).
 async fn execute(state: &Arc<ApiState>, req: &HttpRequest, request: HttpOperation, get: bool) -> HttpResponse {
     let response_type = ResponseType::of(req);
-    let request_error = |errors: Value| {
+    let refuse = |status: StatusCode, errors: Value| {
         let mut errors = if errors.is_array() { errors } else { json!([{ "message": "the request was refused" }]) };
         add_codes(&mut errors, Code::BadUserInput);
-        HttpResponse::build(response_type.request_error_status())
-            .content_type(response_type.content_type())
-            .body(json!({ "errors": errors }).to_string())
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            response.insert_header((header::ALLOW, "POST"));
+        }
+        response.content_type(response_type.content_type()).body(json!({ "errors": errors }).to_string())
     };
+    let request_error = |errors: Value| refuse(response_type.request_error_status(), errors);
     let operation = match state.schemas.validate(&request.query, request.operation_name.as_deref()) {
         Ok(operation) => operation,
         Err(e) => {
@@ -272,12 +275,8 @@ async fn execute(state: &Arc<ApiState>, req: &HttpRequest, request: HttpOperatio
     };
     match operation.operation_type() {
         OperationType::Mutation if get => {
-            let body = json!({ "errors": [{ "message": "mutations are sent with POST; GET runs queries only",
-                                            "extensions": { "code": Code::BadUserInput.as_str() } }] });
-            return HttpResponse::MethodNotAllowed()
-                .insert_header((header::ALLOW, "POST"))
-                .content_type(response_type.content_type())
-                .body(body.to_string());
+            let errors = json!([{ "message": "mutations are sent with POST; GET runs queries only" }]);
+            return refuse(StatusCode::METHOD_NOT_ALLOWED, errors);
         }
         OperationType::Subscription => {
             return request_error(
@@ -326,23 +325,13 @@ async fn graphiql() -> HttpResponse {
 }
 
 async fn graphiql_asset(path: web::Path<String>) -> HttpResponse {
-    macro_rules! asset {
-        ($name:literal) => {
-            include_bytes!(concat!(env!("OUT_DIR"), "/", $name)).as_slice()
-        };
+    match graphiql_assets::asset(path.as_str()) {
+        Some((body, content_type)) => HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+            .body(body),
+        None => error_response(StatusCode::NOT_FOUND, Code::NotFound, "no such asset"),
     }
-    let (body, content_type) = match path.as_str() {
-        "graphiql.min.js" => (asset!("graphiql.min.js"), "text/javascript; charset=utf-8"),
-        "graphiql.min.css" => (asset!("graphiql.min.css"), "text/css; charset=utf-8"),
-        "react.production.min.js" => (asset!("react.production.min.js"), "text/javascript; charset=utf-8"),
-        "react-dom.production.min.js" => (asset!("react-dom.production.min.js"), "text/javascript; charset=utf-8"),
-        "graphql-ws.min.js" => (asset!("graphql-ws.min.js"), "text/javascript; charset=utf-8"),
-        _ => return error_response(StatusCode::NOT_FOUND, Code::NotFound, "no such asset"),
-    };
-    HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .body(body)
 }
 
 /// Until the web console exists, `/` points to what there is.

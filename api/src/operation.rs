@@ -81,10 +81,7 @@ impl Schemas {
         let mut shape = IntrospectionShape { only_introspection: true, too_nested: false };
         for definition in &document {
             if let Definition::Operation(operation) = definition {
-                let mut roots = Vec::new();
-                shape.only_introspection &= walker.root_fields(&operation.item.selection_set, &mut roots, 0)
-                    && roots.iter().all(|name| name.starts_with("__"));
-                shape.too_nested |= !walker.within_list_nesting(&operation.item.selection_set, None, 0);
+                walker.visit(&operation.item.selection_set, Visit { root: true, lists: None, spreads: 0 }, &mut shape);
             }
         }
         Some(shape)
@@ -106,66 +103,53 @@ struct IntrospectionWalk<'f, 'a> {
 /// walk before validation has run).
 const MAX_SPREADS: usize = 32;
 
-impl<'a> IntrospectionWalk<'_, 'a> {
-    /// Collects the names of the fields at the root of `selections`, through fragments.
-    fn root_fields(
-        &self,
-        selections: &[Selection<'a, DefaultScalarValue>],
-        out: &mut Vec<&'a str>,
-        spreads: usize,
-    ) -> bool {
-        if spreads > MAX_SPREADS {
-            return false;
-        }
-        selections.iter().all(|selection| match selection {
-            Selection::Field(field) => {
-                out.push(field.item.name.item);
-                true
-            }
-            Selection::InlineFragment(fragment) => self.root_fields(&fragment.item.selection_set, out, spreads + 1),
-            Selection::FragmentSpread(spread) => self
-                .fragments
-                .get(spread.item.name.item)
-                .is_some_and(|nested| self.root_fields(nested, out, spreads + 1)),
-        })
-    }
+/// Where a walk is: at an operation's root, how many of introspection's lists it is inside
+/// (`None` outside introspection: the schema's own fields may share those names), and how many
+/// fragment spreads it followed.
+#[derive(Clone, Copy)]
+struct Visit {
+    root: bool,
+    lists: Option<usize>,
+    spreads: usize,
+}
 
-    /// Whether introspection's multiplying lists stay within bounds; `lists` counts them once
-    /// inside an introspection field (`None` outside one: the schema's own fields may share
-    /// those names).
-    fn within_list_nesting(
-        &self,
-        selections: &[Selection<'a, DefaultScalarValue>],
-        lists: Option<usize>,
-        spreads: usize,
-    ) -> bool {
-        if spreads > MAX_SPREADS {
-            return false;
+impl<'a> IntrospectionWalk<'_, 'a> {
+    /// Visits every field of `selections`, through fragments, noting in `shape` a root field
+    /// that is not introspection and introspection's lists nested too deep.
+    fn visit(&self, selections: &[Selection<'a, DefaultScalarValue>], at: Visit, shape: &mut IntrospectionShape) {
+        if at.spreads > MAX_SPREADS {
+            shape.only_introspection = false;
+            return;
         }
-        selections.iter().all(|selection| match selection {
-            Selection::Field(field) => {
-                let name = field.item.name.item;
-                let lists = match lists {
-                    None if matches!(name, "__schema" | "__type") => Some(0),
-                    None => None,
-                    Some(n) => {
-                        Some(n + usize::from(matches!(name, "fields" | "inputFields" | "interfaces" | "possibleTypes")))
+        for selection in selections {
+            match selection {
+                Selection::Field(field) => {
+                    let name = field.item.name.item;
+                    if at.root && !name.starts_with("__") {
+                        shape.only_introspection = false;
                     }
-                };
-                lists.is_none_or(|n| n <= MAX_INTROSPECTION_LIST_NESTING)
-                    && field
-                        .item
-                        .selection_set
-                        .as_ref()
-                        .is_none_or(|nested| self.within_list_nesting(nested, lists, spreads))
+                    let lists = match at.lists {
+                        None if matches!(name, "__schema" | "__type") => Some(0),
+                        None => None,
+                        Some(n) => Some(
+                            n + usize::from(matches!(name, "fields" | "inputFields" | "interfaces" | "possibleTypes")),
+                        ),
+                    };
+                    if lists.is_some_and(|n| n > MAX_INTROSPECTION_LIST_NESTING) {
+                        shape.too_nested = true;
+                    } else if let Some(nested) = &field.item.selection_set {
+                        self.visit(nested, Visit { root: false, lists, ..at }, shape);
+                    }
+                }
+                Selection::InlineFragment(fragment) => {
+                    self.visit(&fragment.item.selection_set, Visit { spreads: at.spreads + 1, ..at }, shape)
+                }
+                // An undefined fragment is validation's to report; it relaxes nothing.
+                Selection::FragmentSpread(spread) => match self.fragments.get(spread.item.name.item) {
+                    Some(nested) => self.visit(nested, Visit { spreads: at.spreads + 1, ..at }, shape),
+                    None => shape.only_introspection = false,
+                },
             }
-            Selection::InlineFragment(fragment) => {
-                self.within_list_nesting(&fragment.item.selection_set, lists, spreads + 1)
-            }
-            Selection::FragmentSpread(spread) => self
-                .fragments
-                .get(spread.item.name.item)
-                .is_some_and(|nested| self.within_list_nesting(nested, lists, spreads + 1)),
-        })
+        }
     }
 }

@@ -127,17 +127,9 @@ async fn drive(address: String, seconds: u64, rate: u32, concurrency: usize, del
     let mut pending_ack = true;
     for _ in 0..deliveries {
         let sent = Instant::now();
-        let mutation = {
-            let (client, url, token, create) = (client.clone(), url.clone(), token.clone(), create.clone());
-            tokio::task::spawn_local(async move {
-                client.post(&url).bearer_auth(&token).send_json(&create).await.map(|_| ())
-            })
-        };
+        let mutation = post_later(&client, &url, &token, &create);
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-                .await
-                .context("no event within 10 s")?
-                .context("the WebSocket closed")??;
+            let frame = next_frame(&mut ws, "no event within 10 s").await?;
             if let awc::ws::Frame::Text(text) = frame {
                 let message: Value = serde_json::from_slice(&text)?;
                 match message["type"].as_str() {
@@ -189,18 +181,9 @@ async fn drive(address: String, seconds: u64, rate: u32, concurrency: usize, del
             tokio::time::timeout(Duration::from_secs(10), ws.next()).await.context("no connection_ack")?;
         }
         let sent = Instant::now();
-        let logout = json!({ "query": "mutation { logout }" });
-        let logging_out = {
-            let (client, url, session) = (client.clone(), url.clone(), session.clone());
-            tokio::task::spawn_local(async move {
-                client.post(&url).bearer_auth(&session).send_json(&logout).await.map(|_| ())
-            })
-        };
+        let logging_out = post_later(&client, &url, &session, &json!({ "query": "mutation { logout }" }));
         loop {
-            let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
-                .await
-                .context("the socket stayed open 10 s after its logout")?
-                .context("the WebSocket ended without a close frame")??;
+            let frame = next_frame(&mut ws, "the socket stayed open 10 s after its logout").await?;
             if let awc::ws::Frame::Close(reason) = frame {
                 let code = reason.map(|r| u16::from(r.code));
                 if code != Some(4403) {
@@ -222,4 +205,26 @@ async fn drive(address: String, seconds: u64, rate: u32, concurrency: usize, del
         "me_at_fixed_rate": { "rate": rate, "requests": total, "answered": fixed.len(), "latency_ms": super::latency_summary(fixed) },
         "mutation_to_subscription": { "mutations": deliveries, "latency_ms": super::latency_summary(delivery) },
     }))
+}
+
+/// Sends a GraphQL POST in the background (so a socket can be read meanwhile).
+fn post_later(
+    client: &awc::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+) -> tokio::task::JoinHandle<Result<(), awc::error::SendRequestError>> {
+    let (client, url, token, body) = (client.clone(), url.to_owned(), token.to_owned(), body.clone());
+    tokio::task::spawn_local(async move { client.post(&url).bearer_auth(&token).send_json(&body).await.map(|_| ()) })
+}
+
+/// The socket's next frame within 10 s; `what` says what was awaited.
+async fn next_frame<S>(ws: &mut S, what: &str) -> Result<awc::ws::Frame>
+where
+    S: futures::Stream<Item = Result<awc::ws::Frame, awc::error::WsProtocolError>> + Unpin,
+{
+    Ok(tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .with_context(|| what.to_owned())?
+        .context("the WebSocket ended without a close frame")??)
 }

@@ -308,15 +308,7 @@ pub async fn order(ctx: &Context, id: Uuid) -> Result<AcmeOrder, ApiError> {
 pub async fn order_of(ctx: &Context, r: AcmeOrderRow) -> Result<AcmeOrder, ApiError> {
     let authorizations = read::authorizations(ctx.state.store.pool(), r.order_id).await?;
     let certificate = match r.certificate_id {
-        Some(id) => Some(match ctx.certificate(id).await {
-            // The certificate was recorded before the order closed, but its read model is
-            // another projection that may not have caught up yet: wait for it, bounded.
-            Err(e) if e.code == Code::NotFound => {
-                ctx.settle_head().await?;
-                ctx.certificate(id).await?
-            }
-            other => other?,
-        }),
+        Some(id) => Some(ctx.certificate(id).await?),
         None => None,
     };
     Ok(AcmeOrder {

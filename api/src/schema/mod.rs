@@ -1316,8 +1316,14 @@ impl Mutation {
         };
         let created = ctx.state.acme.request_order(uuid::Uuid::now_v7(), spec, &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
-        let order = || acme::order(ctx, created.id);
-        ctx.wait_until(ctx.state.config.acme_wait, order, |o| o.status != acme::AcmeOrderStatus::Pending).await
+        // Wait on the order's own row, then for every read model: its certificate is another
+        // projection's, which may not have caught up with the order's outcome yet.
+        let row = || async { Ok(unity_projections::acme::order(ctx.state.store.pool(), created.id).await?) };
+        let decided =
+            |row: &Option<unity_projections::acme::AcmeOrderRow>| row.as_ref().is_some_and(|r| r.status != "PENDING");
+        ctx.wait_until(ctx.state.config.acme_wait, row, decided).await?;
+        ctx.settle_head().await?;
+        acme::order(ctx, created.id).await
     }
 
     /// A DNS provider for DNS-01: RFC 2136 dynamic updates (TSIG-signed) or a webhook.
