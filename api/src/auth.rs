@@ -78,11 +78,7 @@ pub struct LiveAccess {
 
 impl LiveAccess {
     pub fn new(principal: Principal) -> LiveAccess {
-        LiveAccess {
-            role: Mutex::new(principal.role),
-            principal,
-            ended: tokio::sync::watch::channel(None).0,
-        }
+        LiveAccess { role: Mutex::new(principal.role), principal, ended: tokio::sync::watch::channel(None).0 }
     }
 
     pub fn principal(&self) -> &Principal {
