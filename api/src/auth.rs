@@ -9,7 +9,7 @@ use std::{
 
 use unity_commands::identity::{token_sha256, TokenKind};
 use unity_domain::identity::Role;
-use unity_projections::users::{api_key_owner, session_owner, TokenOwner};
+use unity_projections::users::{api_key_owner, session_owner, TokenOwner, TokenRefusal};
 use uuid::Uuid;
 
 use crate::errors::{ApiError, Code};
@@ -41,10 +41,9 @@ pub enum Credential {
 /// error (some fields are public); a token that is unknown, expired, revoked, or whose user is
 /// disabled is UNAUTHENTICATED.
 pub async fn authenticate(pool: &sqlx::PgPool, header: Option<&str>) -> Result<Option<Principal>, ApiError> {
-    let Some(header) = header.map(str::trim).filter(|h| !h.is_empty()) else {
+    let Some(token) = bare_token(header) else {
         return Ok(None);
     };
-    let token = header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).unwrap_or(header).trim();
     let invalid = || ApiError::new(Code::Unauthenticated, "the token is invalid, expired or revoked");
     let hash = token_sha256(token);
     let (owner, credential) = match TokenKind::of(token) {
@@ -111,6 +110,20 @@ impl LiveAccess {
         });
     }
 
+    /// Ends the access for `why`, in the words every path uses (the log's event, the read
+    /// model's state, the expiry timer), so the close reason does not depend on which saw it first.
+    pub fn refuse(&self, why: TokenRefusal) {
+        let session = matches!(self.principal.credential, Credential::Session(_));
+        self.end(match why {
+            TokenRefusal::UserDisabled => "the user was disabled",
+            TokenRefusal::SessionEnded => "the session ended",
+            TokenRefusal::PasswordChanged => "the password was changed, which ends every session",
+            TokenRefusal::KeyRevoked => "the API key was revoked",
+            TokenRefusal::Expired if session => "the session expired",
+            TokenRefusal::Expired => "the API key expired",
+        });
+    }
+
     /// Resolves with the reason once the access has ended.
     pub async fn ended(&self) -> String {
         let mut ended = self.ended.subscribe();
@@ -125,15 +138,15 @@ impl LiveAccess {
         let principal = &self.principal;
         let user_stream = format!("user-{}", principal.user_id);
         let ends = match (principal.credential, event_type) {
-            (_, "UserDisabled") if stream_id == user_stream => Some("the user was disabled"),
+            (_, "UserDisabled") if stream_id == user_stream => Some(TokenRefusal::UserDisabled),
             (Credential::Session(_), "UserPasswordChanged") if stream_id == user_stream => {
-                Some("the password was changed, which ends every session")
+                Some(TokenRefusal::PasswordChanged)
             }
             (Credential::Session(id), "SessionEnded") if stream_id == format!("session-{id}") => {
-                Some("the session ended")
+                Some(TokenRefusal::SessionEnded)
             }
             (Credential::ApiKey(id), "ApiKeyRevoked") if stream_id == format!("api_key-{id}") => {
-                Some("the API key was revoked")
+                Some(TokenRefusal::KeyRevoked)
             }
             (_, "UserRoleChanged") if stream_id == user_stream => {
                 if let Some(role) = payload.get("role").and_then(|r| serde_json::from_value::<Role>(r.clone()).ok()) {
@@ -143,11 +156,24 @@ impl LiveAccess {
             }
             _ => None,
         };
-        if let Some(reason) = ends {
-            self.end(reason);
+        if let Some(why) = ends {
+            self.refuse(why);
         }
         self.role().is_some()
     }
+}
+
+/// The token of `Authorization: Bearer <token>` (or of a bare token); `None` for nothing.
+fn bare_token(header: Option<&str>) -> Option<&str> {
+    let header = header.map(str::trim).filter(|h| !h.is_empty())?;
+    Some(header.strip_prefix("Bearer ").or_else(|| header.strip_prefix("bearer ")).unwrap_or(header).trim())
+}
+
+/// Why a token that no longer authenticates is refused, from the read model (`None` if it is
+/// unknown, or the read model cannot say).
+pub async fn refusal(pool: &sqlx::PgPool, header: Option<&str>) -> Option<TokenRefusal> {
+    let token = bare_token(header)?;
+    unity_projections::users::token_refusal(pool, &token_sha256(token)).await.ok().flatten()
 }
 
 pub fn parse_role(stored: &str) -> Result<Role, ApiError> {

@@ -18,8 +18,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use unity_projections::users::TokenRefusal;
+
 use crate::{
-    auth::{authenticate, Credential, LiveAccess},
+    auth::{authenticate, refusal, LiveAccess},
     errors::Code,
     http::add_codes,
     schema::Context,
@@ -300,10 +302,13 @@ impl Connection {
         let principal = match authenticate(self.state.store.pool(), self.token.as_deref()).await {
             Ok(principal) => principal,
             Err(e) if e.code == Code::Unauthenticated => {
-                if let Some(access) = &self.access {
-                    access.end("the token is no longer valid");
+                let Some(access) = &self.access else { return Step::Close(4403, format!("Forbidden: {e}")) };
+                // The close follows from the access ending, with its reason.
+                match refusal(self.state.store.pool(), self.token.as_deref()).await {
+                    Some(why) => access.refuse(why),
+                    None => access.end("the token is no longer valid"),
                 }
-                return Step::Close(4403, format!("Forbidden: {e}"));
+                return Step::Continue;
             }
             Err(e) => {
                 let error = json!([{ "message": e.to_string(), "extensions": { "code": e.code.as_str() } }]);
@@ -422,10 +427,7 @@ async fn watch_access(state: Arc<ApiState>, token: String, access: Arc<LiveAcces
             _ = progress.changed() => {}
             _ = tokio::time::sleep(ACCESS_POLL) => {}
             _ = expired => {
-                access.end(match access.principal().credential {
-                    Credential::Session(_) => "the session expired",
-                    Credential::ApiKey(_) => "the API key expired",
-                });
+                access.refuse(TokenRefusal::Expired);
                 return;
             }
         }
@@ -433,7 +435,11 @@ async fn watch_access(state: Arc<ApiState>, token: String, access: Arc<LiveAcces
             Ok(Some(principal)) => access.narrow(principal.role),
             Ok(None) => {}
             Err(e) if e.code == Code::Unauthenticated => {
-                access.end("the token is no longer valid (logged out, revoked, expired, the user disabled or the password changed)");
+                // Say why, in the words the log's event would have used.
+                match refusal(state.store.pool(), Some(&token)).await {
+                    Some(why) => access.refuse(why),
+                    None => access.end("the token is no longer valid"),
+                }
                 return;
             }
             // The read model is unreachable: keep the access as it was and look again.

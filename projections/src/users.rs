@@ -322,6 +322,51 @@ pub async fn api_key_owner(pool: &PgPool, token_sha256: &str) -> Result<Option<T
     Ok(row.as_ref().map(token_owner))
 }
 
+/// Why the read model no longer accepts a token: the first of these that holds, in the order a
+/// person would name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenRefusal {
+    UserDisabled,
+    SessionEnded,
+    PasswordChanged,
+    KeyRevoked,
+    Expired,
+}
+
+/// Why the session or API key with this hash is refused now (`None`: it is not, or it is
+/// unknown).
+pub async fn token_refusal(pool: &PgPool, token_sha256: &str) -> Result<Option<TokenRefusal>, sqlx::Error> {
+    let session: Option<(bool, bool, bool, bool)> = sqlx::query_as(
+        "SELECT u.disabled, s.ended_at IS NOT NULL, u.password_secret <> s.password_secret, s.expires_at <= now() \
+         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_sha256 = $1",
+    )
+    .bind(token_sha256)
+    .fetch_optional(pool)
+    .await?;
+    if let Some((disabled, ended, password_changed, expired)) = session {
+        return Ok([
+            (disabled, TokenRefusal::UserDisabled),
+            (ended, TokenRefusal::SessionEnded),
+            (password_changed, TokenRefusal::PasswordChanged),
+            (expired, TokenRefusal::Expired),
+        ]
+        .into_iter()
+        .find_map(|(holds, why)| holds.then_some(why)));
+    }
+    let key: Option<(bool, bool, bool)> = sqlx::query_as(
+        "SELECT u.disabled, k.revoked_at IS NOT NULL, coalesce(k.expires_at <= now(), false) \
+         FROM api_keys k JOIN users u ON u.id = k.owner_id WHERE k.token_sha256 = $1",
+    )
+    .bind(token_sha256)
+    .fetch_optional(pool)
+    .await?;
+    Ok(key.and_then(|(disabled, revoked, expired)| {
+        [(disabled, TokenRefusal::UserDisabled), (revoked, TokenRefusal::KeyRevoked), (expired, TokenRefusal::Expired)]
+            .into_iter()
+            .find_map(|(holds, why)| holds.then_some(why))
+    }))
+}
+
 /// An API key as the read model holds it (never its token).
 #[derive(Clone, Debug)]
 pub struct ApiKeyRow {
