@@ -9,12 +9,12 @@ use tokio::{sync::watch, task::JoinSet};
 use unity_api::{ApiConfig, ApiState};
 use unity_collectors::{
     acme::{AcmeConfig, AcmeReactor},
-    reactor::SshReactor,
-    ssh::SshConfig,
+    servers::{ssh::SshConfig, SshReactor},
 };
 use unity_commands::identity::IdentityCommandError;
 use unity_commands::{
     acme::AcmeCommands,
+    certificates::X509Commands,
     credentials::CredentialCommands,
     identity::IdentityCommands,
     integrity,
@@ -22,12 +22,11 @@ use unity_commands::{
     store::{announce_appends, EventStore},
     vault::{MasterKey, Vault},
     wakeup::{Backoff, Wakeup},
-    x509::X509Commands,
     MIGRATOR,
 };
 use unity_domain::{
     identity::{IdentityError, Role as UserRole},
-    Actor, EventMetadata,
+    Actor,
 };
 use unity_projections::ProjectionEngine;
 
@@ -162,7 +161,7 @@ impl App {
             Some(p) => (p.clone(), false),
             None => (crate::cli::generate_password(), true),
         };
-        let metadata = EventMetadata::new(Actor::system("first-run"), "serve");
+        let metadata = unity_commands::metadata(Actor::system("first-run"), "serve");
         match identity.create_user("admin", &password, UserRole::Admin, &metadata).await {
             Ok((_, appended)) => {
                 tracing::info!("Created the first user, 'admin'.");
@@ -250,8 +249,9 @@ impl App {
                 app.store.clone(),
                 unity_api::Commands {
                     identity,
+                    servers: unity_commands::servers::ServerCommands::new(app.credentials().await?),
                     credentials: app.credentials().await?,
-                    x509: app.x509().await?,
+                    certificates: app.x509().await?,
                     acme: app.acme().await?,
                 },
                 app.engine(),

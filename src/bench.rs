@@ -27,7 +27,9 @@ use uuid::Uuid;
 
 use crate::{app::one_line, config::Settings};
 
+#[cfg(feature = "testbeds")]
 mod certificates;
+#[cfg(feature = "testbeds")]
 mod distribute;
 mod e2e;
 
@@ -68,6 +70,7 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    #[cfg(feature = "testbeds")]
     /// One key distributed to --servers real sshd instances on loopback (started here; needs
     /// /usr/sbin/sshd and root), at each --concurrency of the SSH reactor (fresh
     /// `<database>_bench_distribute` database).
@@ -83,6 +86,7 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    #[cfg(feature = "testbeds")]
     /// Issuing --count internal certificates in a row, with ECDSA P-256 keys and then RSA 2048
     /// keys, each recorded and its key sealed (fresh `<database>_bench_certificates` database);
     /// then --acme certificates in a row from a Pebble started here, through the whole
@@ -176,6 +180,7 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                 )
             });
         }
+        #[cfg(feature = "testbeds")]
         BenchCommand::Distribute { servers, concurrency, rounds, json } => {
             if servers == 0 || servers > 500 || rounds == 0 || concurrency.is_empty() || concurrency.contains(&0) {
                 bail!("--servers must be 1 to 500, --rounds at least 1, and every --concurrency at least 1");
@@ -199,6 +204,7 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                 lines.join("\n")
             });
         }
+        #[cfg(feature = "testbeds")]
         BenchCommand::Certificates { count, acme, json } => {
             if count == 0 || count > 100_000 || acme > 1000 {
                 bail!("--count must be between 1 and 100000, --acme between 0 and 1000");
@@ -261,6 +267,7 @@ fn print(result: &serde_json::Value, json: bool, text: impl Fn(&serde_json::Valu
     }
 }
 
+#[cfg(feature = "testbeds")]
 /// A fresh bench database (`suffix`) and a vault on it whose throw-away master key exists only
 /// in memory once this returns.
 async fn bench_store_and_vault(
@@ -327,7 +334,7 @@ fn latency_summary(mut samples: Vec<Duration>) -> serde_json::Value {
 }
 
 fn bench_metadata() -> EventMetadata {
-    EventMetadata::new(Actor::system("bench"), "bench")
+    unity_commands::metadata(Actor::system("bench"), "bench")
 }
 
 /// A bench user: a `UserCreated` event (with a stand-in sealed hash: no projection opens it) and

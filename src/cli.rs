@@ -195,7 +195,7 @@ fn cli_actor() -> EventMetadata {
         Ok(user) => format!("cli:{user}"),
         Err(_) => "cli".into(),
     };
-    EventMetadata::new(Actor::system(&name), "cli")
+    unity_commands::metadata(Actor::system(&name), "cli")
 }
 
 async fn create_user(app: &App, username: &str, role: &str, password_stdin: bool) -> Result<()> {

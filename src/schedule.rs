@@ -12,14 +12,14 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use unity_commands::{
     acme::{AcmeCommands, Renewal},
+    certificates::X509Commands,
     credentials::CredentialCommands,
-    x509::X509Commands,
 };
 use unity_domain::{credentials::UnusedKey, servers::ServerRequest, Actor, EventMetadata};
 use unity_projections::credentials as read;
 
 fn metadata() -> EventMetadata {
-    EventMetadata::new(Actor::system("scheduler"), "scheduler")
+    unity_commands::metadata(Actor::system("scheduler"), "scheduler")
 }
 
 /// Runs `tick` every `interval` (the first time one interval after start) until shutdown.
@@ -49,7 +49,9 @@ pub async fn check_all_servers(credentials: &CredentialCommands) -> anyhow::Resu
         let Some(last) = page.last() else { break };
         after = Some(last.server_id);
         for server in &page {
-            credentials.request(server.server_id, ServerRequest::Check, &metadata()).await?;
+            unity_commands::servers::ServerCommands::new(credentials.clone())
+                .request(server.server_id, ServerRequest::Check, &metadata())
+                .await?;
             requested += 1;
         }
     }
@@ -162,7 +164,9 @@ async fn deploy_as_before(
     let mut deployment: unity_domain::servers::CertificateDeployment = serde_json::from_value(deployment)?;
     deployment.certificate_id = certificate_id;
     deployment.fingerprint = x509.facts(certificate_id).await?.fingerprint;
-    credentials.request(server_id, ServerRequest::DeployCertificate { deployment }, &metadata()).await?;
+    unity_commands::servers::ServerCommands::new(credentials.clone())
+        .request(server_id, ServerRequest::DeployCertificate { deployment }, &metadata())
+        .await?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use serde_json::{json, Value};
-use unity_collectors::testbed::{Knotd, Pebble, PebbleOptions};
+use unity_collectors::testing::testbed::{Knotd, Pebble, PebbleOptions};
 
 use crate::{
     api::{code, spawn_app, TestApp},
@@ -291,12 +291,12 @@ async fn webhook_server(knotd: &Knotd) -> (String, Arc<std::sync::Mutex<Vec<(Str
     let url = format!("http://{}/dns", listener.local_addr().unwrap());
     let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = calls.clone();
-    let dns = unity_collectors::dns::Rfc2136 {
+    let dns = unity_collectors::acme::dns::Rfc2136 {
         server: knotd.address().parse().unwrap(),
         zone: knotd.zone.clone(),
-        key: Some(unity_collectors::dns::TsigKey {
+        key: Some(unity_collectors::acme::dns::TsigKey {
             name: knotd.key_name.clone(),
-            algorithm: unity_collectors::dns::TsigAlgorithm::HmacSha256,
+            algorithm: unity_collectors::acme::dns::TsigAlgorithm::HmacSha256,
             secret: base64_decode(&knotd.secret),
         }),
         timeout: Duration::from_secs(5),

@@ -149,8 +149,8 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.unwrap().status().as_u16()
     }
 
-    pub(crate) async fn db_x509(&self) -> unity_commands::x509::X509Commands {
-        unity_commands::x509::X509Commands::new(self.db.store(), self.vault().await)
+    pub(crate) async fn db_x509(&self) -> unity_commands::certificates::X509Commands {
+        unity_commands::certificates::X509Commands::new(self.db.store(), self.vault().await)
     }
 
     pub(crate) async fn db_acme(&self) -> unity_commands::acme::AcmeCommands {

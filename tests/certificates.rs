@@ -460,7 +460,7 @@ async fn certificates_are_deployed_over_ssh_reloaded_and_redeployed_after_renewa
     let app = spawn_app().await;
     let admin = app.admin().await;
     let dir = std::env::temp_dir().join(format!("unity-deploy-{}", uuid::Uuid::now_v7().simple()));
-    let sshd = unity_collectors::sshd::Sshd::start(&dir.join("sshd")).unwrap();
+    let sshd = unity_collectors::testing::sshd::Sshd::start(&dir.join("sshd")).unwrap();
     let login = app
         .ok(
             Some(&admin),

@@ -157,7 +157,7 @@ async fn the_audit_log_and_a_past_state_can_be_read_from_the_cli() {
         .await
         .unwrap(),
     );
-    let ops = unity_domain::EventMetadata::new(unity_domain::Actor::system("ops"), "test");
+    let ops = unity_commands::metadata(unity_domain::Actor::system("ops"), "test");
     identity.change_role(user_id, unity_domain::identity::Role::Admin, &ops).await.unwrap();
 
     let then = unity(&db, &key, &["replay", "--as-of", &between.to_rfc3339(), "--stream", &user_stream], &[], "");

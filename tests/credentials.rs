@@ -9,8 +9,8 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use unity_collectors::sshd::Sshd;
-use unity_domain::managed_block::{BEGIN_MARKER, END_MARKER};
+use unity_collectors::testing::sshd::Sshd;
+use unity_domain::servers::managed_block::{BEGIN_MARKER, END_MARKER};
 
 use crate::api::{code, spawn_app, TestApp};
 

@@ -364,7 +364,7 @@ async fn crl(state: State, path: web::Path<String>) -> HttpResponse {
             .collect::<Vec<_>>(),
         Err(e) => return HttpResponse::ServiceUnavailable().body(format!("{}\n", crate::errors::ApiError::from(e))),
     };
-    match state.x509.crl(ca_id, &revoked, chrono::Utc::now()).await {
+    match state.commands.certificates.crl(ca_id, &revoked, chrono::Utc::now()).await {
         Ok(der) => HttpResponse::Ok().content_type("application/pkix-crl").body(der),
         Err(e) => HttpResponse::InternalServerError().body(format!("{}\n", crate::errors::ApiError::from(e))),
     }

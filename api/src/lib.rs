@@ -15,8 +15,8 @@ use std::{net::TcpListener, sync::Arc, time::Duration};
 use actix_web::{middleware::from_fn, web, HttpServer};
 use tokio::sync::watch;
 use unity_commands::{
-    acme::AcmeCommands, credentials::CredentialCommands, identity::IdentityCommands, store::EventStore,
-    x509::X509Commands,
+    acme::AcmeCommands, certificates::X509Commands, credentials::CredentialCommands, identity::IdentityCommands,
+    store::EventStore,
 };
 use unity_projections::ProjectionEngine;
 
@@ -84,21 +84,21 @@ impl Default for ApiConfig {
     }
 }
 
-/// The write side the API drives.
+/// The write side the API drives: one field per domain.
+#[derive(Clone)]
 pub struct Commands {
     pub identity: IdentityCommands,
     pub credentials: CredentialCommands,
-    pub x509: X509Commands,
+    pub servers: unity_commands::servers::ServerCommands,
+    pub certificates: X509Commands,
     pub acme: AcmeCommands,
 }
 
 /// Everything a request handler needs, shared by all workers.
 pub struct ApiState {
     pub store: EventStore,
-    pub identity: IdentityCommands,
-    pub credentials: CredentialCommands,
-    pub x509: X509Commands,
-    pub acme: AcmeCommands,
+    /// The write side, one field per domain.
+    pub commands: Commands,
     /// Used for read-your-writes waits and status; the projections themselves run elsewhere
     /// (the projections role).
     pub engine: ProjectionEngine,
@@ -127,10 +127,7 @@ impl ApiState {
             schemas: operation::Schemas::new(&config.limits),
             metrics: metrics::Metrics::default(),
             store,
-            identity: commands.identity,
-            credentials: commands.credentials,
-            x509: commands.x509,
-            acme: commands.acme,
+            commands,
             engine,
             config,
             nats,

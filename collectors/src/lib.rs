@@ -1,12 +1,12 @@
-//! Adapters that reach outside: SSH (russh) and the reactor that carries out what the credentials
-//! domain asks of servers; ACME (instant-acme) and DNS updates (RFC 2136, webhooks) and the
-//! reactor that registers accounts and carries out orders. `sshd` and `testbed` start real
-//! servers on loopback for the tests and benchmarks. Container runtimes, registries and
-//! notifications follow with their issues.
+//! Adapters that reach outside, one folder per domain: `servers` (SSH with russh, and the reactor
+//! that carries out what the servers domain asks of servers), `acme` (instant-acme, DNS updates by
+//! RFC 2136 or webhook, and the reactor that registers accounts and carries out orders).
+//! `reactor` is the run loop every reactor shares. `testing` (feature `testing`) starts real
+//! servers on loopback for the tests and benchmarks.
 
 pub mod acme;
-pub mod dns;
 pub mod reactor;
-pub mod ssh;
-pub mod sshd;
-pub mod testbed;
+pub mod servers;
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -3,23 +3,29 @@
 
 pub mod acme;
 pub mod canonical;
+pub mod certificates;
 pub mod credentials;
 pub mod handler;
 pub mod identity;
 pub mod integrity;
 pub mod lease;
 pub mod relay;
-pub mod ssh_keys;
+pub mod servers;
 pub mod store;
 pub mod vault;
 pub mod wakeup;
-pub mod x509;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 #[cfg(test)]
 mod tests;
+
+/// Metadata for a command from `actor` entering at `source`, with a fresh correlation id (the
+/// domain makes no ids, so they are made here).
+pub fn metadata(actor: unity_domain::Actor, source: &str) -> unity_domain::EventMetadata {
+    unity_domain::EventMetadata::new(actor, source, uuid::Uuid::now_v7())
+}
 
 /// Every migration in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

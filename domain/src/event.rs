@@ -126,8 +126,10 @@ pub struct EventMetadata {
 }
 
 impl EventMetadata {
-    pub fn new(actor: Actor, source: &str) -> EventMetadata {
-        EventMetadata { actor, correlation_id: Uuid::now_v7(), causation_id: None, source: source.into() }
+    /// The domain makes no ids: the caller brings the correlation id (`unity_commands::metadata`
+    /// makes a fresh one).
+    pub fn new(actor: Actor, source: &str, correlation_id: Uuid) -> EventMetadata {
+        EventMetadata { actor, correlation_id, causation_id: None, source: source.into() }
     }
 }
 
@@ -146,7 +148,7 @@ mod tests {
 
     #[test]
     fn stream_ids_round_trip_and_reject_garbage() {
-        let id = StreamId::new("ssh_key", Uuid::now_v7());
+        let id = StreamId::new("ssh_key", Uuid::from_u128(0x0193_a1b2_0000_7000_8000_0000_0000_0001));
         assert_eq!(id.to_string().parse::<StreamId>().unwrap(), id);
         for bad in [
             "",

@@ -9,10 +9,10 @@ pub mod credentials;
 pub mod decider;
 pub mod event;
 pub mod identity;
-pub mod managed_block;
+
+pub mod certificates;
 pub mod schema;
 pub mod servers;
-pub mod x509;
 
 pub use decider::Decider;
 pub use event::{Actor, DomainEvent, EventMetadata, SecretRef, StreamId};

@@ -5,7 +5,7 @@ use futures::future::BoxFuture;
 use sqlx::{PgConnection, PgPool};
 use unity_commands::store::RecordedEvent;
 use unity_domain::{
-    x509::{CertificateEvent, CertificateSource, X509CaEvent},
+    certificates::{CertificateEvent, CertificateSource, X509CaEvent},
     DomainEvent, StreamId,
 };
 use uuid::Uuid;

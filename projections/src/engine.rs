@@ -306,7 +306,7 @@ impl ProjectionEngine {
                     self.record(
                         projection.name(),
                         stopped,
-                        &EventMetadata::new(unity_domain::Actor::system("projections"), "projections"),
+                        &unity_commands::metadata(unity_domain::Actor::system("projections"), "projections"),
                     )
                     .await?;
                     return Ok(if i == 0 { Step::Stopped } else { Step::Applied(i) });
@@ -600,7 +600,8 @@ impl ProjectionEngine {
             .await?;
             tx.commit().await?;
             let rebuilt = ProjectionEvent::ProjectionRebuilt { projection: p.name().into(), events: handled };
-            self.record(p.name(), rebuilt, &EventMetadata::new(unity_domain::Actor::system("replay"), "cli")).await?;
+            self.record(p.name(), rebuilt, &unity_commands::metadata(unity_domain::Actor::system("replay"), "cli"))
+                .await?;
         }
         progress(done, total.max(done));
         Ok(done)

@@ -35,7 +35,7 @@ async fn identity(db: &TestDb) -> IdentityCommands {
 }
 
 fn actor(name: &str) -> EventMetadata {
-    EventMetadata::new(Actor::user(Uuid::now_v7(), name), "test")
+    unity_commands::metadata(Actor::user(Uuid::now_v7(), name), "test")
 }
 
 fn engine(store: &EventStore) -> ProjectionEngine {

@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use serde_json::{json, Value};
-use unity_collectors::testbed::{Pebble, PebbleOptions};
+use unity_collectors::testing::testbed::{Pebble, PebbleOptions};
 use unity_commands::{
     acme::{AcmeCommands, NewAcmeAccount},
-    x509::{NewCa, NewCertificate, X509Commands},
+    certificates::{NewCa, NewCertificate, X509Commands},
 };
 use unity_domain::{
     acme::{AcmeAccountState, AcmeOrderSpec, AcmeOrderState, ChallengeKind},
-    x509::{CertificateUsage, X509KeyAlgorithm},
-    Actor, EventMetadata,
+    certificates::{CertificateUsage, X509KeyAlgorithm},
+    Actor,
 };
 
 use crate::{
@@ -27,7 +27,7 @@ use crate::{
 pub async fn certificates(settings: &Settings, count: usize, acme_orders: usize) -> Result<Value> {
     let (store, vault) = super::bench_store_and_vault(settings, "_certificates").await?;
     let x509 = X509Commands::new(store, vault);
-    let metadata = EventMetadata::new(Actor::system("bench"), "bench");
+    let metadata = unity_commands::metadata(Actor::system("bench"), "bench");
     let now = chrono::Utc::now();
     let ca = NewCa {
         name: "bench".into(),
@@ -99,7 +99,7 @@ async fn acme(settings: &Settings, orders: usize) -> Result<Value> {
 }
 
 async fn acme_orders(acme: &AcmeCommands, pebble: &Pebble, orders: usize) -> Result<Value> {
-    let metadata = EventMetadata::new(Actor::system("bench"), "bench");
+    let metadata = unity_commands::metadata(Actor::system("bench"), "bench");
     let started = Instant::now();
     let account = NewAcmeAccount {
         name: "pebble".into(),

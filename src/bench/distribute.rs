@@ -7,12 +7,15 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
-use unity_collectors::{reactor::SshReactor, ssh::SshConfig, sshd::Sshd};
+use unity_collectors::{
+    servers::{ssh::SshConfig, SshReactor},
+    testing::sshd::Sshd,
+};
 use unity_commands::credentials::CredentialCommands;
 use unity_domain::{
     credentials::{KeyAlgorithm, SshKeyState},
     servers::{EntryKind, ManagedEntry, ManagedFile, ServerAuth, ServerRequest, ServerSpec, ServerState},
-    Actor, EventMetadata,
+    Actor,
 };
 use uuid::Uuid;
 
@@ -20,9 +23,10 @@ use crate::config::Settings;
 
 pub async fn distribute(settings: &Settings, servers: usize, concurrency: &[usize], rounds: usize) -> Result<Value> {
     let (store, vault) = super::bench_store_and_vault(settings, "_distribute").await?;
-    let x509 = unity_commands::x509::X509Commands::new(store.clone(), vault.clone());
+    let x509 = unity_commands::certificates::X509Commands::new(store.clone(), vault.clone());
     let commands = CredentialCommands::new(store, vault);
-    let metadata = EventMetadata::new(Actor::system("bench"), "bench");
+    let inventory = unity_commands::servers::ServerCommands::new(commands.clone());
+    let metadata = unity_commands::metadata(Actor::system("bench"), "bench");
 
     // The fleet: N sshd, each trusting Unity's login key in its own lines.
     let login =
@@ -44,7 +48,7 @@ pub async fn distribute(settings: &Settings, servers: usize, concurrency: &[usiz
             tags: vec![],
         };
         let host_key = sshd.host_key_fingerprint().map_err(|e| anyhow!(e))?;
-        server_ids.push(commands.register_server(spec, Some(host_key), &metadata).await?.id);
+        server_ids.push(inventory.register_server(spec, Some(host_key), &metadata).await?.id);
         fleet.push(sshd);
     }
 
@@ -71,13 +75,13 @@ pub async fn distribute(settings: &Settings, servers: usize, concurrency: &[usiz
                     entry: entry.clone(),
                     replaces: None,
                 };
-                commands.request(*server_id, request, &metadata).await?;
+                inventory.request(*server_id, request, &metadata).await?;
             }
             while reactor.run_once().await? > 0 {}
             seconds.push(started.elapsed().as_secs_f64());
             // Every server must have it, or the number means nothing.
             for server_id in &server_ids {
-                let ServerState::Active(server) = commands.server(*server_id).await? else {
+                let ServerState::Active(server) = inventory.server(*server_id).await? else {
                     bail!("a server vanished")
                 };
                 if !server.installed.contains_key(&(ManagedFile::AuthorizedKeys { user: "root".into() }, key.id)) {

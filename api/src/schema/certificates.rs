@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
-use unity_commands::x509::X509CommandError;
-use unity_domain::x509::{CertificateUsage, RevocationReason, X509Error, X509KeyAlgorithm};
+use unity_commands::certificates::X509CommandError;
+use unity_domain::certificates::{CertificateUsage, RevocationReason, X509Error, X509KeyAlgorithm};
 use unity_projections::certificates::{CertificateRow, X509CaRow};
 
 use super::types::PageInfo;

@@ -7,7 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use juniper::{graphql_object, GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
-use unity_commands::credentials::{CredentialsError, Requested};
+use unity_commands::{credentials::CredentialsError, servers::Requested};
 use unity_domain::{
     credentials::{CertType, CertificateRequest, CredentialError, CredentialKind, CriticalOption, KeyAlgorithm},
     servers::{
@@ -62,7 +62,9 @@ impl From<CredentialsError> for ApiError {
                 };
                 ApiError::new(code, e.to_string())
             }
-            E::Key(unity_commands::ssh_keys::KeyError::Signing(reason)) => ApiError::internal("ssh key", &reason),
+            E::Key(unity_commands::credentials::ssh_keys::KeyError::Signing(reason)) => {
+                ApiError::internal("ssh key", &reason)
+            }
             E::Key(e) => ApiError::bad_input(e.to_string()),
             E::Contended(_) => ApiError::new(Code::Conflict, "too many concurrent changes to this record; try again"),
             E::Store(e) => e.into(),
@@ -943,7 +945,7 @@ pub async fn request_all(ctx: &Context, targets: Vec<(Uuid, ServerRequest)>) -> 
     let metadata = ctx.metadata(p);
     let mut requested: Vec<Requested> = Vec::with_capacity(targets.len());
     for (server_id, request) in targets {
-        requested.push(ctx.state.credentials.request(server_id, request, &metadata).await?);
+        requested.push(ctx.state.commands.servers.request(server_id, request, &metadata).await?);
     }
     wait_for_outcomes(ctx, &requested).await
 }

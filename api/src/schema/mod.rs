@@ -70,7 +70,7 @@ impl Context {
     }
 
     fn metadata(&self, principal: &Principal) -> EventMetadata {
-        EventMetadata::new(Actor::user(principal.user_id, &principal.username), "api")
+        unity_commands::metadata(Actor::user(principal.user_id, &principal.username), "api")
     }
 
     /// Read-your-writes: returns once every projection has applied `appended` (bounded).
@@ -530,18 +530,18 @@ impl Mutation {
         let state = &ctx.state;
         let denied = || ApiError::new(Code::Unauthenticated, "wrong username or password");
         let Ok(name) = Username::parse(&username) else {
-            state.identity.burn_password_check(&password).await;
+            state.commands.identity.burn_password_check(&password).await;
             state.metrics.login_failures.inc();
             return Err(denied());
         };
         let anonymous =
-            EventMetadata::new(Actor { kind: "anonymous".into(), id: None, name: name.as_str().into() }, "api");
+            unity_commands::metadata(Actor { kind: "anonymous".into(), id: None, name: name.as_str().into() }, "api");
         let attempt =
             |user_id, outcome| RecordLogin { username: name.clone(), user_id, source: ctx.source.to_string(), outcome };
         if let Err(throttled) = state.throttle.check(name.as_str(), &ctx.source) {
             state.metrics.login_failures.inc();
             if throttled.first_refusal {
-                state.identity.record_login(attempt(None, Err(LoginFailure::RateLimited)), &anonymous).await?;
+                state.commands.identity.record_login(attempt(None, Err(LoginFailure::RateLimited)), &anonymous).await?;
             }
             let seconds = throttled.retry_after.as_secs().max(1);
             return Err(ApiError {
@@ -553,10 +553,10 @@ impl Mutation {
         let user = user_by_username(state.store.pool(), name.as_str()).await?;
         let outcome = match &user {
             None => {
-                state.identity.burn_password_check(&password).await;
+                state.commands.identity.burn_password_check(&password).await;
                 Err(LoginFailure::UnknownUser)
             }
-            Some(u) => match state.identity.verify_password(&u.password_hash, &password).await {
+            Some(u) => match state.commands.identity.verify_password(&u.password_hash, &password).await {
                 // A password changed a moment ago has its old hash shredded: simply not a match.
                 Ok(false) | Err(IdentityCommandError::Vault(VaultError::Shredded(_))) => {
                     Err(LoginFailure::WrongPassword)
@@ -570,13 +570,14 @@ impl Mutation {
         let Some(user) = user.filter(|_| outcome.is_ok()) else {
             state.throttle.record_failure(name.as_str(), &ctx.source);
             state.metrics.login_failures.inc();
-            state.identity.record_login(attempt(user_id, outcome), &anonymous).await?;
+            state.commands.identity.record_login(attempt(user_id, outcome), &anonymous).await?;
             return Err(denied());
         };
         state.throttle.record_success(name.as_str());
-        let metadata = EventMetadata::new(Actor::user(user.id, &user.username), "api");
-        state.identity.record_login(attempt(Some(user.id), Ok(())), &metadata).await?;
+        let metadata = unity_commands::metadata(Actor::user(user.id, &user.username), "api");
+        state.commands.identity.record_login(attempt(Some(user.id), Ok(())), &metadata).await?;
         let session = state
+            .commands
             .identity
             .start_session(user.id, user.password_hash.secret_id, state.config.session_lifetime, &ctx.source, &metadata)
             .await?;
@@ -590,7 +591,7 @@ impl Mutation {
         let Credential::Session(session_id) = p.credential else {
             return Err(ApiError::bad_input("logout ends a session; an API key is revoked with revokeApiKey"));
         };
-        let appended = ctx.state.identity.end_session(session_id, &ctx.metadata(p)).await?;
+        let appended = ctx.state.commands.identity.end_session(session_id, &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         Ok(true)
     }
@@ -603,6 +604,7 @@ impl Mutation {
         let p = ctx.require(Role::Admin)?;
         let (user_id, appended) = ctx
             .state
+            .commands
             .identity
             .create_user(&input.username, &input.password, input.role.into(), &ctx.metadata(p))
             .await?;
@@ -617,7 +619,7 @@ impl Mutation {
     ) -> Result<User, ApiError> {
         let p = ctx.require(Role::Admin)?;
         let user_id = parse_id("userId", &input.user_id)?;
-        let appended = ctx.state.identity.change_role(user_id, input.role.into(), &ctx.metadata(p)).await?;
+        let appended = ctx.state.commands.identity.change_role(user_id, input.role.into(), &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         ctx.user(user_id).await
     }
@@ -632,7 +634,7 @@ impl Mutation {
         if user_id == p.user_id {
             return Err(ApiError::bad_input("you cannot disable yourself"));
         }
-        let appended = ctx.state.identity.disable_user(user_id, None, &ctx.metadata(p)).await?;
+        let appended = ctx.state.commands.identity.disable_user(user_id, None, &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         ctx.user(user_id).await
     }
@@ -645,10 +647,11 @@ impl Mutation {
         let p = ctx.require(Role::Viewer)?;
         let state = &ctx.state;
         let user = user_by_id(state.store.pool(), p.user_id).await?.ok_or_else(|| ApiError::not_found("user"))?;
-        if !state.identity.verify_password(&user.password_hash, &input.current_password).await? {
+        if !state.commands.identity.verify_password(&user.password_hash, &input.current_password).await? {
             return Err(ApiError::bad_input("the current password is wrong"));
         }
-        let appended = state.identity.change_password(p.user_id, &input.new_password, &ctx.metadata(p)).await?;
+        let appended =
+            state.commands.identity.change_password(p.user_id, &input.new_password, &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         Ok(true)
     }
@@ -667,6 +670,7 @@ impl Mutation {
         }
         let issued = ctx
             .state
+            .commands
             .identity
             .issue_api_key(p.user_id, p.role, name, input.role.into(), input.expires_at, &ctx.metadata(p))
             .await?;
@@ -690,6 +694,7 @@ impl Mutation {
             .transpose()?;
         let created = ctx
             .state
+            .commands
             .credentials
             .generate_ssh_key(
                 &input.name,
@@ -715,6 +720,7 @@ impl Mutation {
         let p = ctx.require(Role::Operator)?;
         let created = ctx
             .state
+            .commands
             .credentials
             .import_ssh_key(
                 &input.name,
@@ -736,7 +742,7 @@ impl Mutation {
         #[graphql(description = "The SSH key's id.")] id: ID,
     ) -> Result<String, ApiError> {
         let p = ctx.require(Role::Admin)?;
-        let key = ctx.state.credentials.reveal_private_key(parse_id("id", &id)?, &ctx.metadata(p)).await?;
+        let key = ctx.state.commands.credentials.reveal_private_key(parse_id("id", &id)?, &ctx.metadata(p)).await?;
         ctx.settle_head().await?;
         Ok(key)
     }
@@ -754,7 +760,7 @@ impl Mutation {
         let pool = ctx.state.store.pool();
         let installed = unity_projections::credentials::installations_of(pool, old_id).await?;
         let started = chrono::Utc::now();
-        let created = ctx.state.credentials.start_rotation(old_id, &ctx.metadata(p)).await?;
+        let created = ctx.state.commands.credentials.start_rotation(old_id, &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
         let (_, entry) = credentials::key_entry(ctx, created.id).await?;
         let mut targets = Vec::new();
@@ -820,7 +826,7 @@ impl Mutation {
         let operations = credentials::request_all(ctx, targets).await?;
         let deleted = operations.iter().all(|o| o.0.state == "SUCCEEDED");
         if deleted {
-            let appended = ctx.state.credentials.delete_ssh_key(key_id, &ctx.metadata(p)).await?;
+            let appended = ctx.state.commands.credentials.delete_ssh_key(key_id, &ctx.metadata(p)).await?;
             ctx.settle(appended.as_ref()).await?;
         }
         Ok(credentials::KeyDeletion { deleted, operations, key: credentials::key(ctx, key_id).await? })
@@ -890,8 +896,12 @@ impl Mutation {
     ) -> Result<credentials::Server, ApiError> {
         let p = ctx.require(Role::Operator)?;
         let spec = credentials::register_spec(&input)?;
-        let created =
-            ctx.state.credentials.register_server(spec, input.host_key_fingerprint.clone(), &ctx.metadata(p)).await?;
+        let created = ctx
+            .state
+            .commands
+            .servers
+            .register_server(spec, input.host_key_fingerprint.clone(), &ctx.metadata(p))
+            .await?;
         ctx.settle(created.appended.as_ref()).await?;
         credentials::server(ctx, created.id).await
     }
@@ -905,7 +915,7 @@ impl Mutation {
         let server_id = parse_id("id", &input.id)?;
         let current = credentials::server(ctx, server_id).await?;
         let spec = credentials::updated_spec(&current.0, &input)?;
-        let appended = ctx.state.credentials.update_server(server_id, spec, &ctx.metadata(p)).await?;
+        let appended = ctx.state.commands.servers.update_server(server_id, spec, &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         credentials::server(ctx, server_id).await
     }
@@ -919,7 +929,8 @@ impl Mutation {
         let server_id = parse_id("id", &id)?;
         let appended = ctx
             .state
-            .credentials
+            .commands
+            .servers
             .server_command(server_id, unity_domain::servers::ServerCommand::Remove, &ctx.metadata(p))
             .await?;
         ctx.settle(appended.as_ref()).await?;
@@ -936,7 +947,7 @@ impl Mutation {
         let server_id = parse_id("serverId", &input.server_id)?;
         let command =
             unity_domain::servers::ServerCommand::AcceptHostKey { fingerprint: input.fingerprint.trim().to_owned() };
-        let appended = ctx.state.credentials.server_command(server_id, command, &ctx.metadata(p)).await?;
+        let appended = ctx.state.commands.servers.server_command(server_id, command, &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         credentials::server(ctx, server_id).await
     }
@@ -992,6 +1003,7 @@ impl Mutation {
         let p = ctx.require(Role::Operator)?;
         let created = ctx
             .state
+            .commands
             .credentials
             .create_server_credential(&input.name, input.kind.into(), &input.username, &input.secret, &ctx.metadata(p))
             .await?;
@@ -1009,6 +1021,7 @@ impl Mutation {
         let credential_id = parse_id("id", &input.id)?;
         let appended = ctx
             .state
+            .commands
             .credentials
             .update_server_credential(
                 credential_id,
@@ -1035,7 +1048,7 @@ impl Mutation {
             let names: Vec<&str> = users.iter().map(|s| s.name.as_str()).collect();
             return Err(ApiError::new(Code::Conflict, format!("{} log in with this credential", names.join(", "))));
         }
-        let appended = ctx.state.credentials.delete_server_credential(credential_id, &ctx.metadata(p)).await?;
+        let appended = ctx.state.commands.credentials.delete_server_credential(credential_id, &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         Ok(true)
     }
@@ -1046,7 +1059,8 @@ impl Mutation {
         #[graphql(description = "The credential's id.")] id: ID,
     ) -> Result<String, ApiError> {
         let p = ctx.require(Role::Admin)?;
-        let secret = ctx.state.credentials.reveal_server_credential(parse_id("id", &id)?, &ctx.metadata(p)).await?;
+        let secret =
+            ctx.state.commands.credentials.reveal_server_credential(parse_id("id", &id)?, &ctx.metadata(p)).await?;
         ctx.settle_head().await?;
         Ok(secret)
     }
@@ -1059,7 +1073,7 @@ impl Mutation {
     ) -> Result<credentials::SshCertificateAuthority, ApiError> {
         let p = ctx.require(Role::Admin)?;
         let created =
-            ctx.state.credentials.create_ssh_ca(&input.name, input.algorithm.into(), &ctx.metadata(p)).await?;
+            ctx.state.commands.credentials.create_ssh_ca(&input.name, input.algorithm.into(), &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
         credentials::ca(ctx, created.id).await
     }
@@ -1075,8 +1089,12 @@ impl Mutation {
         let p = ctx.require(Role::Operator)?;
         let ca_id = parse_id("caId", &input.ca_id)?;
         let request = credentials::certificate_request(&input);
-        let signed =
-            ctx.state.credentials.sign_ssh_certificate(ca_id, &input.public_key, request, &ctx.metadata(p)).await?;
+        let signed = ctx
+            .state
+            .commands
+            .credentials
+            .sign_ssh_certificate(ca_id, &input.public_key, request, &ctx.metadata(p))
+            .await?;
         ctx.settle(Some(&signed.appended)).await?;
         Ok(credentials::SignedSshCertificate {
             ca_id: input.ca_id,
@@ -1128,7 +1146,7 @@ impl Mutation {
             .path_length
             .map(|n| u8::try_from(n).map_err(|_| ApiError::bad_input("pathLength must be between 0 and 255")))
             .transpose()?;
-        let new = unity_commands::x509::NewCa {
+        let new = unity_commands::certificates::NewCa {
             name: input.name,
             common_name: input.common_name,
             organization: input.organization,
@@ -1137,7 +1155,7 @@ impl Mutation {
             path_length,
             parent_id: input.parent_id.as_ref().map(|i| parse_id("parentId", i)).transpose()?,
         };
-        let created = ctx.state.x509.create_ca(new, chrono::Utc::now(), &ctx.metadata(p)).await?;
+        let created = ctx.state.commands.certificates.create_ca(new, chrono::Utc::now(), &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
         let row = unity_projections::certificates::x509_ca(ctx.state.store.pool(), created.id).await?;
         row.map(certificates::CertificateAuthority::from).ok_or_else(|| ApiError::not_found("certificate authority"))
@@ -1150,7 +1168,7 @@ impl Mutation {
         input: certificates::IssueCertificateInput,
     ) -> Result<certificates::Certificate, ApiError> {
         let p = ctx.require(Role::Operator)?;
-        let new = unity_commands::x509::NewCertificate {
+        let new = unity_commands::certificates::NewCertificate {
             ca_id: parse_id("caId", &input.ca_id)?,
             name: input.name,
             common_name: input.common_name,
@@ -1160,7 +1178,7 @@ impl Mutation {
             usage: input.usage.unwrap_or(certificates::CertificateUsageValue::Server).into(),
             key_algorithm: input.key_algorithm.unwrap_or(certificates::CertificateKeyAlgorithmValue::EcdsaP256).into(),
         };
-        let created = ctx.state.x509.issue(new, chrono::Utc::now(), &ctx.metadata(p)).await?;
+        let created = ctx.state.commands.certificates.issue(new, chrono::Utc::now(), &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
         ctx.certificate(created.id).await
     }
@@ -1174,7 +1192,8 @@ impl Mutation {
         let p = ctx.require(Role::Operator)?;
         let created = ctx
             .state
-            .x509
+            .commands
+            .certificates
             .import(
                 input.name.as_deref(),
                 &input.certificate_pem,
@@ -1185,7 +1204,7 @@ impl Mutation {
             )
             .await;
         let created = match created {
-            Err(unity_commands::x509::X509CommandError::AlreadyImported(id)) => {
+            Err(unity_commands::certificates::X509CommandError::AlreadyImported(id)) => {
                 // Name the record the caller already has.
                 let existing = ctx.certificate(id).await?;
                 return Err(ApiError::new(
@@ -1207,7 +1226,12 @@ impl Mutation {
         let p = ctx.require(Role::Operator)?;
         let certificate_id = parse_id("id", &input.id)?;
         let reason = input.reason.unwrap_or(certificates::RevocationReasonValue::Unspecified).into();
-        let appended = ctx.state.x509.revoke(certificate_id, reason, chrono::Utc::now(), &ctx.metadata(p)).await?;
+        let appended = ctx
+            .state
+            .commands
+            .certificates
+            .revoke(certificate_id, reason, chrono::Utc::now(), &ctx.metadata(p))
+            .await?;
         ctx.settle(appended.as_ref()).await?;
         ctx.certificate(certificate_id).await
     }
@@ -1258,7 +1282,8 @@ impl Mutation {
             .renew_before_days
             .map(|d| u32::try_from(d).map_err(|_| ApiError::bad_input("renewBeforeDays must be positive")))
             .transpose()?;
-        let appended = ctx.state.x509.configure_renewal(certificate_id, days, &ctx.metadata(p)).await?;
+        let appended =
+            ctx.state.commands.certificates.configure_renewal(certificate_id, days, &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         ctx.certificate(certificate_id).await
     }
@@ -1288,7 +1313,7 @@ impl Mutation {
             ca_bundle_pem: input.ca_bundle_pem,
             terms_agreed: input.accept_terms.unwrap_or(false),
         };
-        let created = ctx.state.acme.register_account(new, &ctx.metadata(p)).await?;
+        let created = ctx.state.commands.acme.register_account(new, &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
         let account = || acme::account(ctx, created.id);
         ctx.wait_until(ctx.state.config.acme_wait, account, |a| a.status != acme::AcmeAccountStatus::Pending).await
@@ -1314,7 +1339,7 @@ impl Mutation {
             dns_provider_id: input.dns_provider_id.as_ref().map(|i| parse_id("dnsProviderId", i)).transpose()?,
             renewal_of: None,
         };
-        let created = ctx.state.acme.request_order(uuid::Uuid::now_v7(), spec, &ctx.metadata(p)).await?;
+        let created = ctx.state.commands.acme.request_order(uuid::Uuid::now_v7(), spec, &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
         // Wait on the order's own row, then for every read model: its certificate is another
         // projection's, which may not have caught up with the order's outcome yet.
@@ -1351,7 +1376,7 @@ impl Mutation {
             }
             _ => return Err(ApiError::bad_input("give exactly one of rfc2136 and webhook")),
         };
-        let created = ctx.state.acme.create_dns_provider(input.name, new, &ctx.metadata(p)).await?;
+        let created = ctx.state.commands.acme.create_dns_provider(input.name, new, &ctx.metadata(p)).await?;
         ctx.settle(created.appended.as_ref()).await?;
         let row = unity_projections::acme::dns_provider(ctx.state.store.pool(), created.id).await?;
         row.map(acme::DnsProvider::from).ok_or_else(|| ApiError::not_found("DNS provider"))
@@ -1363,7 +1388,7 @@ impl Mutation {
         #[graphql(description = "The DNS provider's id.")] id: ID,
     ) -> Result<bool, ApiError> {
         let p = ctx.require(Role::Admin)?;
-        let appended = ctx.state.acme.delete_dns_provider(parse_id("id", &id)?, &ctx.metadata(p)).await?;
+        let appended = ctx.state.commands.acme.delete_dns_provider(parse_id("id", &id)?, &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         Ok(true)
     }
@@ -1374,7 +1399,7 @@ impl Mutation {
         #[graphql(description = "The certificate's id.")] id: ID,
     ) -> Result<String, ApiError> {
         let p = ctx.require(Role::Admin)?;
-        let key = ctx.state.x509.reveal_private_key(parse_id("id", &id)?, &ctx.metadata(p)).await?;
+        let key = ctx.state.commands.certificates.reveal_private_key(parse_id("id", &id)?, &ctx.metadata(p)).await?;
         ctx.settle_head().await?;
         Ok(key)
     }
@@ -1391,7 +1416,7 @@ impl Mutation {
         if key.owner_id != p.user_id && p.role < Role::Admin {
             return Err(ApiError::forbidden("ADMIN"));
         }
-        let appended = ctx.state.identity.revoke_api_key(key_id, &ctx.metadata(p)).await?;
+        let appended = ctx.state.commands.identity.revoke_api_key(key_id, &ctx.metadata(p)).await?;
         ctx.settle(appended.as_ref()).await?;
         api_key_by_id(pool, key_id).await?.ok_or_else(|| ApiError::not_found("API key"))?.try_into()
     }

@@ -7,7 +7,7 @@ use sqlx::Connection;
 use tokio::sync::{Barrier, Notify};
 use unity_domain::{
     identity::{Role, User, UserEvent, UserState},
-    Actor, EventMetadata, StreamId,
+    Actor, StreamId,
 };
 use uuid::Uuid;
 
@@ -25,7 +25,7 @@ pub(crate) fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {
         event_type: event_type.into(),
         schema_version: 1,
         payload,
-        metadata: serde_json::to_value(EventMetadata::new(Actor::system("test"), "test")).unwrap(),
+        metadata: serde_json::to_value(crate::metadata(Actor::system("test"), "test")).unwrap(),
     }
 }
 

@@ -18,7 +18,7 @@ fn key_path() -> std::path::PathBuf {
 }
 
 fn admin() -> EventMetadata {
-    EventMetadata::new(Actor::system("test"), "test")
+    crate::metadata(Actor::system("test"), "test")
 }
 
 async fn vault(db: &TestDb) -> Vault {
@@ -73,7 +73,7 @@ async fn a_reveal_is_recorded_with_who_and_why() {
     let db = TestDb::new().await;
     let vault = vault(&db).await;
     let secret = vault.seal(b"token-123").await.unwrap();
-    let who = EventMetadata::new(Actor::user(uuid::Uuid::now_v7(), "ada"), "test");
+    let who = crate::metadata(Actor::user(uuid::Uuid::now_v7(), "ada"), "test");
     assert_eq!(vault.reveal(&secret, "shown to an operator", &who).await.unwrap(), b"token-123");
     let (event_type, actor): (String, String) =
         sqlx::query_as("SELECT event_type, metadata->'actor'->>'name' FROM events WHERE stream_id = $1")

@@ -11,18 +11,18 @@ use unity_domain::{
         AcmeOrderCommand, AcmeOrderEvent, AcmeOrderSpec, AcmeOrderState, AuthorizationFailure, DnsProvider,
         DnsProviderCommand, DnsProviderConfig, DnsProviderEvent, DnsProviderState, TsigAlgorithm,
     },
-    x509::{CertificateCommand, CertificateSource, CertificateState, X509Error, X509KeyAlgorithm},
+    certificates::{CertificateCommand, CertificateSource, CertificateState, X509Error, X509KeyAlgorithm},
     Decider, EventMetadata, SecretRef,
 };
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::{
+    certificates::{parse_pem_chain, X509CommandError, X509Commands, MAX_PEM},
     credentials::Created,
     handler::{execute, load, stream_of, CommandError},
     store::{Appended, StoreError},
     vault::{Vault, VaultError},
-    x509::{parse_pem_chain, X509CommandError, X509Commands, MAX_PEM},
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -42,7 +42,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::{
-    dns::{self, Rfc2136, TsigKey},
+    acme::dns::{self, Rfc2136, TsigKey},
     reactor::{run_batches, Reactor},
 };
 
@@ -241,7 +241,7 @@ impl AcmeReactor {
     }
 
     fn metadata(cause: &unity_commands::store::RecordedEvent) -> EventMetadata {
-        let mut metadata = EventMetadata::new(Actor::system("acme-reactor"), "reactor:acme");
+        let mut metadata = unity_commands::metadata(Actor::system("acme-reactor"), "reactor:acme");
         metadata.causation_id = Some(cause.event_id);
         if let Some(correlation) = cause.metadata.get("correlation_id").and_then(|v| v.as_str()) {
             metadata.correlation_id = correlation.parse().unwrap_or(metadata.correlation_id);
@@ -564,7 +564,7 @@ impl AcmeReactor {
             Err(e) => return failed(Failure::from(&e), failures),
         }
 
-        let (key, csr) = unity_commands::x509::key_and_csr(&spec.domains, spec.key_algorithm).await?;
+        let (key, csr) = unity_commands::certificates::key_and_csr(&spec.domains, spec.key_algorithm).await?;
         acme!(order.finalize_csr(&csr).await);
         let chain = acme!(order.poll_certificate(&retries).await);
         Ok(Ok((chain, key)))
@@ -575,10 +575,8 @@ impl AcmeReactor {
         let deadline = tokio::time::Instant::now() + self.config.publish_timeout;
         let mut progress = self.acme.store().wakeup().subscribe_progress();
         loop {
-            // The responder reads this read model table (unity-projections' acme projection).
-            let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM acme_http_challenges WHERE token = $1")
-                .bind(token)
-                .fetch_optional(self.acme.store().pool())
+            // The responder answers from the acme projection; ask the module that owns its table.
+            let found = unity_projections::acme::http_challenge(self.acme.store().pool(), token)
                 .await
                 .map_err(StoreError::from)?;
             if found.is_some() {

@@ -1,15 +1,18 @@
 //! X.509 commands: internal CAs (rcgen), issuing, importing (x509-parser), revoking and CRLs.
 //! Private keys are sealed in the vault before any event mentions them.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+mod material;
+
+pub use material::*;
+
+use chrono::{DateTime, Duration, Utc};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType,
-    SerialNumber, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519,
+    SerialNumber,
 };
-use ring::rand::{SecureRandom, SystemRandom};
 use unity_domain::{
-    x509::{
+    certificates::{
         check_dns_name, check_validity_days, CertificateCommand, CertificateEvent, CertificateFacts, CertificateSource,
         CertificateState, CertificateUsage, CreateCa, RevocationReason, X509Ca, X509CaEvent, X509CaState, X509Error,
         X509KeyAlgorithm,
@@ -17,7 +20,6 @@ use unity_domain::{
     Decider, EventMetadata, SecretRef,
 };
 use uuid::Uuid;
-use x509_parser::prelude::{FromDer, GeneralName, Pem, X509Certificate};
 use zeroize::Zeroizing;
 
 use crate::{
@@ -99,165 +101,6 @@ pub struct NewCertificate {
     pub key_algorithm: X509KeyAlgorithm,
 }
 
-fn generate_key(algorithm: X509KeyAlgorithm) -> Result<KeyPair> {
-    match algorithm {
-        X509KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(crypto),
-        X509KeyAlgorithm::EcdsaP384 => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).map_err(crypto),
-        X509KeyAlgorithm::Ed25519 => KeyPair::generate_for(&PKCS_ED25519).map_err(crypto),
-        // ring cannot generate RSA keys: the rsa crate does, and ring signs with them.
-        X509KeyAlgorithm::Rsa2048 | X509KeyAlgorithm::Rsa4096 => {
-            use rsa::pkcs8::EncodePrivateKey;
-            let bits = if algorithm == X509KeyAlgorithm::Rsa2048 { 2048 } else { 4096 };
-            let key = rsa::RsaPrivateKey::new(&mut rand::rng(), bits).map_err(crypto)?;
-            let der = key.to_pkcs8_der().map_err(crypto)?;
-            KeyPair::try_from(der.as_bytes()).map_err(crypto)
-        }
-    }
-}
-
-/// A fresh key and a CSR for `domains` (the subject left empty, as ACME directories ignore it).
-pub async fn key_and_csr(domains: &[String], algorithm: X509KeyAlgorithm) -> Result<(KeyPair, Vec<u8>)> {
-    if algorithm == X509KeyAlgorithm::Ed25519 {
-        return Err(bad("ACME directories do not issue certificates for Ed25519 keys; use an ECDSA or RSA key"));
-    }
-    let key = tokio::task::spawn_blocking(move || generate_key(algorithm)).await.map_err(crypto)??;
-    let mut params = CertificateParams::new(domains.to_vec()).map_err(crypto)?;
-    params.distinguished_name = DistinguishedName::new();
-    let csr = params.serialize_request(&key).map_err(crypto)?;
-    Ok((key, csr.der().to_vec()))
-}
-
-/// 128 random bits, positive.
-fn random_serial() -> SerialNumber {
-    let mut bytes = [0u8; 16];
-    SystemRandom::new().fill(&mut bytes).expect("system randomness");
-    bytes[0] &= 0x7f;
-    bytes[0] |= 0x01; // never a leading zero byte, so the hex form is stable
-    SerialNumber::from(bytes.to_vec())
-}
-
-fn offset(time: DateTime<Utc>) -> Result<time::OffsetDateTime> {
-    time::OffsetDateTime::from_unix_timestamp(time.timestamp()).map_err(crypto)
-}
-
-fn utc(seconds: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(seconds, 0).single().unwrap_or_default()
-}
-
-/// Parses every CERTIFICATE block of a PEM text, in order.
-pub fn parse_pem_chain(text: &str) -> Result<Vec<Vec<u8>>> {
-    if text.len() > MAX_PEM {
-        return Err(bad(format!("the PEM text is {} bytes; at most {MAX_PEM}", text.len())));
-    }
-    let mut ders = Vec::new();
-    for pem in Pem::iter_from_buffer(text.as_bytes()) {
-        let pem = pem.map_err(|_| {
-            bad("not PEM: expected blocks of the form -----BEGIN CERTIFICATE----- (base64) -----END CERTIFICATE-----")
-        })?;
-        if pem.label == "CERTIFICATE" {
-            ders.push(pem.contents);
-        }
-    }
-    Ok(ders)
-}
-
-/// The facts of one DER certificate.
-pub fn facts_of(der: &[u8]) -> Result<CertificateFacts> {
-    // The parser's own words (nom's) mean nothing to the caller: say what was expected.
-    let (_, cert) = X509Certificate::from_der(der).map_err(|_| {
-        bad("a CERTIFICATE block does not hold an X.509 certificate (expected its DER encoding in base64 between the BEGIN and END lines)")
-    })?;
-    let mut dns_names = Vec::new();
-    let mut ip_addresses = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => dns_names.push(d.to_string()),
-                GeneralName::IPAddress(bytes) => {
-                    let ip = match bytes.len() {
-                        4 => <[u8; 4]>::try_from(*bytes).ok().map(std::net::IpAddr::from),
-                        16 => <[u8; 16]>::try_from(*bytes).ok().map(std::net::IpAddr::from),
-                        _ => None,
-                    };
-                    ip_addresses.extend(ip.map(|ip| ip.to_string()));
-                }
-                _ => {}
-            }
-        }
-    }
-    let common_name = cert.subject().iter_common_name().next().and_then(|a| a.as_str().ok()).map(str::to_owned);
-    Ok(CertificateFacts {
-        subject: cert.subject().to_string(),
-        common_name,
-        issuer: cert.issuer().to_string(),
-        // Whole bytes, as openssl prints serials.
-        serial: {
-            let hex = cert.serial.to_str_radix(16);
-            if hex.len() % 2 == 1 {
-                format!("0{hex}")
-            } else {
-                hex
-            }
-        },
-        not_before: utc(cert.validity().not_before.timestamp()),
-        not_after: utc(cert.validity().not_after.timestamp()),
-        dns_names,
-        ip_addresses,
-        fingerprint: hex::encode(ring::digest::digest(&ring::digest::SHA256, der)),
-        is_ca: cert.is_ca(),
-    })
-}
-
-// PKCS#1 and SEC1 keys wrapped as PKCS#8, which is all ring reads.
-fn der_len(n: usize) -> Vec<u8> {
-    match n {
-        0..0x80 => vec![n as u8],
-        0x80..0x100 => vec![0x81, n as u8],
-        _ => vec![0x82, (n >> 8) as u8, n as u8],
-    }
-}
-fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![tag];
-    v.extend(der_len(body.len()));
-    v.extend_from_slice(body);
-    v
-}
-fn wrap_pkcs8(algorithm: &[u8], inner: &[u8]) -> Vec<u8> {
-    tlv(0x30, &[&[0x02, 0x01, 0x00][..], &tlv(0x30, algorithm), &tlv(0x04, inner)].concat())
-}
-const RSA_ENCRYPTION: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
-const EC_PUBLIC_KEY: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
-
-/// A private key in PEM: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
-pub fn parse_private_key(text: &str) -> Result<KeyPair> {
-    if text.len() > MAX_PEM {
-        return Err(bad(format!("the private key is {} bytes; at most {MAX_PEM}", text.len())));
-    }
-    let unreadable = || bad("privateKeyPem is not a private key in PEM (PKCS#8, PKCS#1 or SEC1; unencrypted)");
-    let pem = Pem::iter_from_buffer(text.as_bytes())
-        .filter_map(|p| p.ok())
-        .find(|p| p.label.ends_with("PRIVATE KEY"))
-        .ok_or_else(unreadable)?;
-    let key = match pem.label.as_str() {
-        "PRIVATE KEY" => KeyPair::try_from(pem.contents.as_slice()).ok(),
-        "RSA PRIVATE KEY" => KeyPair::try_from(wrap_pkcs8(RSA_ENCRYPTION, &pem.contents)).ok(),
-        "EC PRIVATE KEY" => [P256, P384]
-            .iter()
-            .find_map(|curve| KeyPair::try_from(wrap_pkcs8(&[EC_PUBLIC_KEY, curve].concat(), &pem.contents)).ok()),
-        "ENCRYPTED PRIVATE KEY" => return Err(bad("the private key is encrypted; give it unencrypted")),
-        _ => None,
-    };
-    key.ok_or_else(unreadable)
-}
-
-fn key_matches(key: &KeyPair, der: &[u8]) -> bool {
-    X509Certificate::from_der(der)
-        .map(|(_, cert)| key.public_key_raw() == cert.public_key().subject_public_key.data.as_ref())
-        .unwrap_or(false)
-}
-
 /// A certificate as its issue event recorded it.
 pub struct Issued {
     pub name: String,
@@ -290,7 +133,7 @@ impl X509Commands {
     }
 
     /// The CA as an rcgen issuer, its key decrypted for Unity's own use.
-    async fn issuer(&self, ca_id: Uuid) -> Result<(Box<unity_domain::x509::CaData>, Issuer<'static, KeyPair>)> {
+    async fn issuer(&self, ca_id: Uuid) -> Result<(Box<unity_domain::certificates::CaData>, Issuer<'static, KeyPair>)> {
         let X509CaState::Active(ca) = self.ca(ca_id).await? else {
             return Err(X509Error::CaNotFound.into());
         };
@@ -534,11 +377,11 @@ impl X509Commands {
             private_key: None,
             renewal_of,
         };
-        unity_domain::x509::Certificate::decide(&command, &CertificateState::Absent)?;
+        unity_domain::certificates::Certificate::decide(&command, &CertificateState::Absent)?;
         if let (Some(key), CertificateCommand::Record { private_key, .. }) = (key, &mut command) {
             *private_key = Some(self.vault.seal(key.serialize_pem().as_bytes()).await?);
         }
-        let (_, appended) = execute::<unity_domain::x509::Certificate>(
+        let (_, appended) = execute::<unity_domain::certificates::Certificate>(
             &self.store,
             &stream_of::<CertificateEvent>(certificate_id),
             &command,
@@ -586,7 +429,7 @@ impl X509Commands {
     }
 
     pub async fn certificate(&self, certificate_id: Uuid) -> Result<CertificateState> {
-        Ok(load::<unity_domain::x509::Certificate>(&self.store, &stream_of::<CertificateEvent>(certificate_id))
+        Ok(load::<unity_domain::certificates::Certificate>(&self.store, &stream_of::<CertificateEvent>(certificate_id))
             .await?
             .0)
     }
@@ -598,7 +441,7 @@ impl X509Commands {
         now: DateTime<Utc>,
         metadata: &EventMetadata,
     ) -> Result<Option<Appended>> {
-        let (_, appended) = execute::<unity_domain::x509::Certificate>(
+        let (_, appended) = execute::<unity_domain::certificates::Certificate>(
             &self.store,
             &stream_of::<CertificateEvent>(certificate_id),
             &CertificateCommand::Revoke { reason, at: now },
@@ -616,7 +459,7 @@ impl X509Commands {
     ) -> Result<Option<Appended>> {
         let stream = stream_of::<CertificateEvent>(certificate_id);
         let (_, appended) =
-            execute::<unity_domain::x509::Certificate>(&self.store, &stream, &command, metadata).await?;
+            execute::<unity_domain::certificates::Certificate>(&self.store, &stream, &command, metadata).await?;
         Ok(appended)
     }
 
@@ -792,45 +635,5 @@ impl X509Commands {
     }
 }
 
-/// A DER certificate as a PEM block.
-pub fn pem_of(der: &[u8]) -> String {
-    use base64::Engine;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in body.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn garbage_is_refused_with_reasons() {
-        assert!(matches!(parse_private_key("hello"), Err(X509CommandError::BadInput(_))));
-        assert!(matches!(facts_of(b"\x30\x03\x02\x01\x01"), Err(X509CommandError::BadInput(_))));
-        assert!(parse_pem_chain("no pem here").unwrap().is_empty());
-        assert!(matches!(parse_pem_chain(&"A".repeat(MAX_PEM + 1)), Err(X509CommandError::BadInput(_))));
-    }
-
-    #[test]
-    fn generated_keys_load_back_from_their_pem_and_match_their_certificates() {
-        for algorithm in [X509KeyAlgorithm::EcdsaP256, X509KeyAlgorithm::EcdsaP384, X509KeyAlgorithm::Ed25519] {
-            let key = generate_key(algorithm).unwrap();
-            let mut params = CertificateParams::new(vec!["a.lab".into()]).unwrap();
-            params.is_ca = IsCa::ExplicitNoCa;
-            let cert = params.self_signed(&key).unwrap();
-            let again = parse_private_key(&key.serialize_pem()).unwrap();
-            assert!(key_matches(&again, cert.der()), "{algorithm:?}");
-            let other = generate_key(algorithm).unwrap();
-            assert!(!key_matches(&other, cert.der()));
-            let facts = facts_of(cert.der()).unwrap();
-            assert_eq!(facts.dns_names, vec!["a.lab".to_string()]);
-            assert_eq!(parse_pem_chain(&pem_of(cert.der())).unwrap(), vec![cert.der().to_vec()]);
-        }
-    }
-}
+mod tests;

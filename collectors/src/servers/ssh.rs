@@ -11,7 +11,7 @@ use russh::{
     keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate},
     ChannelMsg, Disconnect,
 };
-use unity_domain::managed_block::{BlockError, ManagedText};
+use unity_domain::servers::managed_block::{BlockError, ManagedText};
 
 /// Timeouts and keepalive for every session.
 #[derive(Clone, Debug)]

@@ -1,0 +1,264 @@
+use super::*;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use ring::digest;
+use serde_json::Value;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::canonical;
+
+/// Appends inside the caller's transaction (which commits, or not, as the caller decides). On a
+/// conflict the transaction is aborted, as any failed statement leaves it.
+pub async fn append_in(conn: &mut sqlx::PgConnection, appends: &[StreamAppend]) -> Result<Appended, StoreError> {
+    append_with_heads(conn, appends, vec![None; appends.len()]).await
+}
+
+/// [`append_in`], with the heads of some streams already known (`None`: look it up).
+pub(crate) async fn append_with_heads(
+    conn: &mut sqlx::PgConnection,
+    appends: &[StreamAppend],
+    known: Vec<Option<(i64, Vec<u8>)>>,
+) -> Result<Appended, StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    for a in appends {
+        if !seen.insert(&a.stream_id) {
+            return Err(StoreError::InvalidEvent(format!("stream {} appears twice in one append", a.stream_id)));
+        }
+        for e in &a.events {
+            if canonical::find_nul(&e.payload) || canonical::find_nul(&e.metadata) {
+                return Err(StoreError::InvalidEvent(format!("{} contains a NUL character", e.event_type)));
+            }
+        }
+    }
+    let stream_ids: Vec<String> = appends.iter().map(|a| a.stream_id.to_string()).collect();
+    let recorded_at = Utc::now().trunc_subsecs(6);
+    let unknown: Vec<String> =
+        stream_ids.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(id, _)| id.clone()).collect();
+    let mut looked_up = if unknown.is_empty() { Vec::new() } else { stream_heads(conn, &unknown).await? }.into_iter();
+    let heads: Vec<(i64, Vec<u8>)> = known
+        .into_iter()
+        .map(|k| k.unwrap_or_else(|| looked_up.next().expect("one head per unknown stream")))
+        .collect();
+
+    let total: usize = appends.iter().map(|a| a.events.len()).sum();
+    let mut rows = Rows::with_capacity(total);
+    let mut versions = Vec::with_capacity(appends.len());
+    let mut new_heads = Vec::with_capacity(appends.len());
+    for (append, (stream_id, (version, head_hash))) in appends.iter().zip(stream_ids.iter().zip(heads)) {
+        let ok = match append.expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => version == 0,
+            ExpectedVersion::Exactly(v) => version == v,
+        };
+        if !ok {
+            return Err(StoreError::Conflict {
+                stream_id: stream_id.clone(),
+                expected: append.expected,
+                actual: version,
+            });
+        }
+        let mut prev = head_hash;
+        let mut v = version;
+        for event in &append.events {
+            v += 1;
+            let hash = event_hash(
+                &prev,
+                &HashedFields {
+                    event_id: event.event_id,
+                    stream_id,
+                    stream_type: append.stream_id.stream_type(),
+                    stream_version: v,
+                    event_type: &event.event_type,
+                    schema_version: event.schema_version,
+                    payload: &event.payload,
+                    metadata: &event.metadata,
+                    recorded_at,
+                },
+            );
+            rows.push(event, stream_id, append.stream_id.stream_type(), v, recorded_at, prev, hash.to_vec());
+            prev = hash.to_vec();
+        }
+        versions.push((append.stream_id.clone(), v));
+        new_heads.push((stream_id.clone(), (v, prev)));
+    }
+    if total == 0 {
+        return Ok(Appended { last: Cursor::START, versions, event_ids: vec![], heads: vec![] });
+    }
+
+    let inserted = sqlx::query(
+        "INSERT INTO events (event_id, stream_id, stream_type, stream_version, event_type, schema_version, \
+                             payload, metadata, recorded_at, prev_hash, hash) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int2[], \
+                              $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::bytea[], $11::bytea[]) \
+         RETURNING transaction_id, global_position",
+    )
+    .bind(&rows.event_ids)
+    .bind(&rows.stream_ids)
+    .bind(&rows.stream_types)
+    .bind(&rows.versions)
+    .bind(&rows.event_types)
+    .bind(&rows.schema_versions)
+    .bind(&rows.payloads)
+    .bind(&rows.metadata)
+    .bind(&rows.recorded_at)
+    .bind(&rows.prev_hashes)
+    .bind(&rows.hashes)
+    .fetch_all(&mut *conn)
+    .await;
+    let inserted = match inserted {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            // Another writer appended to one of these streams since we read its head. PostgreSQL
+            // says which: "Key (stream_id, stream_version)=(user-…, 3) already exists."
+            let detail =
+                db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|e| e.detail()).unwrap_or_default();
+            let append = appends.iter().find(|a| detail.contains(&a.stream_id.to_string())).unwrap_or(&appends[0]);
+            let expected_version = match append.expected {
+                ExpectedVersion::Exactly(v) => v,
+                _ => 0,
+            };
+            // At least one past what we expected; the exact head is unknown without a read.
+            return Err(StoreError::Conflict {
+                stream_id: append.stream_id.to_string(),
+                expected: append.expected,
+                actual: expected_version + 1,
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let last = inserted.iter().map(Cursor::from_leading_columns).max().unwrap_or_default();
+    Ok(Appended { last, versions, event_ids: rows.event_ids, heads: new_heads })
+}
+
+/// Each stream's current `(version, hash)`; `(0, GENESIS_HASH)` for a stream with no events.
+pub(crate) async fn stream_heads(
+    conn: &mut sqlx::PgConnection,
+    stream_ids: &[String],
+) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT s.ord, e.stream_version, e.hash FROM unnest($1::text[]) WITH ORDINALITY AS s(id, ord) \
+         LEFT JOIN LATERAL (SELECT stream_version, hash FROM events WHERE stream_id = s.id \
+                            ORDER BY stream_version DESC LIMIT 1) e ON true ORDER BY s.ord",
+    )
+    .bind(stream_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| match r.get::<Option<i64>, _>(1) {
+            Some(v) => (v, r.get(2)),
+            None => (0, GENESIS_HASH.to_vec()),
+        })
+        .collect())
+}
+
+pub(crate) struct HashedFields<'a> {
+    pub event_id: Uuid,
+    pub stream_id: &'a str,
+    pub stream_type: &'a str,
+    pub stream_version: i64,
+    pub event_type: &'a str,
+    pub schema_version: i16,
+    pub payload: &'a Value,
+    pub metadata: &'a Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// SHA-256 over the previous hash and the canonical encoding of the event.
+pub(crate) fn event_hash(prev_hash: &[u8], e: &HashedFields<'_>) -> [u8; 32] {
+    let mut text = String::with_capacity(512);
+    text.push_str(&format!("[\"{}\",", e.event_id));
+    for field in [e.stream_id, e.stream_type] {
+        canonical::write_string(field, &mut text);
+        text.push(',');
+    }
+    text.push_str(&format!("{},", e.stream_version));
+    canonical::write_string(e.event_type, &mut text);
+    text.push_str(&format!(",{},{},", e.schema_version, e.recorded_at.timestamp_micros()));
+    canonical::write_canonical(e.payload, &mut text);
+    text.push(',');
+    canonical::write_canonical(e.metadata, &mut text);
+    text.push(']');
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(prev_hash);
+    ctx.update(text.as_bytes());
+    ctx.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+#[derive(Default)]
+pub(crate) struct Rows {
+    event_ids: Vec<Uuid>,
+    stream_ids: Vec<String>,
+    stream_types: Vec<String>,
+    versions: Vec<i64>,
+    event_types: Vec<String>,
+    schema_versions: Vec<i16>,
+    payloads: Vec<Value>,
+    metadata: Vec<Value>,
+    recorded_at: Vec<DateTime<Utc>>,
+    prev_hashes: Vec<Vec<u8>>,
+    hashes: Vec<Vec<u8>>,
+}
+
+impl Rows {
+    fn with_capacity(n: usize) -> Rows {
+        Rows {
+            event_ids: Vec::with_capacity(n),
+            stream_ids: Vec::with_capacity(n),
+            stream_types: Vec::with_capacity(n),
+            versions: Vec::with_capacity(n),
+            event_types: Vec::with_capacity(n),
+            schema_versions: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+            recorded_at: Vec::with_capacity(n),
+            prev_hashes: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        e: &NewEvent,
+        stream_id: &str,
+        stream_type: &str,
+        version: i64,
+        at: DateTime<Utc>,
+        prev: Vec<u8>,
+        hash: Vec<u8>,
+    ) {
+        self.event_ids.push(e.event_id);
+        self.stream_ids.push(stream_id.to_owned());
+        self.stream_types.push(stream_type.to_owned());
+        self.versions.push(version);
+        self.event_types.push(e.event_type.clone());
+        self.schema_versions.push(e.schema_version);
+        self.payloads.push(e.payload.clone());
+        self.metadata.push(e.metadata.clone());
+        self.recorded_at.push(at);
+        self.prev_hashes.push(prev);
+        self.hashes.push(hash);
+    }
+}
+
+/// Turns this process's appends into `unity_events` notifications for other processes: at most
+/// one per `interval`, however many appends happen in it. Runs until `shutdown` turns true.
+pub async fn announce_appends(
+    store: EventStore,
+    interval: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut appends = store.wakeup().subscribe_appends();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = appends.changed() => {}
+        }
+        if let Err(e) = store.announce().await {
+            tracing::debug!(error = %e, "Could not announce appends; other processes poll.");
+        }
+        tokio::time::sleep(interval).await;
+    }
+}

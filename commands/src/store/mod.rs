@@ -1,0 +1,339 @@
+//! The event store: append-only events in PostgreSQL with per-stream hash chains, optimistic
+//! concurrency, atomic multi-stream batches, and a read order that never skips a late commit.
+
+mod append;
+mod read;
+
+pub use append::*;
+pub use read::*;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{postgres::PgRow, AssertSqlSafe, PgPool, Row};
+use unity_domain::{schema, DomainEvent, EventMetadata, StreamId};
+use uuid::Uuid;
+
+use crate::wakeup::Wakeup;
+
+/// The hash that precedes version 1 of every stream.
+pub const GENESIS_HASH: [u8; 32] = [0; 32];
+
+/// A position in the store's read order: `(transaction_id, global_position)`. Readers only ever
+/// see positions below the oldest running transaction, so a cursor never jumps past an event
+/// whose transaction has not committed yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Cursor {
+    pub transaction_id: i64,
+    pub global_position: i64,
+}
+
+impl Cursor {
+    pub const START: Cursor = Cursor { transaction_id: 0, global_position: 0 };
+
+    /// A cursor from a row whose first two columns are `transaction_id, global_position`.
+    pub fn from_leading_columns(row: &PgRow) -> Cursor {
+        Cursor { transaction_id: row.get(0), global_position: row.get(1) }
+    }
+}
+
+/// The one rule every reader of the log follows (DESIGN.md §2): only events from transactions
+/// older than the oldest still running, so a transaction that commits late is never passed.
+pub const READABLE: &str = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check: append after whatever is there (retried internally on a race).
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last version must be exactly this.
+    Exactly(i64),
+}
+
+/// An event about to be appended.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i16,
+    pub payload: Value,
+    pub metadata: Value,
+}
+
+impl NewEvent {
+    /// A domain event at its type's current schema version.
+    pub fn from_domain<E: DomainEvent>(event: &E, metadata: &EventMetadata) -> NewEvent {
+        let (event_type, payload) = event.to_parts();
+        NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: event_type.to_owned(),
+            schema_version: schema::current_version(event_type),
+            payload,
+            metadata: serde_json::to_value(metadata).expect("metadata serializes"),
+        }
+    }
+}
+
+/// Events for one stream within an atomic append.
+#[derive(Clone, Debug)]
+pub struct StreamAppend {
+    pub stream_id: StreamId,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// An event as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordedEvent {
+    pub global_position: i64,
+    pub transaction_id: i64,
+    pub event_id: Uuid,
+    pub stream_id: String,
+    pub stream_type: String,
+    pub stream_version: i64,
+    pub event_type: String,
+    /// The version the payload was written with; see [`RecordedEvent::decode`].
+    pub schema_version: i16,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+impl RecordedEvent {
+    pub fn cursor(&self) -> Cursor {
+        Cursor { transaction_id: self.transaction_id, global_position: self.global_position }
+    }
+
+    /// The typed domain event, its payload upcast to the current schema version.
+    pub fn decode<E: DomainEvent>(&self) -> Result<E, DecodeError> {
+        let payload = schema::upcast(&self.event_type, self.schema_version, self.payload.clone())
+            .map_err(|e| DecodeError { event_id: self.event_id, reason: e.to_string() })?;
+        E::from_parts(&self.event_type, payload)
+            .map_err(|e| DecodeError { event_id: self.event_id, reason: e.to_string() })
+    }
+
+    /// What the hash chain covers, recomputed from the stored fields.
+    pub fn compute_hash(&self) -> [u8; 32] {
+        event_hash(
+            &self.prev_hash,
+            &HashedFields {
+                event_id: self.event_id,
+                stream_id: &self.stream_id,
+                stream_type: &self.stream_type,
+                stream_version: self.stream_version,
+                event_type: &self.event_type,
+                schema_version: self.schema_version,
+                payload: &self.payload,
+                metadata: &self.metadata,
+                recorded_at: self.recorded_at,
+            },
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("event {event_id} cannot be decoded: {reason}")]
+pub struct DecodeError {
+    pub event_id: Uuid,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("stream {stream_id} is at version {actual}, not the expected {expected:?}")]
+    Conflict { stream_id: String, expected: ExpectedVersion, actual: i64 },
+    #[error("invalid event: {0}")]
+    InvalidEvent(String),
+    #[error("the event store is unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What an append wrote: the cursor of its last event (for read-your-writes) and each stream's
+/// new version.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub last: Cursor,
+    pub versions: Vec<(StreamId, i64)>,
+    pub event_ids: Vec<Uuid>,
+    /// Each stream's new `(version, hash)`.
+    heads: Vec<(String, (i64, Vec<u8>))>,
+}
+
+#[derive(Clone)]
+pub struct EventStore {
+    pool: PgPool,
+    wakeup: Wakeup,
+    heads: Arc<HeadCache>,
+    /// Events this process appended since it started, for /metrics.
+    appended_total: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// The last `(version, hash)` of streams this process appended to, recorded after commit. An
+/// entry can only lag behind the truth (versions only grow); a lagging one makes the insert hit
+/// the unique `(stream_id, stream_version)` constraint, which is a conflict and a retry with a
+/// fresh lookup. So the cache saves the lookup without ever risking a broken chain.
+#[derive(Default)]
+struct HeadCache {
+    entries: Mutex<HashMap<String, (i64, Vec<u8>)>>,
+}
+
+impl HeadCache {
+    const CAPACITY: usize = 100_000;
+
+    fn get(&self, stream_id: &str) -> Option<(i64, Vec<u8>)> {
+        self.entries.lock().expect("head cache lock").get(stream_id).cloned()
+    }
+
+    fn record(&self, heads: impl IntoIterator<Item = (String, (i64, Vec<u8>))>) {
+        let mut entries = self.entries.lock().expect("head cache lock");
+        if entries.len() > Self::CAPACITY {
+            entries.clear();
+        }
+        entries.extend(heads);
+    }
+
+    fn forget(&self, stream_ids: &[String]) {
+        let mut entries = self.entries.lock().expect("head cache lock");
+        for id in stream_ids {
+            entries.remove(id);
+        }
+    }
+}
+
+pub(crate) const EVENT_COLUMNS: &str =
+    "global_position, transaction_id, event_id, stream_id, stream_type, stream_version, \
+     event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash";
+
+impl EventStore {
+    pub fn new(pool: PgPool, wakeup: Wakeup) -> EventStore {
+        EventStore { pool, wakeup, heads: Arc::default(), appended_total: Arc::default() }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn wakeup(&self) -> &Wakeup {
+        &self.wakeup
+    }
+
+    /// How many events this process has appended since it started.
+    pub fn appended_total(&self) -> u64 {
+        self.appended_total.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Appends events to one or more streams in one transaction: all or nothing.
+    pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<Appended, StoreError> {
+        let retry_races = appends.iter().all(|a| a.expected == ExpectedVersion::Any);
+        let mut attempts = 0;
+        loop {
+            match self.try_append(&appends).await {
+                Err(StoreError::Conflict { .. }) if retry_races && attempts < 5 => attempts += 1,
+                result => return result,
+            }
+        }
+    }
+
+    async fn try_append(&self, appends: &[StreamAppend]) -> Result<Appended, StoreError> {
+        // No explicit transaction: the events go in with one INSERT statement, which is atomic on
+        // its own, and the head lookup before it need not share its snapshot because the unique
+        // (stream_id, stream_version) constraint is what guards against a racing writer. That
+        // saves the BEGIN and COMMIT round trips on every append.
+        let mut conn = self.pool.acquire().await?;
+        let known: Vec<Option<(i64, Vec<u8>)>> = appends
+            .iter()
+            .map(|a| match a.expected {
+                ExpectedVersion::Any => self.heads.get(&a.stream_id.to_string()),
+                // Nothing to look up: a stream that exists makes the insert conflict.
+                ExpectedVersion::NoStream => Some((0, GENESIS_HASH.to_vec())),
+                ExpectedVersion::Exactly(v) => {
+                    self.heads.get(&a.stream_id.to_string()).filter(|(cached, _)| *cached == v)
+                }
+            })
+            .collect();
+        let appended = match append_with_heads(&mut conn, appends, known).await {
+            Ok(appended) => appended,
+            Err(e) => {
+                let ids: Vec<String> = appends.iter().map(|a| a.stream_id.to_string()).collect();
+                self.heads.forget(&ids);
+                return Err(e);
+            }
+        };
+        self.heads.record(appended.heads.iter().cloned());
+        self.appended_total.fetch_add(appended.event_ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.wakeup.notify();
+        Ok(appended)
+    }
+
+    /// Tells other processes listening on `unity_events` that events were appended: a wake-up
+    /// hint, sent outside any appending transaction (see [`announce_appends`]).
+    pub async fn announce(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify('unity_events', '')").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Every event of one stream, in version order, optionally only those recorded up to `as_of`.
+    pub async fn read_stream(
+        &self,
+        stream_id: &str,
+        as_of: Option<DateTime<Utc>>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
+             ORDER BY stream_version"
+        )))
+        .bind(stream_id)
+        .bind(as_of)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    /// Up to `limit` events after `after`, in store order, none from a transaction that might
+    /// still commit below them. Optionally only `stream_types`.
+    pub async fn read_after(&self, after: Cursor, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        read_after(&mut conn, after, limit).await
+    }
+
+    /// The newest cursor a reader may reach now, and how many events lie beyond `from` up to it.
+    pub async fn head(&self) -> Result<Cursor, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT transaction_id, global_position FROM events WHERE {READABLE} \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+        )))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Cursor::from_leading_columns(&r)).unwrap_or_default())
+    }
+
+    /// The newest event committed now, whether or not a reader may pass it yet (an older
+    /// transaction may still be open): where "everything written so far" ends.
+    pub async fn last_committed(&self) -> Result<Cursor, StoreError> {
+        let row = sqlx::query(
+            "SELECT transaction_id, global_position FROM events ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Cursor::from_leading_columns(&r)).unwrap_or_default())
+    }
+
+    /// How many readable events lie after `after` (for lag and progress).
+    pub async fn count_after(&self, after: Cursor) -> Result<i64, StoreError> {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM events WHERE (transaction_id, global_position) > ($1, $2) AND {READABLE}"
+        )))
+        .bind(after.transaction_id)
+        .bind(after.global_position)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n)
+    }
+}
