@@ -37,12 +37,16 @@ pub const MAX_ATTEMPTS: usize = 5;
 
 /// Runs a command against one stream. Returns the new events (empty when the command changed
 /// nothing) and, if anything was appended, where.
+/// What `execute` returns: the events decided and where they landed (`None`: nothing to append).
+pub type Executed<D> = Result<(Vec<<D as Decider>::Event>, Option<Appended>), CommandError<<D as Decider>::Error>>;
+
+#[tracing::instrument(name = "command", skip_all, fields(stream = %stream_id))]
 pub async fn execute<D: Decider>(
     store: &EventStore,
     stream_id: &StreamId,
     command: &D::Command,
     metadata: &EventMetadata,
-) -> Result<(Vec<D::Event>, Option<Appended>), CommandError<D::Error>> {
+) -> Executed<D> {
     let mut last_conflict = String::new();
     for _ in 0..MAX_ATTEMPTS {
         let (state, version) = load::<D>(store, stream_id).await?;

@@ -223,6 +223,7 @@ impl ProjectionEngine {
     }
 
     /// Applies at most one batch to one projection.
+    #[tracing::instrument(name = "projection_batch", skip_all, fields(projection = projection.name()))]
     pub async fn run_once(&self, projection: &dyn Projection) -> Result<Step, EngineError> {
         let mut conn = self.store.pool().acquire().await?;
         let mut tx = conn.begin().await?;

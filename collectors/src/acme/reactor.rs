@@ -299,6 +299,7 @@ impl AcmeReactor {
         Ok(count as usize)
     }
 
+    #[tracing::instrument(name = "reactor_step", skip_all, fields(stream = %format_args!("acme_account-{account_id}")))]
     async fn register(&self, account_id: Uuid, metadata: &EventMetadata) -> Result<(), AcmeCommandError> {
         let AcmeAccountState::Pending(spec) = self.acme.account(account_id).await? else {
             return Ok(()); // done before a restart
@@ -397,6 +398,7 @@ impl AcmeReactor {
         }))
     }
 
+    #[tracing::instrument(name = "reactor_step", skip_all, fields(stream = %format_args!("acme_order-{order_id}")))]
     async fn order(&self, order_id: Uuid, metadata: &EventMetadata) -> Result<(), AcmeCommandError> {
         let AcmeOrderState::Pending(spec) = self.acme.order(order_id).await? else {
             return Ok(()); // finished before a restart

@@ -184,6 +184,7 @@ impl SshReactor {
         Ok(())
     }
 
+    #[tracing::instrument(name = "reactor_step", skip_all, fields(stream = %format_args!("server-{server_id}"), request = %request_id))]
     async fn handle(
         &self,
         server_id: Uuid,
