@@ -9,7 +9,7 @@ use std::{
 
 use unity_commands::identity::{token_sha256, TokenKind};
 use unity_domain::identity::Role;
-use unity_projections::users::{api_key_owner, session_owner, TokenOwner, TokenRefusal};
+use unity_projections::identity::{api_key_owner, session_owner, TokenOwner, TokenRefusal};
 use uuid::Uuid;
 
 use crate::errors::{ApiError, Code};
@@ -173,7 +173,7 @@ fn bare_token(header: Option<&str>) -> Option<&str> {
 /// unknown, or the read model cannot say).
 pub async fn refusal(pool: &sqlx::PgPool, header: Option<&str>) -> Option<TokenRefusal> {
     let token = bare_token(header)?;
-    unity_projections::users::token_refusal(pool, &token_sha256(token)).await.ok().flatten()
+    unity_projections::identity::token_refusal(pool, &token_sha256(token)).await.ok().flatten()
 }
 
 pub fn parse_role(stored: &str) -> Result<Role, ApiError> {

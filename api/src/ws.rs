@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use unity_projections::users::TokenRefusal;
+use unity_projections::identity::TokenRefusal;
 
 use crate::{
     auth::{authenticate, refusal, LiveAccess},

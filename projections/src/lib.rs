@@ -5,7 +5,7 @@ pub mod audit;
 pub mod certificates;
 pub mod credentials;
 pub mod engine;
-pub mod users;
+pub mod identity;
 
 #[cfg(test)]
 mod tests;
@@ -18,7 +18,7 @@ pub use engine::{ApplyError, Projection, ProjectionEngine, ProjectionStatus};
 pub fn all_projections() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(audit::AuditLogProjection),
-        Arc::new(users::UsersProjection),
+        Arc::new(identity::UsersProjection),
         Arc::new(credentials::CredentialsProjection),
         Arc::new(certificates::CertificatesProjection),
         Arc::new(acme::AcmeProjection),

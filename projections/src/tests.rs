@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::{
     audit::{audit_log, AuditFilter},
     engine::{ApplyError, Batch, Projection, ProjectionEngine, Step},
-    users::{user_by_username, users},
+    identity::{user_by_username, users},
 };
 
 const PASSWORD: &str = "correct horse battery staple";

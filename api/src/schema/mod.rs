@@ -18,7 +18,7 @@ use unity_domain::{
 };
 use unity_projections::{
     audit::{audit_log, AuditFilter},
-    users::{api_key_by_id, user_by_id, user_by_username, users},
+    identity::{api_key_by_id, user_by_id, user_by_username, users},
 };
 
 use crate::{

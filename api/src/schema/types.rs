@@ -6,7 +6,7 @@ use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, GraphQLScalar, Sca
 use unity_domain::identity::Role as DomainRole;
 use unity_projections::{
     audit::AuditEntry as StoredAuditEntry,
-    users::{ApiKeyRow, UserRow},
+    identity::{ApiKeyRow, UserRow},
 };
 
 use crate::{auth::parse_role, errors::ApiError, tail::LiveEvent};
