@@ -245,12 +245,13 @@ impl App {
                 ..ApiConfig::default()
             };
             let relay_checkpoint = nats.as_ref().map(|_| format!("nats-relay:{}", app.settings.nats_stream));
+            let credentials = app.credentials().await?;
             let state = Arc::new(ApiState::new(
                 app.store.clone(),
                 unity_api::Commands {
                     identity,
-                    servers: unity_commands::servers::ServerCommands::new(app.credentials().await?),
-                    credentials: app.credentials().await?,
+                    servers: unity_commands::servers::ServerCommands::new(credentials.clone()),
+                    credentials,
                     certificates: app.x509().await?,
                     acme: app.acme().await?,
                 },

@@ -14,6 +14,7 @@ use unity_commands::{
     acme::{AcmeCommands, Renewal},
     certificates::X509Commands,
     credentials::CredentialCommands,
+    servers::ServerCommands,
 };
 use unity_domain::{credentials::UnusedKey, servers::ServerRequest, Actor, EventMetadata};
 use unity_projections::credentials as read;
@@ -42,6 +43,7 @@ where
 /// Asks the SSH reactor to read back every server's managed blocks.
 pub async fn check_all_servers(credentials: &CredentialCommands) -> anyhow::Result<usize> {
     let pool = credentials.store().pool();
+    let servers = ServerCommands::new(credentials.clone());
     let mut after = None;
     let mut requested = 0;
     loop {
@@ -49,9 +51,7 @@ pub async fn check_all_servers(credentials: &CredentialCommands) -> anyhow::Resu
         let Some(last) = page.last() else { break };
         after = Some(last.server_id);
         for server in &page {
-            unity_commands::servers::ServerCommands::new(credentials.clone())
-                .request(server.server_id, ServerRequest::Check, &metadata())
-                .await?;
+            servers.request(server.server_id, ServerRequest::Check, &metadata()).await?;
             requested += 1;
         }
     }
@@ -164,7 +164,7 @@ async fn deploy_as_before(
     let mut deployment: unity_domain::servers::CertificateDeployment = serde_json::from_value(deployment)?;
     deployment.certificate_id = certificate_id;
     deployment.fingerprint = x509.facts(certificate_id).await?.fingerprint;
-    unity_commands::servers::ServerCommands::new(credentials.clone())
+    ServerCommands::new(credentials.clone())
         .request(server_id, ServerRequest::DeployCertificate { deployment }, &metadata())
         .await?;
     Ok(())
