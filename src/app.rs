@@ -7,22 +7,15 @@ use futures::StreamExt;
 use sqlx::{postgres::PgPoolOptions, ConnectOptions, PgPool};
 use tokio::{sync::watch, task::JoinSet};
 use unity_api::{ApiConfig, ApiState};
-use unity_collectors::{
-    acme::{AcmeConfig, AcmeReactor},
-    servers::{ssh::SshConfig, SshReactor},
-};
 use unity_commands::identity::IdentityCommandError;
 use unity_commands::{
-    acme::AcmeCommands,
-    certificates::X509Commands,
-    credentials::CredentialCommands,
     identity::IdentityCommands,
     integrity,
     relay::{NatsRelay, RelayConfig},
     store::{announce_appends, EventStore},
     vault::{MasterKey, Vault},
     wakeup::{Backoff, Wakeup},
-    MIGRATOR,
+    Commands, MIGRATOR,
 };
 use unity_domain::{
     identity::{IdentityError, Role as UserRole},
@@ -30,7 +23,7 @@ use unity_domain::{
 };
 use unity_projections::ProjectionEngine;
 
-use crate::config::Settings;
+use crate::{config::Settings, schedule};
 
 /// What one `unity serve` process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -110,20 +103,9 @@ impl App {
         Ok(Vault::open(key, self.store.clone()).await?)
     }
 
-    pub async fn identity(&self) -> Result<IdentityCommands> {
-        Ok(IdentityCommands::new(self.store.clone(), self.vault().await?))
-    }
-
-    pub async fn credentials(&self) -> Result<CredentialCommands> {
-        Ok(CredentialCommands::new(self.store.clone(), self.vault().await?))
-    }
-
-    pub async fn x509(&self) -> Result<X509Commands> {
-        Ok(X509Commands::new(self.store.clone(), self.vault().await?))
-    }
-
-    pub async fn acme(&self) -> Result<AcmeCommands> {
-        Ok(AcmeCommands::new(self.x509().await?, self.vault().await?))
+    /// Every domain's commands, over this store and its vault.
+    pub async fn commands(&self) -> Result<Commands> {
+        Ok(Commands::open(self.store.clone(), self.vault().await?))
     }
 
     pub fn engine(&self) -> ProjectionEngine {
@@ -231,8 +213,8 @@ impl App {
             }
         }
         if let Some(listener) = api_listener {
-            let identity = app.identity().await?;
-            if let Some(password) = app.ensure_first_admin(&identity).await? {
+            let commands = app.commands().await?;
+            if let Some(password) = app.ensure_first_admin(&commands.identity).await? {
                 // Printed, not logged: logs are often shipped elsewhere. Shown this once.
                 println!("Unity created the user 'admin' with this one-time password: {password}");
                 println!("Sign in and change it (mutation changePassword); it will not be shown again.");
@@ -245,16 +227,9 @@ impl App {
                 ..ApiConfig::default()
             };
             let relay_checkpoint = nats.as_ref().map(|_| format!("nats-relay:{}", app.settings.nats_stream));
-            let credentials = app.credentials().await?;
             let state = Arc::new(ApiState::new(
                 app.store.clone(),
-                unity_api::Commands {
-                    identity,
-                    servers: unity_commands::servers::ServerCommands::new(credentials.clone()),
-                    credentials,
-                    certificates: app.x509().await?,
-                    acme: app.acme().await?,
-                },
+                commands,
                 app.engine(),
                 config,
                 nats.clone(),
@@ -270,34 +245,12 @@ impl App {
             });
         }
         if wants(Role::Collectors) {
-            let credentials = app.credentials().await?;
-            let ssh = SshConfig { connect_timeout: app.settings.ssh_connect_timeout, ..SshConfig::default() };
-            let x509 = app.x509().await?;
-            let reactor = SshReactor::new(credentials.clone(), x509, ssh, app.settings.ssh_concurrency);
-            tasks.spawn(reactor.run(shutdown.clone(), Duration::from_secs(1)));
-            tasks.spawn(crate::schedule::check_keys_periodically(
-                credentials.clone(),
-                app.settings.key_check_interval,
-                shutdown.clone(),
-            ));
-            tasks.spawn(crate::schedule::report_unused_keys_periodically(
-                credentials.clone(),
-                app.settings.unused_keys_report_interval,
-                app.settings.unused_keys_days,
-                shutdown.clone(),
-            ));
-            let acme = AcmeReactor::new(
-                app.acme().await?,
-                AcmeConfig { order_timeout: app.settings.acme_order_timeout, ..AcmeConfig::default() },
-            );
-            tasks.spawn(acme.run(shutdown.clone(), Duration::from_secs(1)));
-            tasks.spawn(crate::schedule::certificates_periodically(
-                app.acme().await?,
-                credentials.clone(),
-                app.settings.certificate_check_interval,
-                app.settings.expiry_warning_days.clone(),
-                shutdown.clone(),
-            ));
+            // One line per domain: its reactor and its periodic work.
+            let (commands, settings) = (app.commands().await?, &app.settings);
+            schedule::servers::spawn(&mut tasks, &commands, settings, &shutdown);
+            schedule::credentials::spawn(&mut tasks, &commands, settings, &shutdown);
+            schedule::certificates::spawn(&mut tasks, &commands, settings, &shutdown);
+            schedule::acme::spawn(&mut tasks, &commands, settings, &shutdown);
             tracing::info!(
                 concurrency = app.settings.ssh_concurrency,
                 "SSH and ACME reactors, key checks and certificate renewal started."

@@ -207,7 +207,7 @@ async fn create_user(app: &App, username: &str, role: &str, password_stdin: bool
     } else {
         (generate_password(), true)
     };
-    let identity = app.identity().await?;
+    let identity = app.commands().await?.identity;
     let (user_id, _) = identity.create_user(username, &password, role, &cli_actor()).await?;
     // Wake a running server's projections now rather than at its next poll.
     let _ = app.store.announce().await;

@@ -788,7 +788,7 @@ async fn the_first_run_creates_admin_once_with_a_one_time_password() {
     let settings = Settings::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).unwrap();
     let app = App::connect(settings).await.unwrap();
     app.migrate().await.unwrap();
-    let identity = app.identity().await.unwrap();
+    let identity = app.commands().await.unwrap().identity;
     let password = app.ensure_first_admin(&identity).await.unwrap().expect("a generated password");
     assert!(password.len() >= 20);
     assert_eq!(app.ensure_first_admin(&identity).await.unwrap(), None, "only once");

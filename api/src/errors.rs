@@ -1,10 +1,14 @@
-//! The one table of error codes: every failure the API reports carries `extensions.code` from
-//! DESIGN.md §6. Caller mistakes say what was wrong; failures inside Unity are logged with their
-//! details and reach the client only as `INTERNAL` or `UNAVAILABLE`.
+//! The table of error codes: every failure the API reports carries `extensions.code` from
+//! DESIGN.md §6. A domain's refusal says its own kind (`unity_domain::Refusal`, beside each
+//! domain error) and `Code::from` maps the kinds; the store, vault and database failures every
+//! domain shares are mapped here too. Each domain's command error is turned into an `ApiError`
+//! beside the domain's part of the schema (`schema/<domain>/mod.rs`), from these pieces.
+//! Caller mistakes say what was wrong; failures inside Unity are logged with their details and
+//! reach the client only as `INTERNAL` or `UNAVAILABLE`.
 
 use juniper::{graphql_value, FieldError, IntoFieldError, ScalarValue};
-use unity_commands::{handler::CommandError, identity::IdentityCommandError, store::StoreError, vault::VaultError};
-use unity_domain::identity::IdentityError;
+use unity_commands::{handler::CommandError, store::StoreError, vault::VaultError};
+use unity_domain::{Refusal, Refuse};
 use unity_projections::engine::EngineError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +44,28 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
+impl From<Refusal> for Code {
+    fn from(refusal: Refusal) -> Code {
+        match refusal {
+            Refusal::Invalid => Code::BadUserInput,
+            Refusal::NotFound => Code::NotFound,
+            Refusal::Conflict => Code::Conflict,
+            Refusal::Forbidden => Code::Forbidden,
+        }
+    }
+}
+
 impl ApiError {
+    /// The domain said no: its own message, with the code of its kind of refusal.
+    pub fn refused(e: &impl Refuse) -> ApiError {
+        ApiError::new(e.refusal().into(), e.to_string())
+    }
+
+    /// Optimistic concurrency lost too many times in a row.
+    pub fn contended() -> ApiError {
+        ApiError::new(Code::Conflict, "too many concurrent changes to this record; try again")
+    }
+
     pub fn new(code: Code, message: impl Into<String>) -> ApiError {
         ApiError { code, message: message.into(), retry_after: None }
     }
@@ -94,22 +119,6 @@ impl<S: ScalarValue> IntoFieldError<S> for ApiError {
     }
 }
 
-impl From<IdentityError> for ApiError {
-    fn from(e: IdentityError) -> ApiError {
-        use IdentityError as E;
-        let code = match &e {
-            E::InvalidUsername(_) | E::PasswordTooShort | E::PasswordTooLong | E::ExpiryInThePast => Code::BadUserInput,
-            E::ApiKeyRoleAboveCreator { .. } => Code::Forbidden,
-            E::UsernameTaken(_) | E::UserAlreadyExists | E::ApiKeyAlreadyExists | E::SessionAlreadyExists => {
-                Code::Conflict
-            }
-            E::UserDisabled => Code::Conflict,
-            E::UserNotFound | E::ApiKeyNotFound | E::SessionNotFound => Code::NotFound,
-        };
-        ApiError::new(code, e.to_string())
-    }
-}
-
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> ApiError {
         match e {
@@ -133,26 +142,31 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<IdentityCommandError> for ApiError {
-    fn from(e: IdentityCommandError) -> ApiError {
-        match e {
-            IdentityCommandError::Rejected(e) => e.into(),
-            IdentityCommandError::Command(CommandError::Store(e)) => e.into(),
-            IdentityCommandError::Command(CommandError::Contended(_)) => {
-                ApiError::new(Code::Conflict, "too many concurrent changes to this record; try again")
-            }
-            IdentityCommandError::Command(e) => ApiError::internal("command", &e),
-            IdentityCommandError::Vault(VaultError::Store(e)) => e.into(),
-            IdentityCommandError::Vault(e) => ApiError::internal("vault", &e),
-        }
-    }
-}
-
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         match e {
             EngineError::Store(e) => e.into(),
             e => ApiError::internal("projections", &e),
+        }
+    }
+}
+
+impl From<VaultError> for ApiError {
+    fn from(e: VaultError) -> ApiError {
+        match e {
+            VaultError::Store(e) => e.into(),
+            e => ApiError::internal("vault", &e),
+        }
+    }
+}
+
+impl<E: Refuse> From<CommandError<E>> for ApiError {
+    fn from(e: CommandError<E>) -> ApiError {
+        match e {
+            CommandError::Rejected(e) => ApiError::refused(&e),
+            CommandError::Contended(_) => ApiError::contended(),
+            CommandError::Store(e) => e.into(),
+            e => ApiError::internal("command", &e),
         }
     }
 }

@@ -6,21 +6,19 @@ pub mod errors;
 mod http;
 pub mod metrics;
 mod operation;
+pub mod orchestration;
 pub mod schema;
+mod state;
 pub mod tail;
 mod ws;
 
 use std::{net::TcpListener, sync::Arc, time::Duration};
 
 use actix_web::{middleware::from_fn, web, HttpServer};
-use tokio::sync::watch;
-use unity_commands::{
-    acme::AcmeCommands, certificates::X509Commands, credentials::CredentialCommands, identity::IdentityCommands,
-    store::EventStore,
-};
-use unity_projections::ProjectionEngine;
-
 pub use auth::ThrottleConfig;
+pub use state::ApiState;
+use tokio::sync::watch;
+pub use unity_commands::Commands;
 
 /// Bounds on what one request may ask of the server.
 #[derive(Clone, Debug)]
@@ -80,58 +78,6 @@ impl Default for ApiConfig {
             expiring_days: 30,
             acme_wait: Duration::from_secs(90),
             ws_init_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// The write side the API drives: one field per domain.
-#[derive(Clone)]
-pub struct Commands {
-    pub identity: IdentityCommands,
-    pub credentials: CredentialCommands,
-    pub servers: unity_commands::servers::ServerCommands,
-    pub certificates: X509Commands,
-    pub acme: AcmeCommands,
-}
-
-/// Everything a request handler needs, shared by all workers.
-pub struct ApiState {
-    pub store: EventStore,
-    /// The write side, one field per domain.
-    pub commands: Commands,
-    /// Used for read-your-writes waits and status; the projections themselves run elsewhere
-    /// (the projections role).
-    pub engine: ProjectionEngine,
-    pub config: ApiConfig,
-    pub metrics: metrics::Metrics,
-    pub throttle: auth::LoginThrottle,
-    pub tail: tail::EventTail,
-    pub nats: Option<async_nats::Client>,
-    /// The relay's checkpoint name, when NATS is configured, for its lag on /metrics.
-    pub relay_checkpoint: Option<String>,
-    pub schemas: operation::Schemas,
-}
-
-impl ApiState {
-    pub fn new(
-        store: EventStore,
-        commands: Commands,
-        engine: ProjectionEngine,
-        config: ApiConfig,
-        nats: Option<async_nats::Client>,
-        relay_checkpoint: Option<String>,
-    ) -> ApiState {
-        ApiState {
-            tail: tail::EventTail::new(store.clone()),
-            throttle: auth::LoginThrottle::new(config.throttle),
-            schemas: operation::Schemas::new(&config.limits),
-            metrics: metrics::Metrics::default(),
-            store,
-            commands,
-            engine,
-            config,
-            nats,
-            relay_checkpoint,
         }
     }
 }

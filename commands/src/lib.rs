@@ -27,5 +27,31 @@ pub fn metadata(actor: unity_domain::Actor, source: &str) -> unity_domain::Event
     unity_domain::EventMetadata::new(actor, source, uuid::Uuid::now_v7())
 }
 
+/// The write side, one field per domain: what the API, the reactors and the scheduler drive.
+/// A new domain adds its field here and one line to [`Commands::open`].
+#[derive(Clone)]
+pub struct Commands {
+    pub identity: identity::IdentityCommands,
+    pub credentials: credentials::CredentialCommands,
+    pub servers: servers::ServerCommands,
+    pub certificates: certificates::X509Commands,
+    pub acme: acme::AcmeCommands,
+}
+
+impl Commands {
+    /// Every domain's commands over one store and one vault.
+    pub fn open(store: store::EventStore, vault: vault::Vault) -> Commands {
+        let credentials = credentials::CredentialCommands::new(store.clone(), vault.clone());
+        let certificates = certificates::X509Commands::new(store.clone(), vault.clone());
+        Commands {
+            identity: identity::IdentityCommands::new(store, vault.clone()),
+            servers: servers::ServerCommands::new(credentials.clone()),
+            acme: acme::AcmeCommands::new(certificates.clone(), vault),
+            credentials,
+            certificates,
+        }
+    }
+}
+
 /// Every migration in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");

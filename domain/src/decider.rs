@@ -2,13 +2,33 @@
 
 use crate::event::DomainEvent;
 
+/// What kind of refusal a domain error is, so that every transport reports it the same way (the
+/// API's `extensions.code`, the CLI's message). Each domain error says its own, beside its
+/// definition: a new variant does not compile until it says which it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The command is malformed or asks for something impossible.
+    Invalid,
+    /// What it names does not exist.
+    NotFound,
+    /// It contradicts the current state: exists already, deleted, revoked, finished.
+    Conflict,
+    /// The actor may not do this.
+    Forbidden,
+}
+
+/// A domain error: it says which kind of refusal it is.
+pub trait Refuse: std::error::Error {
+    fn refusal(&self) -> Refusal;
+}
+
 /// One aggregate's behaviour. Implementations are pure: everything a decision needs from the
 /// outside world arrives inside the command.
 pub trait Decider {
     type Command;
     type Event: DomainEvent;
     type State: Default + Clone + std::fmt::Debug;
-    type Error: std::error::Error + PartialEq;
+    type Error: Refuse + PartialEq;
 
     fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error>;
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;

@@ -14,5 +14,5 @@ pub mod certificates;
 pub mod schema;
 pub mod servers;
 
-pub use decider::Decider;
+pub use decider::{Decider, Refusal, Refuse};
 pub use event::{Actor, DomainEvent, EventMetadata, SecretRef, StreamId};

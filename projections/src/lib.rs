@@ -6,6 +6,7 @@ pub mod certificates;
 pub mod credentials;
 pub mod engine;
 pub mod identity;
+pub mod servers;
 
 #[cfg(test)]
 mod tests;

@@ -81,7 +81,7 @@ async fn acme(settings: &Settings, orders: usize) -> Result<Value> {
     settings.master_key_file = std::env::temp_dir().join(format!("unity-bench-acme-{}.key", std::process::id()));
     let _ = std::fs::remove_file(&settings.master_key_file);
     let app = App::connect(settings.clone()).await?;
-    let commands = app.acme().await?;
+    let commands = app.commands().await?.acme;
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let dir = std::env::temp_dir().join(format!("unity-bench-pebble-{}", std::process::id()));

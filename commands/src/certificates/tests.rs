@@ -1,3 +1,5 @@
+use rcgen::{CertificateParams, IsCa};
+
 use super::*;
 
 #[test]

@@ -37,6 +37,17 @@ pub enum AcmeError {
     Invalid(String),
 }
 
+impl crate::Refuse for AcmeError {
+    fn refusal(&self) -> crate::Refusal {
+        use crate::Refusal as R;
+        match self {
+            AcmeError::AccountNotFound | AcmeError::OrderNotFound | AcmeError::DnsProviderNotFound => R::NotFound,
+            AcmeError::Exists | AcmeError::OrderFinished | AcmeError::AccountNotRegistered(_) => R::Conflict,
+            AcmeError::Invalid(_) => R::Invalid,
+        }
+    }
+}
+
 fn invalid(message: impl Into<String>) -> AcmeError {
     AcmeError::Invalid(message.into())
 }

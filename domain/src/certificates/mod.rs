@@ -32,6 +32,17 @@ pub enum X509Error {
     Invalid(String),
 }
 
+impl crate::Refuse for X509Error {
+    fn refusal(&self) -> crate::Refusal {
+        use crate::Refusal as R;
+        match self {
+            X509Error::CaNotFound | X509Error::NotFound => R::NotFound,
+            X509Error::CaExists | X509Error::Exists | X509Error::Revoked => R::Conflict,
+            X509Error::Invalid(_) => R::Invalid,
+        }
+    }
+}
+
 /// Validity in days: 1 to 36,500.
 pub fn check_validity_days(days: i64) -> Result<(), X509Error> {
     if !(1..=36_500).contains(&days) {

@@ -45,6 +45,18 @@ pub enum CredentialError {
     CredentialDeleted,
 }
 
+impl crate::Refuse for CredentialError {
+    fn refusal(&self) -> crate::Refusal {
+        use crate::Refusal as R;
+        use CredentialError as E;
+        match self {
+            E::KeyNotFound | E::CaNotFound | E::CredentialNotFound => R::NotFound,
+            E::KeyExists | E::CaExists | E::AlreadyRotated(_) | E::KeyDeleted | E::CredentialDeleted => R::Conflict,
+            E::Invalid(_) | E::RsaTooSmall(_) | E::NoPrivateKey(_) => R::Invalid,
+        }
+    }
+}
+
 /// A name: 1–100 characters, no control characters.
 pub fn check_name(what: &str, name: &str) -> Result<(), CredentialError> {
     let trimmed = name.trim();

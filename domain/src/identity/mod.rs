@@ -129,6 +129,22 @@ pub enum IdentityError {
     PasswordTooLong,
 }
 
+impl crate::Refuse for IdentityError {
+    fn refusal(&self) -> crate::Refusal {
+        use crate::Refusal as R;
+        use IdentityError as E;
+        match self {
+            E::InvalidUsername(_) | E::PasswordTooShort | E::PasswordTooLong | E::ExpiryInThePast => R::Invalid,
+            E::ApiKeyRoleAboveCreator { .. } => R::Forbidden,
+            E::UsernameTaken(_) | E::UserAlreadyExists | E::ApiKeyAlreadyExists | E::SessionAlreadyExists => {
+                R::Conflict
+            }
+            E::UserDisabled => R::Conflict,
+            E::UserNotFound | E::ApiKeyNotFound | E::SessionNotFound => R::NotFound,
+        }
+    }
+}
+
 pub const MIN_PASSWORD_CHARS: usize = 12;
 pub const MAX_PASSWORD_CHARS: usize = 1024;
 

@@ -98,6 +98,17 @@ pub enum ServerError {
     RequestNotPending(Uuid),
 }
 
+impl crate::Refuse for ServerError {
+    fn refusal(&self) -> crate::Refusal {
+        use crate::Refusal as R;
+        match self {
+            ServerError::NotFound => R::NotFound,
+            ServerError::Removed | ServerError::Exists | ServerError::RequestNotPending(_) => R::Conflict,
+            ServerError::Invalid(_) => R::Invalid,
+        }
+    }
+}
+
 /// `SHA256:` and 43 characters of unpadded base64, as `ssh-keygen -l` prints.
 pub fn check_fingerprint(fingerprint: &str) -> Result<(), ServerError> {
     let ok = fingerprint

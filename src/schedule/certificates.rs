@@ -1,100 +1,31 @@
-//! Periodic work that joins read models to commands: the drift check of every server's managed
-//! key blocks, the unused-keys report, certificate renewal and expiry warnings. Each task takes
-//! the time as an argument, so tests move the clock instead of waiting. Each tick records requests or reports as events; the
-//! SSH reactor does the rest.
-//!
-//! One process should run the collectors role for now: two would both ask for the checks (which
-//! is harmless, the reactor's lease serialises the work) and both write reports.
+//! Certificates: periodic renewal (internal ones at once, ACME ones by ordering), redeployment of
+//! what was renewed, and expiry warnings.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
 use unity_commands::{
     acme::{AcmeCommands, Renewal},
     certificates::X509Commands,
     credentials::CredentialCommands,
     servers::ServerCommands,
 };
-use unity_domain::{credentials::UnusedKey, servers::ServerRequest, Actor, EventMetadata};
-use unity_projections::credentials as read;
+use unity_domain::servers::ServerRequest;
 
-fn metadata() -> EventMetadata {
-    unity_commands::metadata(Actor::system("scheduler"), "scheduler")
-}
+use super::{every, metadata};
+use tokio::{sync::watch, task::JoinSet};
+use unity_commands::Commands;
 
-/// Runs `tick` every `interval` (the first time one interval after start) until shutdown.
-async fn every<F, Fut>(interval: Duration, mut shutdown: watch::Receiver<bool>, what: &str, mut tick: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        if let Err(e) = tick().await {
-            tracing::warn!(error = %e, task = what, "A scheduled task failed; it runs again at the next interval.");
-        }
-    }
-}
+use crate::config::Settings;
 
-/// Asks the SSH reactor to read back every server's managed blocks.
-pub async fn check_all_servers(credentials: &CredentialCommands) -> anyhow::Result<usize> {
-    let pool = credentials.store().pool();
-    let servers = ServerCommands::new(credentials.clone());
-    let mut after = None;
-    let mut requested = 0;
-    loop {
-        let page = read::servers(pool, after, 200).await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.server_id);
-        for server in &page {
-            servers.request(server.server_id, ServerRequest::Check, &metadata()).await?;
-            requested += 1;
-        }
-    }
-    Ok(requested)
-}
-
-pub async fn check_keys_periodically(
-    credentials: CredentialCommands,
-    interval: Duration,
-    shutdown: watch::Receiver<bool>,
-) {
-    every(interval, shutdown, "key drift check", || async {
-        let n = check_all_servers(&credentials).await?;
-        tracing::debug!(servers = n, "Asked for a key drift check of every server.");
-        Ok(())
-    })
-    .await
-}
-
-/// Records the keys unused for `days` days as an `UnusedSshKeysReported` event.
-pub async fn report_unused_keys(credentials: &CredentialCommands, days: u32) -> anyhow::Result<usize> {
-    let rows = read::unused_ssh_keys(credentials.store().pool(), days as i32).await?;
-    let keys: Vec<UnusedKey> = rows
-        .into_iter()
-        .map(|k| UnusedKey { key_id: k.key_id, name: k.name, fingerprint: k.fingerprint, last_used_at: k.last_used_at })
-        .collect();
-    let n = keys.len();
-    credentials.report_unused_keys(days, keys, &metadata()).await?;
-    Ok(n)
-}
-
-pub async fn report_unused_keys_periodically(
-    credentials: CredentialCommands,
-    interval: Duration,
-    days: u32,
-    shutdown: watch::Receiver<bool>,
-) {
-    every(interval, shutdown, "unused keys report", || async {
-        let n = report_unused_keys(&credentials, days).await?;
-        tracing::info!(keys = n, days, "Reported SSH keys unused for a while.");
-        Ok(())
-    })
-    .await
+pub fn spawn(tasks: &mut JoinSet<()>, commands: &Commands, settings: &Settings, shutdown: &watch::Receiver<bool>) {
+    tasks.spawn(certificates_periodically(
+        commands.acme.clone(),
+        commands.credentials.clone(),
+        settings.certificate_check_interval,
+        settings.expiry_warning_days.clone(),
+        shutdown.clone(),
+    ));
 }
 
 /// Renews every certificate whose renewal is due at `now` (an internal one at once, an ACME
@@ -135,7 +66,7 @@ async fn redeploy(
     old_id: uuid::Uuid,
     new_id: uuid::Uuid,
 ) -> anyhow::Result<()> {
-    for row in unity_projections::credentials::deployments_of(x509.store().pool(), old_id).await? {
+    for row in unity_projections::servers::deployments_of(x509.store().pool(), old_id).await? {
         deploy_as_before(x509, credentials, row.server_id, row.deployment, new_id).await?;
     }
     Ok(())
@@ -145,7 +76,7 @@ async fn redeploy(
 /// the same paths, owner, mode and reload command. Asked again at every run until it succeeds,
 /// never while one is pending. Returns how many deployments were requested.
 pub async fn redeploy_renewed(x509: &X509Commands, credentials: &CredentialCommands) -> anyhow::Result<usize> {
-    let stale = unity_projections::credentials::stale_deployments(x509.store().pool()).await?;
+    let stale = unity_projections::servers::stale_deployments(x509.store().pool()).await?;
     let n = stale.len();
     for row in stale {
         deploy_as_before(x509, credentials, row.server_id, row.deployment, row.newest_id).await?;
@@ -185,7 +116,7 @@ pub async fn check_certificate_expiry(
     Ok(ids.len())
 }
 
-pub async fn certificates_periodically(
+async fn certificates_periodically(
     acme: AcmeCommands,
     credentials: CredentialCommands,
     renewal_interval: Duration,

@@ -1,40 +1,11 @@
-//! The X.509 part of the schema: internal CAs, certificates (issued, imported), revocation.
-//! Root fields in `mod.rs` check roles and call in here.
+//! Internal CAs, certificates and their deployments as the schema shows them, and their inputs.
 
 use chrono::{DateTime, Utc};
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
-use unity_commands::certificates::X509CommandError;
-use unity_domain::certificates::{CertificateUsage, RevocationReason, X509Error, X509KeyAlgorithm};
+
+use crate::schema::common::*;
+use unity_domain::certificates::{CertificateUsage, RevocationReason, X509KeyAlgorithm};
 use unity_projections::certificates::{CertificateRow, X509CaRow};
-
-use super::types::PageInfo;
-use crate::errors::{ApiError, Code};
-
-impl From<X509CommandError> for ApiError {
-    fn from(e: X509CommandError) -> ApiError {
-        match e {
-            X509CommandError::Rejected(e) => {
-                let code = match &e {
-                    X509Error::CaNotFound | X509Error::NotFound => Code::NotFound,
-                    X509Error::CaExists | X509Error::Exists | X509Error::Revoked => Code::Conflict,
-                    X509Error::Invalid(_) => Code::BadUserInput,
-                };
-                ApiError::new(code, e.to_string())
-            }
-            X509CommandError::BadInput(message) => ApiError::bad_input(message),
-            X509CommandError::Crypto(e) => ApiError::internal("x509", &e),
-            X509CommandError::AlreadyImported(id) => {
-                ApiError::new(Code::Conflict, format!("this certificate was imported already as certificate {id}"))
-            }
-            X509CommandError::Contended(_) => {
-                ApiError::new(Code::Conflict, "too many concurrent changes to this record; try again")
-            }
-            X509CommandError::Store(e) => e.into(),
-            X509CommandError::Vault(unity_commands::vault::VaultError::Store(e)) => e.into(),
-            X509CommandError::Vault(e) => ApiError::internal("vault", &e),
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
 #[graphql(name = "CertificateKeyAlgorithm")]
@@ -100,11 +71,6 @@ impl From<RevocationReasonValue> for RevocationReason {
             RevocationReasonValue::CessationOfOperation => RevocationReason::CessationOfOperation,
         }
     }
-}
-
-/// Parses a stored reason (the domain's SCREAMING_SNAKE_CASE name).
-pub fn stored_reason(text: &str) -> RevocationReason {
-    serde_json::from_value(serde_json::Value::String(text.to_owned())).unwrap_or(RevocationReason::Unspecified)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
@@ -276,8 +242,8 @@ pub struct CertificateDeploymentInfo {
     pub deployed_at: DateTime<Utc>,
 }
 
-impl From<unity_projections::credentials::DeploymentRow> for CertificateDeploymentInfo {
-    fn from(r: unity_projections::credentials::DeploymentRow) -> CertificateDeploymentInfo {
+impl From<unity_projections::servers::DeploymentRow> for CertificateDeploymentInfo {
+    fn from(r: unity_projections::servers::DeploymentRow) -> CertificateDeploymentInfo {
         let spec: Option<unity_domain::servers::CertificateDeployment> = serde_json::from_value(r.deployment).ok();
         CertificateDeploymentInfo {
             server_id: id(r.server_id),
@@ -370,47 +336,4 @@ pub struct CertificateEdge {
 pub struct CertificateConnection {
     pub edges: Vec<CertificateEdge>,
     pub page_info: PageInfo,
-}
-
-pub fn status_text(status: CertificateStatus) -> &'static str {
-    match status {
-        CertificateStatus::Valid => "VALID",
-        CertificateStatus::Expiring => "EXPIRING",
-        CertificateStatus::Expired => "EXPIRED",
-        CertificateStatus::Revoked => "REVOKED",
-    }
-}
-
-pub fn source_text(source: CertificateSourceValue) -> &'static str {
-    match source {
-        CertificateSourceValue::Internal => "INTERNAL",
-        CertificateSourceValue::Acme => "ACME",
-        CertificateSourceValue::Imported => "IMPORTED",
-    }
-}
-
-/// IP addresses as given, each checked.
-pub fn parse_ips(raw: &[String]) -> Result<Vec<std::net::IpAddr>, ApiError> {
-    raw.iter()
-        .map(|s| {
-            s.trim().parse().map_err(|_| {
-                ApiError::bad_input(format!("'{}' is not an IP address", s.chars().take(60).collect::<String>()))
-            })
-        })
-        .collect()
-}
-
-pub fn days(value: Option<i32>, default: i64) -> i64 {
-    value.map_or(default, i64::from)
-}
-
-/// Fills in where each certificate is deployed.
-pub async fn with_deployments(pool: &sqlx::PgPool, mut certificate: Certificate) -> Result<Certificate, ApiError> {
-    let certificate_id: uuid::Uuid = certificate.id.parse().map_err(|e| ApiError::internal("certificate id", &e))?;
-    certificate.deployments = unity_projections::credentials::deployments_of(pool, certificate_id)
-        .await?
-        .into_iter()
-        .map(CertificateDeploymentInfo::from)
-        .collect();
-    Ok(certificate)
 }

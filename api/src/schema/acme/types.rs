@@ -1,43 +1,12 @@
-//! The ACME part of the schema: accounts, orders and DNS providers. Root fields in `mod.rs` check
-//! roles and call in here. Registrations and orders are carried out by the ACME reactor; the
-//! mutations wait (bounded by `ApiConfig::acme_wait`) for the outcome in the read model.
+//! ACME accounts, orders and DNS providers as the schema shows them, and their inputs.
 
 use chrono::{DateTime, Utc};
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
-use unity_commands::acme::{AcmeCommandError, AcmePreset};
-use unity_domain::acme::{AcmeError, ChallengeKind, TsigAlgorithm};
-use unity_projections::acme::{self as read, AcmeAccountRow, AcmeOrderRow, AuthorizationRow, DnsProviderRow};
-use uuid::Uuid;
 
-use super::{certificates, Context};
-use crate::errors::{ApiError, Code};
-
-impl From<AcmeCommandError> for ApiError {
-    fn from(e: AcmeCommandError) -> ApiError {
-        match e {
-            AcmeCommandError::Rejected(e) => {
-                let code = match &e {
-                    AcmeError::AccountNotFound | AcmeError::OrderNotFound | AcmeError::DnsProviderNotFound => {
-                        Code::NotFound
-                    }
-                    AcmeError::Exists | AcmeError::OrderFinished => Code::Conflict,
-                    AcmeError::AccountNotRegistered(_) => Code::Conflict,
-                    AcmeError::Invalid(_) => Code::BadUserInput,
-                };
-                ApiError::new(code, e.to_string())
-            }
-            AcmeCommandError::X509(e) => e.into(),
-            AcmeCommandError::BadInput(message) => ApiError::bad_input(message),
-            AcmeCommandError::Contended(_) => {
-                ApiError::new(Code::Conflict, "too many concurrent changes to this record; try again")
-            }
-            AcmeCommandError::Corrupt(e) => ApiError::internal("acme", &e),
-            AcmeCommandError::Store(e) => e.into(),
-            AcmeCommandError::Vault(unity_commands::vault::VaultError::Store(e)) => e.into(),
-            AcmeCommandError::Vault(e) => ApiError::internal("vault", &e),
-        }
-    }
-}
+use crate::schema::{certificates, common::*};
+use unity_commands::acme::AcmePreset;
+use unity_domain::acme::ChallengeKind;
+use unity_projections::acme::{AcmeAccountRow, AuthorizationRow, DnsProviderRow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
 #[graphql(name = "AcmePreset")]
@@ -202,7 +171,7 @@ pub enum AcmeOrderStatus {
     Invalid,
 }
 
-fn order_status(text: &str) -> AcmeOrderStatus {
+pub(super) fn order_status(text: &str) -> AcmeOrderStatus {
     match text {
         "VALID" => AcmeOrderStatus::Valid,
         "INVALID" => AcmeOrderStatus::Invalid,
@@ -288,48 +257,6 @@ impl From<DnsProviderRow> for DnsProvider {
     }
 }
 
-pub fn tsig_algorithm(a: TsigAlgorithmValue) -> TsigAlgorithm {
-    match a {
-        TsigAlgorithmValue::HmacSha256 => TsigAlgorithm::HmacSha256,
-        TsigAlgorithmValue::HmacSha512 => TsigAlgorithm::HmacSha512,
-    }
-}
-
-pub async fn account(ctx: &Context, id: Uuid) -> Result<AcmeAccount, ApiError> {
-    let row = read::account(ctx.state.store.pool(), id).await?;
-    row.map(AcmeAccount::from).ok_or_else(|| ApiError::not_found("ACME account"))
-}
-
-pub async fn order(ctx: &Context, id: Uuid) -> Result<AcmeOrder, ApiError> {
-    let row = read::order(ctx.state.store.pool(), id).await?.ok_or_else(|| ApiError::not_found("ACME order"))?;
-    order_of(ctx, row).await
-}
-
-pub async fn order_of(ctx: &Context, r: AcmeOrderRow) -> Result<AcmeOrder, ApiError> {
-    let authorizations = read::authorizations(ctx.state.store.pool(), r.order_id).await?;
-    let certificate = match r.certificate_id {
-        Some(id) => Some(ctx.certificate(id).await?),
-        None => None,
-    };
-    Ok(AcmeOrder {
-        id: ID::new(r.order_id.to_string()),
-        account_id: ID::new(r.account_id.to_string()),
-        name: r.name,
-        domains: r.domains,
-        challenge: r.challenge,
-        key_algorithm: r.key_algorithm,
-        status: order_status(&r.status),
-        order_url: r.order_url,
-        error: r.error,
-        problem_type: r.problem_type,
-        authorizations: authorizations.into_iter().map(AcmeAuthorization::from).collect(),
-        renewal_of: r.renewal_of.map(|id| ID::new(id.to_string())),
-        certificate,
-        requested_at: r.requested_at,
-        finished_at: r.finished_at,
-    })
-}
-
 #[derive(Clone, Debug, GraphQLObject)]
 pub struct AcmeOrderEdge {
     pub cursor: String,
@@ -339,5 +266,5 @@ pub struct AcmeOrderEdge {
 #[derive(Clone, Debug, GraphQLObject)]
 pub struct AcmeOrderConnection {
     pub edges: Vec<AcmeOrderEdge>,
-    pub page_info: super::types::PageInfo,
+    pub page_info: PageInfo,
 }
