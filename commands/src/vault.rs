@@ -126,15 +126,7 @@ pub enum SecretEvent {
     SecretShredded { secret_id: Uuid },
 }
 
-impl DomainEvent for SecretEvent {
-    const STREAM_TYPE: &'static str = "secret";
-    fn event_type(&self) -> &'static str {
-        match self {
-            SecretEvent::SecretRevealed { .. } => "SecretRevealed",
-            SecretEvent::SecretShredded { .. } => "SecretShredded",
-        }
-    }
-}
+unity_domain::domain_event!(SecretEvent, "secret", [SecretRevealed, SecretShredded]);
 
 const MASTER_CHECK: &[u8] = b"unity master key check v1";
 

@@ -31,6 +31,23 @@ pub trait DomainEvent: Serialize + DeserializeOwned + fmt::Debug + Clone {
     }
 }
 
+/// Implements [`DomainEvent`] for an enum of events: its stream type, and each variant's name as
+/// its stored `event_type` (the name serde's adjacent tag writes, so the two cannot drift apart;
+/// a variant left out of the list does not compile).
+#[macro_export]
+macro_rules! domain_event {
+    ($event:ident, $stream_type:literal, [$($variant:ident),+ $(,)?]) => {
+        impl $crate::DomainEvent for $event {
+            const STREAM_TYPE: &'static str = $stream_type;
+            fn event_type(&self) -> &'static str {
+                match self {
+                    $($event::$variant { .. } => stringify!($variant),)+
+                }
+            }
+        }
+    };
+}
+
 /// `<stream_type>-<uuid>`: the identity of one aggregate instance.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

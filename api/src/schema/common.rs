@@ -160,3 +160,24 @@ pub fn parse_id(what: &str, id: &ID) -> Result<uuid::Uuid, ApiError> {
 pub fn id(uuid: uuid::Uuid) -> ID {
     ID::new(uuid.to_string())
 }
+
+/// A GraphQL enum mirroring a domain enum variant for variant, with the conversion into it: one
+/// list of variants instead of two kept in step (a variant the domain lacks does not compile).
+macro_rules! mirror_enum {
+    ($(#[$attr:meta])* pub enum $name:ident => $domain:ident { $($(#[$vattr:meta])* $variant:ident),+ $(,)? }) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, juniper::GraphQLEnum)]
+        $(#[$attr])*
+        pub enum $name {
+            $($(#[$vattr])* $variant,)+
+        }
+
+        impl From<$name> for $domain {
+            fn from(value: $name) -> $domain {
+                match value {
+                    $($name::$variant => $domain::$variant,)+
+                }
+            }
+        }
+    };
+}
+pub(crate) use mirror_enum;

@@ -2,7 +2,7 @@ use super::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{credentials::check_name, decider::Decider, event::DomainEvent, SecretRef};
+use crate::{credentials::check_name, decider::Decider, SecretRef};
 
 // ---------------------------------------------------------------------------------------------
 // Accounts
@@ -45,16 +45,11 @@ pub enum AcmeAccountEvent {
     },
 }
 
-impl DomainEvent for AcmeAccountEvent {
-    const STREAM_TYPE: &'static str = "acme_account";
-    fn event_type(&self) -> &'static str {
-        match self {
-            AcmeAccountEvent::AcmeAccountRequested { .. } => "AcmeAccountRequested",
-            AcmeAccountEvent::AcmeAccountRegistered { .. } => "AcmeAccountRegistered",
-            AcmeAccountEvent::AcmeAccountRegistrationFailed { .. } => "AcmeAccountRegistrationFailed",
-        }
-    }
-}
+crate::domain_event!(
+    AcmeAccountEvent,
+    "acme_account",
+    [AcmeAccountRequested, AcmeAccountRegistered, AcmeAccountRegistrationFailed,]
+);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum AcmeAccountCommand {
@@ -124,7 +119,7 @@ impl Decider for AcmeAccount {
     type State = AcmeAccountState;
     type Error = AcmeError;
 
-    fn decide(command: &AcmeAccountCommand, state: &AcmeAccountState) -> Result<Vec<AcmeAccountEvent>, AcmeError> {
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         use AcmeAccountCommand as C;
         use AcmeAccountEvent as E;
         match (command, state) {
@@ -162,7 +157,7 @@ impl Decider for AcmeAccount {
         }
     }
 
-    fn evolve(state: AcmeAccountState, event: &AcmeAccountEvent) -> AcmeAccountState {
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         use AcmeAccountEvent as E;
         match (state, event) {
             (_, E::AcmeAccountRequested { spec, .. }) => AcmeAccountState::Pending(Box::new(spec.clone())),

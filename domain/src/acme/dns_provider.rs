@@ -2,7 +2,7 @@ use super::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{certificates::check_dns_name, credentials::check_name, decider::Decider, event::DomainEvent, SecretRef};
+use crate::{certificates::check_dns_name, credentials::check_name, decider::Decider, SecretRef};
 
 /// TSIG algorithms for RFC 2136 updates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,15 +60,7 @@ pub enum DnsProviderEvent {
     DnsProviderDeleted {},
 }
 
-impl DomainEvent for DnsProviderEvent {
-    const STREAM_TYPE: &'static str = "dns_provider";
-    fn event_type(&self) -> &'static str {
-        match self {
-            DnsProviderEvent::DnsProviderCreated { .. } => "DnsProviderCreated",
-            DnsProviderEvent::DnsProviderDeleted { .. } => "DnsProviderDeleted",
-        }
-    }
-}
+crate::domain_event!(DnsProviderEvent, "dns_provider", [DnsProviderCreated, DnsProviderDeleted]);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum DnsProviderCommand {
@@ -106,7 +98,7 @@ impl Decider for DnsProvider {
     type State = DnsProviderState;
     type Error = AcmeError;
 
-    fn decide(command: &DnsProviderCommand, state: &DnsProviderState) -> Result<Vec<DnsProviderEvent>, AcmeError> {
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         match (command, state) {
             (DnsProviderCommand::Create { provider_id, name, config }, DnsProviderState::Absent) => {
                 check_name("a DNS provider", name).map_err(|e| invalid(e.to_string()))?;
@@ -144,7 +136,7 @@ impl Decider for DnsProvider {
         }
     }
 
-    fn evolve(state: DnsProviderState, event: &DnsProviderEvent) -> DnsProviderState {
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         match event {
             DnsProviderEvent::DnsProviderCreated { name, config, .. } => {
                 DnsProviderState::Active { name: name.clone(), config: config.clone() }

@@ -6,7 +6,6 @@ use crate::{
     certificates::{check_dns_name, X509KeyAlgorithm},
     credentials::check_name,
     decider::Decider,
-    event::DomainEvent,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,19 +85,18 @@ pub enum AcmeOrderEvent {
     },
 }
 
-impl DomainEvent for AcmeOrderEvent {
-    const STREAM_TYPE: &'static str = "acme_order";
-    fn event_type(&self) -> &'static str {
-        match self {
-            AcmeOrderEvent::AcmeOrderRequested { .. } => "AcmeOrderRequested",
-            AcmeOrderEvent::AcmeOrderCreated { .. } => "AcmeOrderCreated",
-            AcmeOrderEvent::AcmeChallengePublished { .. } => "AcmeChallengePublished",
-            AcmeOrderEvent::AcmeAuthorizationValid { .. } => "AcmeAuthorizationValid",
-            AcmeOrderEvent::AcmeOrderCompleted { .. } => "AcmeOrderCompleted",
-            AcmeOrderEvent::AcmeOrderFailed { .. } => "AcmeOrderFailed",
-        }
-    }
-}
+crate::domain_event!(
+    AcmeOrderEvent,
+    "acme_order",
+    [
+        AcmeOrderRequested,
+        AcmeOrderCreated,
+        AcmeChallengePublished,
+        AcmeAuthorizationValid,
+        AcmeOrderCompleted,
+        AcmeOrderFailed,
+    ]
+);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum AcmeOrderCommand {
@@ -136,7 +134,7 @@ impl Decider for AcmeOrder {
     type State = AcmeOrderState;
     type Error = AcmeError;
 
-    fn decide(command: &AcmeOrderCommand, state: &AcmeOrderState) -> Result<Vec<AcmeOrderEvent>, AcmeError> {
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         use AcmeOrderCommand as C;
         match (command, state) {
             (C::Request { order_id, spec }, AcmeOrderState::Absent) => {
@@ -167,7 +165,7 @@ impl Decider for AcmeOrder {
         }
     }
 
-    fn evolve(state: AcmeOrderState, event: &AcmeOrderEvent) -> AcmeOrderState {
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         use AcmeOrderEvent as E;
         match (state, event) {
             (_, E::AcmeOrderRequested { spec, .. }) => AcmeOrderState::Pending(Box::new(spec.clone())),

@@ -2,7 +2,7 @@ use super::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{credentials::check_name, decider::Decider, event::DomainEvent, SecretRef};
+use crate::{credentials::check_name, decider::Decider, SecretRef};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "payload")]
@@ -22,12 +22,7 @@ pub enum X509CaEvent {
     },
 }
 
-impl DomainEvent for X509CaEvent {
-    const STREAM_TYPE: &'static str = "x509_ca";
-    fn event_type(&self) -> &'static str {
-        "CertificateAuthorityCreated"
-    }
-}
+crate::domain_event!(X509CaEvent, "x509_ca", [CertificateAuthorityCreated]);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct CreateCa {
@@ -69,7 +64,7 @@ impl Decider for X509Ca {
     type State = X509CaState;
     type Error = X509Error;
 
-    fn decide(c: &CreateCa, state: &X509CaState) -> Result<Vec<X509CaEvent>, X509Error> {
+    fn decide(c: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         if *state != X509CaState::Absent {
             return Err(X509Error::CaExists);
         }
@@ -90,7 +85,7 @@ impl Decider for X509Ca {
         }])
     }
 
-    fn evolve(_: X509CaState, event: &X509CaEvent) -> X509CaState {
+    fn evolve(_: Self::State, event: &Self::Event) -> Self::State {
         let X509CaEvent::CertificateAuthorityCreated {
             ca_id,
             name,

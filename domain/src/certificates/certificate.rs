@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{credentials::check_name, decider::Decider, event::DomainEvent, SecretRef};
+use crate::{credentials::check_name, decider::Decider, SecretRef};
 
 /// RFC 5280 revocation reasons Unity accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,20 +75,19 @@ pub enum ExpiryCause {
     RenewalFailed,
 }
 
-impl DomainEvent for CertificateEvent {
-    const STREAM_TYPE: &'static str = "certificate";
-    fn event_type(&self) -> &'static str {
-        match self {
-            CertificateEvent::CertificateIssued { .. } => "CertificateIssued",
-            CertificateEvent::CertificateRevoked { .. } => "CertificateRevoked",
-            CertificateEvent::CertificateRenewalConfigured { .. } => "CertificateRenewalConfigured",
-            CertificateEvent::CertificateRenewed { .. } => "CertificateRenewed",
-            CertificateEvent::CertificateRenewalRequested { .. } => "CertificateRenewalRequested",
-            CertificateEvent::CertificateRenewalFailed { .. } => "CertificateRenewalFailed",
-            CertificateEvent::CertificateExpiring { .. } => "CertificateExpiring",
-        }
-    }
-}
+crate::domain_event!(
+    CertificateEvent,
+    "certificate",
+    [
+        CertificateIssued,
+        CertificateRevoked,
+        CertificateRenewalConfigured,
+        CertificateRenewed,
+        CertificateRenewalRequested,
+        CertificateRenewalFailed,
+        CertificateExpiring,
+    ]
+);
 
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
@@ -185,7 +184,7 @@ impl Decider for Certificate {
     type State = CertificateState;
     type Error = X509Error;
 
-    fn decide(command: &CertificateCommand, state: &CertificateState) -> Result<Vec<CertificateEvent>, X509Error> {
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         use CertificateCommand as C;
         use CertificateEvent as E;
         let data = match (command, state) {
@@ -287,7 +286,7 @@ impl Decider for Certificate {
         }
     }
 
-    fn evolve(state: CertificateState, event: &CertificateEvent) -> CertificateState {
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         use CertificateEvent as E;
         let mut data = match (state, event) {
             (_, E::CertificateIssued { source, private_key, facts, .. }) => {

@@ -2,7 +2,7 @@ use super::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{decider::Decider, event::DomainEvent, SecretRef};
+use crate::{decider::Decider, SecretRef};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -34,16 +34,11 @@ pub enum ServerCredentialEvent {
     ServerCredentialDeleted {},
 }
 
-impl DomainEvent for ServerCredentialEvent {
-    const STREAM_TYPE: &'static str = "server_credential";
-    fn event_type(&self) -> &'static str {
-        match self {
-            ServerCredentialEvent::ServerCredentialCreated { .. } => "ServerCredentialCreated",
-            ServerCredentialEvent::ServerCredentialUpdated { .. } => "ServerCredentialUpdated",
-            ServerCredentialEvent::ServerCredentialDeleted { .. } => "ServerCredentialDeleted",
-        }
-    }
-}
+crate::domain_event!(
+    ServerCredentialEvent,
+    "server_credential",
+    [ServerCredentialCreated, ServerCredentialUpdated, ServerCredentialDeleted,]
+);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerCredentialCommand {
@@ -121,7 +116,7 @@ impl Decider for ServerCredential {
         }
     }
 
-    fn evolve(state: ServerCredentialState, event: &ServerCredentialEvent) -> ServerCredentialState {
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         use ServerCredentialEvent as E;
         use ServerCredentialState as S;
         match (state, event) {

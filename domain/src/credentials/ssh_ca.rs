@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{decider::Decider, event::DomainEvent, SecretRef};
+use crate::{decider::Decider, SecretRef};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -75,15 +75,7 @@ pub enum SshCaEvent {
     },
 }
 
-impl DomainEvent for SshCaEvent {
-    const STREAM_TYPE: &'static str = "ssh_ca";
-    fn event_type(&self) -> &'static str {
-        match self {
-            SshCaEvent::SshCaCreated { .. } => "SshCaCreated",
-            SshCaEvent::SshCertificateSigned { .. } => "SshCertificateSigned",
-        }
-    }
-}
+crate::domain_event!(SshCaEvent, "ssh_ca", [SshCaCreated, SshCertificateSigned]);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum SshCaCommand {
@@ -131,7 +123,7 @@ impl Decider for SshCa {
     type State = SshCaState;
     type Error = CredentialError;
 
-    fn decide(command: &SshCaCommand, state: &SshCaState) -> Result<Vec<SshCaEvent>, CredentialError> {
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         match (command, state) {
             (SshCaCommand::Create { ca_id, name, key, private_key }, SshCaState::Absent) => {
                 check_name("an SSH certificate authority", name)?;
@@ -161,7 +153,7 @@ impl Decider for SshCa {
         }
     }
 
-    fn evolve(state: SshCaState, event: &SshCaEvent) -> SshCaState {
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         match (state, event) {
             (_, SshCaEvent::SshCaCreated { ca_id, key, private_key, .. }) => {
                 SshCaState::Active { ca_id: *ca_id, key: key.clone(), private_key: private_key.clone(), signed: 0 }

@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{decider::Decider, event::DomainEvent, SecretRef};
+use crate::{decider::Decider, SecretRef};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -86,17 +86,7 @@ pub enum SshKeyEvent {
     },
 }
 
-impl DomainEvent for SshKeyEvent {
-    const STREAM_TYPE: &'static str = "ssh_key";
-    fn event_type(&self) -> &'static str {
-        match self {
-            SshKeyEvent::SshKeyCreated { .. } => "SshKeyCreated",
-            SshKeyEvent::SshKeyUsed { .. } => "SshKeyUsed",
-            SshKeyEvent::SshKeyRotated { .. } => "SshKeyRotated",
-            SshKeyEvent::SshKeyDeleted { .. } => "SshKeyDeleted",
-        }
-    }
-}
+crate::domain_event!(SshKeyEvent, "ssh_key", [SshKeyCreated, SshKeyUsed, SshKeyRotated, SshKeyDeleted]);
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum SshKeyCommand {
@@ -147,7 +137,7 @@ impl Decider for SshKey {
     type State = SshKeyState;
     type Error = CredentialError;
 
-    fn decide(command: &SshKeyCommand, state: &SshKeyState) -> Result<Vec<SshKeyEvent>, CredentialError> {
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         use SshKeyCommand as C;
         match (command, state) {
             (C::Create { key_id, name, origin, key, comment, tags, private_key }, SshKeyState::Absent) => {
@@ -196,7 +186,7 @@ impl Decider for SshKey {
         }
     }
 
-    fn evolve(state: SshKeyState, event: &SshKeyEvent) -> SshKeyState {
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         match (state, event) {
             (_, SshKeyEvent::SshKeyCreated { key_id, name, key, private_key, comment, tags, .. }) => {
                 SshKeyState::Active(Box::new(SshKeyData {
@@ -241,12 +231,7 @@ pub enum SshKeyReportEvent {
     UnusedSshKeysReported { unused_days: u32, keys: Vec<UnusedKey> },
 }
 
-impl DomainEvent for SshKeyReportEvent {
-    const STREAM_TYPE: &'static str = "ssh_key_report";
-    fn event_type(&self) -> &'static str {
-        "UnusedSshKeysReported"
-    }
-}
+crate::domain_event!(SshKeyReportEvent, "ssh_key_report", [UnusedSshKeysReported]);
 
 /// The report stream's fixed id.
 pub const SSH_KEY_REPORT_STREAM: Uuid = Uuid::from_u128(0x0000_0000_0000_7000_8000_5348_4b52_5054);

@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{decider::Decider, event::DomainEvent};
+use crate::decider::Decider;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "payload")]
@@ -20,15 +20,7 @@ pub enum ApiKeyEvent {
     ApiKeyRevoked {},
 }
 
-impl DomainEvent for ApiKeyEvent {
-    const STREAM_TYPE: &'static str = "api_key";
-    fn event_type(&self) -> &'static str {
-        match self {
-            ApiKeyEvent::ApiKeyIssued { .. } => "ApiKeyIssued",
-            ApiKeyEvent::ApiKeyRevoked { .. } => "ApiKeyRevoked",
-        }
-    }
-}
+crate::domain_event!(ApiKeyEvent, "api_key", [ApiKeyIssued, ApiKeyRevoked]);
 
 #[derive(Clone, Debug)]
 pub enum ApiKeyCommand {
@@ -61,7 +53,7 @@ impl Decider for ApiKey {
     type State = ApiKeyState;
     type Error = IdentityError;
 
-    fn decide(command: &ApiKeyCommand, state: &ApiKeyState) -> Result<Vec<ApiKeyEvent>, IdentityError> {
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         match (command, state) {
             (
                 ApiKeyCommand::Issue { key_id, owner_id, owner_role, name, role, token_sha256, expires_at, now },
@@ -89,7 +81,7 @@ impl Decider for ApiKey {
         }
     }
 
-    fn evolve(_: ApiKeyState, event: &ApiKeyEvent) -> ApiKeyState {
+    fn evolve(_: Self::State, event: &Self::Event) -> Self::State {
         match event {
             ApiKeyEvent::ApiKeyIssued { .. } => ApiKeyState::Active,
             ApiKeyEvent::ApiKeyRevoked {} => ApiKeyState::Revoked,

@@ -2,7 +2,7 @@ use super::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{decider::Decider, event::DomainEvent};
+use crate::decider::Decider;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -20,15 +20,7 @@ pub enum LoginEvent {
     LoginFailed { username: Username, user_id: Option<Uuid>, source: String, reason: LoginFailure },
 }
 
-impl DomainEvent for LoginEvent {
-    const STREAM_TYPE: &'static str = "login";
-    fn event_type(&self) -> &'static str {
-        match self {
-            LoginEvent::LoginSucceeded { .. } => "LoginSucceeded",
-            LoginEvent::LoginFailed { .. } => "LoginFailed",
-        }
-    }
-}
+crate::domain_event!(LoginEvent, "login", [LoginSucceeded, LoginFailed]);
 
 /// A login attempt, already judged by the caller (which verified the password hash).
 #[derive(Clone, Debug)]
@@ -47,7 +39,7 @@ impl Decider for Login {
     type State = ();
     type Error = IdentityError;
 
-    fn decide(command: &RecordLogin, _: &()) -> Result<Vec<LoginEvent>, IdentityError> {
+    fn decide(command: &Self::Command, _: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         let RecordLogin { username, user_id, source, outcome } = command.clone();
         Ok(vec![match (outcome, user_id) {
             (Ok(()), Some(user_id)) => LoginEvent::LoginSucceeded { username, user_id, source },

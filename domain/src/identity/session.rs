@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{decider::Decider, event::DomainEvent};
+use crate::decider::Decider;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -29,15 +29,7 @@ pub enum SessionEvent {
     },
 }
 
-impl DomainEvent for SessionEvent {
-    const STREAM_TYPE: &'static str = "session";
-    fn event_type(&self) -> &'static str {
-        match self {
-            SessionEvent::SessionStarted { .. } => "SessionStarted",
-            SessionEvent::SessionEnded { .. } => "SessionEnded",
-        }
-    }
-}
+crate::domain_event!(SessionEvent, "session", [SessionStarted, SessionEnded]);
 
 #[derive(Clone, Debug)]
 pub enum SessionCommand {
@@ -71,7 +63,7 @@ impl Decider for Session {
     type State = SessionState;
     type Error = IdentityError;
 
-    fn decide(command: &SessionCommand, state: &SessionState) -> Result<Vec<SessionEvent>, IdentityError> {
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         match (command, state) {
             (
                 SessionCommand::Start { session_id, user_id, token_sha256, password_secret, expires_at, source, now },
@@ -98,7 +90,7 @@ impl Decider for Session {
         }
     }
 
-    fn evolve(_: SessionState, event: &SessionEvent) -> SessionState {
+    fn evolve(_: Self::State, event: &Self::Event) -> Self::State {
         match event {
             SessionEvent::SessionStarted { .. } => SessionState::Open,
             SessionEvent::SessionEnded { .. } => SessionState::Ended,

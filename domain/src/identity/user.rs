@@ -2,7 +2,7 @@ use super::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{decider::Decider, event::DomainEvent, SecretRef};
+use crate::{decider::Decider, SecretRef};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "payload")]
@@ -13,17 +13,7 @@ pub enum UserEvent {
     UserDisabled { reason: Option<String> },
 }
 
-impl DomainEvent for UserEvent {
-    const STREAM_TYPE: &'static str = "user";
-    fn event_type(&self) -> &'static str {
-        match self {
-            UserEvent::UserCreated { .. } => "UserCreated",
-            UserEvent::UserRoleChanged { .. } => "UserRoleChanged",
-            UserEvent::UserPasswordChanged { .. } => "UserPasswordChanged",
-            UserEvent::UserDisabled { .. } => "UserDisabled",
-        }
-    }
-}
+crate::domain_event!(UserEvent, "user", [UserCreated, UserRoleChanged, UserPasswordChanged, UserDisabled]);
 
 #[derive(Clone, Debug)]
 pub enum UserCommand {
@@ -70,7 +60,7 @@ impl Decider for User {
     type State = UserState;
     type Error = IdentityError;
 
-    fn decide(command: &UserCommand, state: &UserState) -> Result<Vec<UserEvent>, IdentityError> {
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         use UserCommand as C;
         match (command, state) {
             (C::Create { user_id, username, role, password_hash }, UserState::Absent) => {
@@ -98,7 +88,7 @@ impl Decider for User {
         }
     }
 
-    fn evolve(state: UserState, event: &UserEvent) -> UserState {
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         match (state, event) {
             (_, UserEvent::UserCreated { user_id, username, role, password_hash }) => UserState::Active {
                 user_id: *user_id,

@@ -2,7 +2,7 @@ use super::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{decider::Decider, event::DomainEvent};
+use crate::decider::Decider;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "payload")]
@@ -10,12 +10,7 @@ pub enum UsernameEvent {
     UsernameReserved { username: Username, user_id: Uuid },
 }
 
-impl DomainEvent for UsernameEvent {
-    const STREAM_TYPE: &'static str = "username";
-    fn event_type(&self) -> &'static str {
-        "UsernameReserved"
-    }
-}
+crate::domain_event!(UsernameEvent, "username", [UsernameReserved]);
 
 #[derive(Clone, Debug)]
 pub struct ReserveUsername {
@@ -31,7 +26,7 @@ impl Decider for UsernameReservation {
     type State = Option<Uuid>;
     type Error = IdentityError;
 
-    fn decide(command: &ReserveUsername, state: &Option<Uuid>) -> Result<Vec<UsernameEvent>, IdentityError> {
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         match state {
             Some(_) => Err(IdentityError::UsernameTaken(command.username.as_str().into())),
             None => Ok(vec![UsernameEvent::UsernameReserved {
@@ -41,7 +36,7 @@ impl Decider for UsernameReservation {
         }
     }
 
-    fn evolve(_: Option<Uuid>, event: &UsernameEvent) -> Option<Uuid> {
+    fn evolve(_: Self::State, event: &Self::Event) -> Self::State {
         let UsernameEvent::UsernameReserved { user_id, .. } = event;
         Some(*user_id)
     }

@@ -3,8 +3,6 @@ use super::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::DomainEvent;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum HostKeyStatus {
@@ -130,37 +128,35 @@ pub enum ServerEvent {
     },
 }
 
-impl DomainEvent for ServerEvent {
-    const STREAM_TYPE: &'static str = "server";
-    fn event_type(&self) -> &'static str {
-        use ServerEvent as E;
-        match self {
-            E::ServerRegistered { .. } => "ServerRegistered",
-            E::ServerUpdated { .. } => "ServerUpdated",
-            E::ServerRemoved { .. } => "ServerRemoved",
-            E::HostKeyPinned { .. } => "HostKeyPinned",
-            E::HostKeyMismatch { .. } => "HostKeyMismatch",
-            E::HostKeyAccepted { .. } => "HostKeyAccepted",
-            E::ConnectionTestRequested { .. } => "ConnectionTestRequested",
-            E::ConnectionTested { .. } => "ConnectionTested",
-            E::ConnectionTestFailed { .. } => "ConnectionTestFailed",
-            E::KeyInstallRequested { .. } => "KeyInstallRequested",
-            E::KeyInstalled { .. } => "KeyInstalled",
-            E::KeyInstallFailed { .. } => "KeyInstallFailed",
-            E::KeyRemovalRequested { .. } => "KeyRemovalRequested",
-            E::KeyRemoved { .. } => "KeyRemoved",
-            E::KeyRemovalFailed { .. } => "KeyRemovalFailed",
-            E::KeyCheckRequested { .. } => "KeyCheckRequested",
-            E::KeysChecked { .. } => "KeysChecked",
-            E::CertificateDriftDetected { .. } => "CertificateDriftDetected",
-            E::KeyDriftDetected { .. } => "KeyDriftDetected",
-            E::KeyCheckFailed { .. } => "KeyCheckFailed",
-            E::CertificateDeploymentRequested { .. } => "CertificateDeploymentRequested",
-            E::CertificateDeployed { .. } => "CertificateDeployed",
-            E::CertificateDeploymentFailed { .. } => "CertificateDeploymentFailed",
-        }
-    }
-}
+crate::domain_event!(
+    ServerEvent,
+    "server",
+    [
+        ServerRegistered,
+        ServerUpdated,
+        ServerRemoved,
+        HostKeyPinned,
+        HostKeyMismatch,
+        HostKeyAccepted,
+        ConnectionTestRequested,
+        ConnectionTested,
+        ConnectionTestFailed,
+        KeyInstallRequested,
+        KeyInstalled,
+        KeyInstallFailed,
+        KeyRemovalRequested,
+        KeyRemoved,
+        KeyRemovalFailed,
+        KeyCheckRequested,
+        KeysChecked,
+        CertificateDriftDetected,
+        KeyDriftDetected,
+        KeyCheckFailed,
+        CertificateDeploymentRequested,
+        CertificateDeployed,
+        CertificateDeploymentFailed,
+    ]
+);
 
 impl ServerEvent {
     /// The request this event opens, if it is a `…Requested` event.

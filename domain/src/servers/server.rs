@@ -132,7 +132,7 @@ impl Decider for Server {
     type State = ServerState;
     type Error = ServerError;
 
-    fn decide(command: &ServerCommand, state: &ServerState) -> Result<Vec<ServerEvent>, ServerError> {
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Self::Error> {
         use ServerCommand as C;
         use ServerEvent as E;
         let data = match (command, state) {
@@ -300,7 +300,7 @@ impl Decider for Server {
         }
     }
 
-    fn evolve(state: ServerState, event: &ServerEvent) -> ServerState {
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State {
         use ServerEvent as E;
         let mut data = match (state, event) {
             (_, E::ServerRegistered { server_id, spec, host_key_fingerprint }) => {

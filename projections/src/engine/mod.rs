@@ -127,17 +127,11 @@ pub enum ProjectionEvent {
     ProjectionRebuilt { projection: String, events: i64 },
 }
 
-impl DomainEvent for ProjectionEvent {
-    const STREAM_TYPE: &'static str = "projection";
-    fn event_type(&self) -> &'static str {
-        match self {
-            ProjectionEvent::ProjectionStopped { .. } => "ProjectionStopped",
-            ProjectionEvent::ProjectionRetried { .. } => "ProjectionRetried",
-            ProjectionEvent::ProjectionEventSkipped { .. } => "ProjectionEventSkipped",
-            ProjectionEvent::ProjectionRebuilt { .. } => "ProjectionRebuilt",
-        }
-    }
-}
+unity_domain::domain_event!(
+    ProjectionEvent,
+    "projection",
+    [ProjectionStopped, ProjectionRetried, ProjectionEventSkipped, ProjectionRebuilt,]
+);
 
 fn projection_stream(name: &str) -> StreamId {
     const NAMESPACE: Uuid = Uuid::from_u128(0x2b9e_71c4_0f3d_4e8a_b6c5_1d7f_9a20_4e63);

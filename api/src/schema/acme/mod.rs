@@ -8,7 +8,6 @@ use crate::{
     schema::{certificates, Context},
 };
 use unity_commands::acme::AcmeCommandError;
-use unity_domain::acme::TsigAlgorithm;
 use unity_projections::acme::{self as read, AcmeOrderRow};
 
 mod mutation;
@@ -30,13 +29,6 @@ impl From<AcmeCommandError> for ApiError {
             AcmeCommandError::Store(e) => e.into(),
             AcmeCommandError::Vault(e) => e.into(),
         }
-    }
-}
-
-pub fn tsig_algorithm(a: TsigAlgorithmValue) -> TsigAlgorithm {
-    match a {
-        TsigAlgorithmValue::HmacSha256 => TsigAlgorithm::HmacSha256,
-        TsigAlgorithmValue::HmacSha512 => TsigAlgorithm::HmacSha512,
     }
 }
 

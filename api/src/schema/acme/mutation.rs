@@ -70,11 +70,9 @@ pub async fn create_dns_provider(
         (Some(r), None) => {
             let tsig = match (r.tsig_key_name, r.tsig_algorithm, r.tsig_secret) {
                 (None, None, None) => None,
-                (Some(name), algorithm, Some(secret)) => Some((
-                    name,
-                    acme::tsig_algorithm(algorithm.unwrap_or(acme::TsigAlgorithmValue::HmacSha256)),
-                    secret,
-                )),
+                (Some(name), algorithm, Some(secret)) => {
+                    Some((name, algorithm.unwrap_or(acme::TsigAlgorithmValue::HmacSha256).into(), secret))
+                }
                 _ => return Err(ApiError::bad_input("a TSIG key needs tsigKeyName and tsigSecret")),
             };
             unity_commands::acme::NewDnsProvider::Rfc2136 { server: r.server, zone: r.zone, tsig }

@@ -3,55 +3,39 @@
 use chrono::{DateTime, Utc};
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
 
+use crate::schema::common::mirror_enum;
 use crate::schema::{certificates, common::*};
 use unity_commands::acme::AcmePreset;
-use unity_domain::acme::ChallengeKind;
+use unity_domain::acme::{ChallengeKind, TsigAlgorithm};
 use unity_projections::acme::{AcmeAccountRow, AuthorizationRow, DnsProviderRow};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
-#[graphql(name = "AcmePreset")]
-pub enum AcmePresetValue {
-    LetsEncrypt,
-    LetsEncryptStaging,
-    #[graphql(name = "ZEROSSL")]
-    ZeroSsl,
-    StepCa,
-}
-
-impl From<AcmePresetValue> for AcmePreset {
-    fn from(p: AcmePresetValue) -> AcmePreset {
-        match p {
-            AcmePresetValue::LetsEncrypt => AcmePreset::LetsEncrypt,
-            AcmePresetValue::LetsEncryptStaging => AcmePreset::LetsEncryptStaging,
-            AcmePresetValue::ZeroSsl => AcmePreset::ZeroSsl,
-            AcmePresetValue::StepCa => AcmePreset::StepCa,
-        }
+mirror_enum! {
+    #[graphql(name = "AcmePreset")]
+    pub enum AcmePresetValue => AcmePreset {
+        LetsEncrypt,
+        LetsEncryptStaging,
+        #[graphql(name = "ZEROSSL")]
+        ZeroSsl,
+        StepCa,
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
-#[graphql(name = "AcmeChallenge")]
-pub enum AcmeChallengeValue {
-    #[graphql(name = "HTTP01")]
-    Http01,
-    #[graphql(name = "DNS01")]
-    Dns01,
-}
-
-impl From<AcmeChallengeValue> for ChallengeKind {
-    fn from(c: AcmeChallengeValue) -> ChallengeKind {
-        match c {
-            AcmeChallengeValue::Http01 => ChallengeKind::Http01,
-            AcmeChallengeValue::Dns01 => ChallengeKind::Dns01,
-        }
+mirror_enum! {
+    #[graphql(name = "AcmeChallenge")]
+    pub enum AcmeChallengeValue => ChallengeKind {
+        #[graphql(name = "HTTP01")]
+        Http01,
+        #[graphql(name = "DNS01")]
+        Dns01,
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
-#[graphql(name = "TsigAlgorithm")]
-pub enum TsigAlgorithmValue {
-    HmacSha256,
-    HmacSha512,
+mirror_enum! {
+    #[graphql(name = "TsigAlgorithm")]
+    pub enum TsigAlgorithmValue => TsigAlgorithm {
+        HmacSha256,
+        HmacSha512,
+    }
 }
 
 #[derive(Clone, Debug, GraphQLInputObject)]

@@ -3,73 +3,42 @@
 use chrono::{DateTime, Utc};
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
 
+use crate::schema::common::mirror_enum;
 use crate::schema::common::*;
 use unity_domain::certificates::{CertificateUsage, RevocationReason, X509KeyAlgorithm};
 use unity_projections::certificates::{CertificateRow, X509CaRow};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
-#[graphql(name = "CertificateKeyAlgorithm")]
-pub enum CertificateKeyAlgorithmValue {
-    EcdsaP256,
-    EcdsaP384,
-    Ed25519,
-    #[graphql(name = "RSA_2048")]
-    Rsa2048,
-    #[graphql(name = "RSA_4096")]
-    Rsa4096,
-}
-
-impl From<CertificateKeyAlgorithmValue> for X509KeyAlgorithm {
-    fn from(a: CertificateKeyAlgorithmValue) -> X509KeyAlgorithm {
-        match a {
-            CertificateKeyAlgorithmValue::EcdsaP256 => X509KeyAlgorithm::EcdsaP256,
-            CertificateKeyAlgorithmValue::EcdsaP384 => X509KeyAlgorithm::EcdsaP384,
-            CertificateKeyAlgorithmValue::Ed25519 => X509KeyAlgorithm::Ed25519,
-            CertificateKeyAlgorithmValue::Rsa2048 => X509KeyAlgorithm::Rsa2048,
-            CertificateKeyAlgorithmValue::Rsa4096 => X509KeyAlgorithm::Rsa4096,
-        }
+mirror_enum! {
+    #[graphql(name = "CertificateKeyAlgorithm")]
+    pub enum CertificateKeyAlgorithmValue => X509KeyAlgorithm {
+        EcdsaP256,
+        EcdsaP384,
+        Ed25519,
+        #[graphql(name = "RSA_2048")]
+        Rsa2048,
+        #[graphql(name = "RSA_4096")]
+        Rsa4096,
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
-#[graphql(name = "CertificateUsage")]
-pub enum CertificateUsageValue {
-    Server,
-    Client,
-    Both,
-}
-
-impl From<CertificateUsageValue> for CertificateUsage {
-    fn from(u: CertificateUsageValue) -> CertificateUsage {
-        match u {
-            CertificateUsageValue::Server => CertificateUsage::Server,
-            CertificateUsageValue::Client => CertificateUsage::Client,
-            CertificateUsageValue::Both => CertificateUsage::Both,
-        }
+mirror_enum! {
+    #[graphql(name = "CertificateUsage")]
+    pub enum CertificateUsageValue => CertificateUsage {
+        Server,
+        Client,
+        Both,
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
-#[graphql(name = "RevocationReason")]
-pub enum RevocationReasonValue {
-    Unspecified,
-    KeyCompromise,
-    CaCompromise,
-    AffiliationChanged,
-    Superseded,
-    CessationOfOperation,
-}
-
-impl From<RevocationReasonValue> for RevocationReason {
-    fn from(r: RevocationReasonValue) -> RevocationReason {
-        match r {
-            RevocationReasonValue::Unspecified => RevocationReason::Unspecified,
-            RevocationReasonValue::KeyCompromise => RevocationReason::KeyCompromise,
-            RevocationReasonValue::CaCompromise => RevocationReason::CaCompromise,
-            RevocationReasonValue::AffiliationChanged => RevocationReason::AffiliationChanged,
-            RevocationReasonValue::Superseded => RevocationReason::Superseded,
-            RevocationReasonValue::CessationOfOperation => RevocationReason::CessationOfOperation,
-        }
+mirror_enum! {
+    #[graphql(name = "RevocationReason")]
+    pub enum RevocationReasonValue => RevocationReason {
+        Unspecified,
+        KeyCompromise,
+        CaCompromise,
+        AffiliationChanged,
+        Superseded,
+        CessationOfOperation,
     }
 }
 

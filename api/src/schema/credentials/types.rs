@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use juniper::{graphql_object, GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
 
+use crate::schema::common::mirror_enum;
 use crate::schema::servers::{KeyInstallation, ServerOperation};
 use crate::{
     errors::ApiError,
@@ -11,43 +12,23 @@ use crate::{
 use unity_domain::credentials::{CredentialKind, CriticalOption, KeyAlgorithm};
 use unity_projections::credentials::{self as read, CertificateRow, ServerCredentialRow, SshCaRow, SshKeyRow};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
-#[graphql(name = "KeyAlgorithm")]
-pub enum KeyAlgorithmValue {
-    Ed25519,
-    Rsa,
-    EcdsaP256,
-    EcdsaP384,
-    EcdsaP521,
-}
-
-impl From<KeyAlgorithmValue> for KeyAlgorithm {
-    fn from(a: KeyAlgorithmValue) -> KeyAlgorithm {
-        match a {
-            KeyAlgorithmValue::Ed25519 => KeyAlgorithm::Ed25519,
-            KeyAlgorithmValue::Rsa => KeyAlgorithm::Rsa,
-            KeyAlgorithmValue::EcdsaP256 => KeyAlgorithm::EcdsaP256,
-            KeyAlgorithmValue::EcdsaP384 => KeyAlgorithm::EcdsaP384,
-            KeyAlgorithmValue::EcdsaP521 => KeyAlgorithm::EcdsaP521,
-        }
+mirror_enum! {
+    #[graphql(name = "KeyAlgorithm")]
+    pub enum KeyAlgorithmValue => KeyAlgorithm {
+        Ed25519,
+        Rsa,
+        EcdsaP256,
+        EcdsaP384,
+        EcdsaP521,
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
-#[graphql(name = "CredentialKind")]
-pub enum CredentialKindValue {
-    Password,
-    PrivateKey,
-    Token,
-}
-
-impl From<CredentialKindValue> for CredentialKind {
-    fn from(k: CredentialKindValue) -> CredentialKind {
-        match k {
-            CredentialKindValue::Password => CredentialKind::Password,
-            CredentialKindValue::PrivateKey => CredentialKind::PrivateKey,
-            CredentialKindValue::Token => CredentialKind::Token,
-        }
+mirror_enum! {
+    #[graphql(name = "CredentialKind")]
+    pub enum CredentialKindValue => CredentialKind {
+        Password,
+        PrivateKey,
+        Token,
     }
 }
 
