@@ -12,7 +12,7 @@ use unity_commands::{
     identity::IdentityCommands,
     integrity,
     relay::{NatsRelay, RelayConfig},
-    store::{announce_appends, EventStore},
+    store::{announce_appends, EventStore, GroupCommit},
     vault::{MasterKey, Vault},
     wakeup::{Backoff, Wakeup},
     Commands, MIGRATOR,
@@ -65,7 +65,8 @@ impl App {
             )
             .await
             .map_err(|e| anyhow!("cannot connect to PostgreSQL at {}: {}", settings.database_display, one_line(&e)))?;
-        Ok(App { store: EventStore::new(pool, Wakeup::default()), settings })
+        let group = GroupCommit { max_wait: settings.append_group_wait, ..GroupCommit::default() };
+        Ok(App { store: EventStore::new(pool, Wakeup::default()).with_group_commit(group), settings })
     }
 
     pub fn pool(&self) -> &PgPool {

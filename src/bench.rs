@@ -14,7 +14,7 @@ use serde_json::json;
 use sqlx::{postgres::PgPoolOptions, AssertSqlSafe, ConnectOptions, Connection, PgPool};
 use unity_commands::{
     relay::{NatsRelay, RelayConfig},
-    store::{EventStore, ExpectedVersion, NewEvent, StreamAppend},
+    store::{EventStore, ExpectedVersion, GroupCommit, NewEvent, StreamAppend},
     wakeup::Wakeup,
     MIGRATOR,
 };
@@ -33,6 +33,12 @@ mod certificates;
 mod distribute;
 mod e2e;
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Append throughput and commit latency (recreates the bench database unless --keep).
@@ -45,6 +51,13 @@ pub enum BenchCommand {
         writers: usize,
         #[arg(long, default_value_t = 1_000)]
         batch: usize,
+        /// Group commit: appends that wait while another is written share its statement (off:
+        /// each append commits alone, concurrently).
+        #[arg(long, value_enum, default_value_t = Switch::On)]
+        group_commit: Switch,
+        /// How long a lone committer waits for company, in microseconds (UNITY_APPEND_GROUP_WAIT_US).
+        #[arg(long)]
+        group_wait_us: Option<u64>,
         /// Append to the existing bench database instead of starting afresh.
         #[arg(long)]
         keep: bool,
@@ -113,7 +126,7 @@ pub enum BenchCommand {
 
 pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
     match command {
-        BenchCommand::Append { events, streams, writers, batch, keep, json } => {
+        BenchCommand::Append { events, streams, writers, batch, group_commit, group_wait_us, keep, json } => {
             if events == 0 || streams == 0 || writers == 0 || batch == 0 {
                 bail!("--events, --streams, --writers and --batch must all be at least 1");
             }
@@ -121,13 +134,19 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                 bail!("--streams ({streams}) must be at least --writers ({writers}): each writer owns its streams");
             }
             let pool = bench_database(&settings, !keep, "").await?.0;
-            let result = append(&pool, events, streams, writers, batch).await?;
+            let group = GroupCommit {
+                enabled: group_commit == Switch::On,
+                max_wait: group_wait_us.map_or(settings.append_group_wait, Duration::from_micros),
+                ..GroupCommit::default()
+            };
+            let result = append(&pool, events, streams, writers, batch, group).await?;
             print(&result, json, |r| {
                 format!(
-                    "append: {} events in {:.2} s = {:.0} events/s; commit latency p50 {:.2} ms, p99 {:.2} ms ({} writer(s), batches of {}, {} streams, fsync={}, synchronous_commit={})",
+                    "append: {} events in {:.2} s = {:.0} events/s; commit latency p50 {:.2} ms, p99 {:.2} ms ({} writer(s), batches of {}, {} streams, group commit {} (wait {} µs), fsync={}, synchronous_commit={})",
                     r["events"], r["seconds"].as_f64().unwrap_or(0.0), r["events_per_second"].as_f64().unwrap_or(0.0),
                     r["append_latency_ms"]["p50"].as_f64().unwrap_or(0.0), r["append_latency_ms"]["p99"].as_f64().unwrap_or(0.0),
-                    r["writers"], r["batch"], r["streams"], r["fsync"].as_str().unwrap_or("?"), r["synchronous_commit"].as_str().unwrap_or("?"),
+                    r["writers"], r["batch"], r["streams"], if r["group_commit"] == true { "on" } else { "off" }, r["group_wait_us"],
+                    r["fsync"].as_str().unwrap_or("?"), r["synchronous_commit"].as_str().unwrap_or("?"),
                 )
             });
         }
@@ -364,8 +383,9 @@ async fn append(
     streams: usize,
     writers: usize,
     batch: usize,
+    group: GroupCommit,
 ) -> Result<serde_json::Value> {
-    let store = EventStore::new(pool.clone(), Wakeup::default());
+    let store = EventStore::new(pool.clone(), Wakeup::default()).with_group_commit(group);
     let mut users = Vec::with_capacity(streams);
     let mut setup = Vec::new();
     let run = Uuid::now_v7().simple().to_string();
@@ -445,7 +465,9 @@ async fn append(
         "batch": batch,
         "seconds": seconds,
         "events_per_second": events as f64 / seconds,
-        "commits": latencies.len(),
+        "appends": latencies.len(),
+        "group_commit": group.enabled,
+        "group_wait_us": group.max_wait.as_micros() as u64,
         "append_latency_ms": latency_summary(latencies),
         "fsync": fsync,
         "synchronous_commit": synchronous_commit,

@@ -53,6 +53,8 @@ pub struct Settings {
     pub acme_wait: std::time::Duration,
     /// How long a WebSocket may stay open without `connection_init`.
     pub ws_init_timeout: std::time::Duration,
+    /// How long an append that finds no other waiting waits for company before it commits alone.
+    pub append_group_wait: std::time::Duration,
     /// The longest one ACME order may take before it is recorded as failed.
     pub acme_order_timeout: std::time::Duration,
 }
@@ -81,6 +83,7 @@ impl std::fmt::Debug for Settings {
             .field("acme_wait", &self.acme_wait)
             .field("ws_init_timeout", &self.ws_init_timeout)
             .field("acme_order_timeout", &self.acme_order_timeout)
+            .field("append_group_wait", &self.append_group_wait)
             .finish()
     }
 }
@@ -109,6 +112,7 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("acme_wait_secs", "UNITY_ACME_WAIT_SECS"),
     ("ws_init_timeout_secs", "UNITY_WS_INIT_TIMEOUT_SECS"),
     ("acme_order_timeout_secs", "UNITY_ACME_ORDER_TIMEOUT_SECS"),
+    ("append_group_wait_us", "UNITY_APPEND_GROUP_WAIT_US"),
 ];
 
 /// Reads an optional TOML settings file into environment-variable names and values.
@@ -207,6 +211,12 @@ impl Settings {
         if acme_order_timeout == 0 {
             bail!("UNITY_ACME_ORDER_TIMEOUT_SECS must be at least 1");
         }
+        let append_group_wait = match var("UNITY_APPEND_GROUP_WAIT_US") {
+            None => 0,
+            Some(s) => s.parse::<u64>().ok().filter(|us| *us <= 100_000).ok_or_else(|| {
+                anyhow!("UNITY_APPEND_GROUP_WAIT_US '{s}' is not a number of microseconds from 0 to 100000")
+            })?,
+        };
         let warning_text = var("UNITY_EXPIRY_WARNING_DAYS").unwrap_or_else(|| "30,14,7,1".into());
         let expiry_warning_days = warning_text
             .split(',')
@@ -239,6 +249,7 @@ impl Settings {
             acme_wait: std::time::Duration::from_secs(acme_wait),
             ws_init_timeout: std::time::Duration::from_secs(ws_init_timeout),
             acme_order_timeout: std::time::Duration::from_secs(acme_order_timeout),
+            append_group_wait: std::time::Duration::from_micros(append_group_wait),
         })
     }
 }

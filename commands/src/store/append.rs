@@ -20,6 +20,26 @@ pub(crate) async fn append_with_heads(
     appends: &[StreamAppend],
     known: Vec<Option<(i64, Vec<u8>)>>,
 ) -> Result<Appended, StoreError> {
+    validate(appends)?;
+    let stream_ids: Vec<String> = appends.iter().map(|a| a.stream_id.to_string()).collect();
+    let unknown: Vec<String> =
+        stream_ids.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(id, _)| id.clone()).collect();
+    let mut looked_up = if unknown.is_empty() { Vec::new() } else { stream_heads(conn, &unknown).await? }.into_iter();
+    let heads: Vec<(i64, Vec<u8>)> = known
+        .into_iter()
+        .map(|k| k.unwrap_or_else(|| looked_up.next().expect("one head per unknown stream")))
+        .collect();
+    let mut rows = Rows::with_capacity(appends.iter().map(|a| a.events.len()).sum());
+    let planned = plan(appends, heads, Utc::now().trunc_subsecs(6), &mut rows)?;
+    if rows.is_empty() {
+        return Ok(planned.appended(&[]));
+    }
+    let inserted = insert(conn, &rows).await.map_err(|e| conflict_of(e, appends))?;
+    Ok(planned.appended(&inserted))
+}
+
+/// Refuses what no head could make valid: a stream twice in one append, a NUL character.
+pub(crate) fn validate(appends: &[StreamAppend]) -> Result<(), StoreError> {
     let mut seen = std::collections::HashSet::new();
     for a in appends {
         if !seen.insert(&a.stream_id) {
@@ -31,32 +51,56 @@ pub(crate) async fn append_with_heads(
             }
         }
     }
-    let stream_ids: Vec<String> = appends.iter().map(|a| a.stream_id.to_string()).collect();
-    let recorded_at = Utc::now().trunc_subsecs(6);
-    let unknown: Vec<String> =
-        stream_ids.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(id, _)| id.clone()).collect();
-    let mut looked_up = if unknown.is_empty() { Vec::new() } else { stream_heads(conn, &unknown).await? }.into_iter();
-    let heads: Vec<(i64, Vec<u8>)> = known
-        .into_iter()
-        .map(|k| k.unwrap_or_else(|| looked_up.next().expect("one head per unknown stream")))
-        .collect();
+    Ok(())
+}
 
-    let total: usize = appends.iter().map(|a| a.events.len()).sum();
-    let mut rows = Rows::with_capacity(total);
+/// One append checked against its streams' heads and turned into rows (added to `rows`), with
+/// the hash chain computed: what it will have written once the rows are in.
+pub(crate) struct Planned {
+    versions: Vec<(StreamId, i64)>,
+    event_ids: Vec<Uuid>,
+    heads: Vec<(String, (i64, Vec<u8>))>,
+}
+
+impl Planned {
+    /// The outcome, given the `(event_id, cursor)` of every inserted row (of this append or more).
+    pub(crate) fn appended(self, inserted: &[(Uuid, Cursor)]) -> Appended {
+        let last = if self.event_ids.is_empty() {
+            Cursor::START
+        } else {
+            let mine: std::collections::HashSet<&Uuid> = self.event_ids.iter().collect();
+            inserted.iter().filter(|(id, _)| mine.contains(id)).map(|(_, c)| *c).max().unwrap_or_default()
+        };
+        Appended { last, versions: self.versions, event_ids: self.event_ids, heads: self.heads }
+    }
+
+    pub(crate) fn heads(&self) -> &[(String, (i64, Vec<u8>))] {
+        &self.heads
+    }
+}
+
+/// Checks each stream's expected version against its head (`heads`, in the order of `appends`)
+/// and pushes the events' rows, chained from those heads and stamped `recorded_at`.
+pub(crate) fn plan(
+    appends: &[StreamAppend],
+    heads: Vec<(i64, Vec<u8>)>,
+    recorded_at: DateTime<Utc>,
+    rows: &mut Rows,
+) -> Result<Planned, StoreError> {
     let mut versions = Vec::with_capacity(appends.len());
     let mut new_heads = Vec::with_capacity(appends.len());
-    for (append, (stream_id, (version, head_hash))) in appends.iter().zip(stream_ids.iter().zip(heads)) {
+    let mut event_ids = Vec::new();
+    let start = rows.len();
+    for (append, (version, head_hash)) in appends.iter().zip(heads) {
+        let stream_id = append.stream_id.to_string();
         let ok = match append.expected {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => version == 0,
             ExpectedVersion::Exactly(v) => version == v,
         };
         if !ok {
-            return Err(StoreError::Conflict {
-                stream_id: stream_id.clone(),
-                expected: append.expected,
-                actual: version,
-            });
+            rows.truncate(start);
+            return Err(StoreError::Conflict { stream_id, expected: append.expected, actual: version });
         }
         let mut prev = head_hash;
         let mut v = version;
@@ -66,7 +110,7 @@ pub(crate) async fn append_with_heads(
                 &prev,
                 &HashedFields {
                     event_id: event.event_id,
-                    stream_id,
+                    stream_id: &stream_id,
                     stream_type: append.stream_id.stream_type(),
                     stream_version: v,
                     event_type: &event.event_type,
@@ -76,22 +120,24 @@ pub(crate) async fn append_with_heads(
                     recorded_at,
                 },
             );
-            rows.push(event, stream_id, append.stream_id.stream_type(), v, recorded_at, prev, hash.to_vec());
+            rows.push(event, &stream_id, append.stream_id.stream_type(), v, recorded_at, prev, hash.to_vec());
+            event_ids.push(event.event_id);
             prev = hash.to_vec();
         }
         versions.push((append.stream_id.clone(), v));
-        new_heads.push((stream_id.clone(), (v, prev)));
+        new_heads.push((stream_id, (v, prev)));
     }
-    if total == 0 {
-        return Ok(Appended { last: Cursor::START, versions, event_ids: vec![], heads: vec![] });
-    }
+    Ok(Planned { versions, event_ids, heads: new_heads })
+}
 
+/// Inserts the rows with one statement (atomic on its own) and returns each one's id and cursor.
+pub(crate) async fn insert(conn: &mut sqlx::PgConnection, rows: &Rows) -> Result<Vec<(Uuid, Cursor)>, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO events (event_id, stream_id, stream_type, stream_version, event_type, schema_version, \
                              payload, metadata, recorded_at, prev_hash, hash) \
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int2[], \
                               $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::bytea[], $11::bytea[]) \
-         RETURNING transaction_id, global_position",
+         RETURNING transaction_id, global_position, event_id",
     )
     .bind(&rows.event_ids)
     .bind(&rows.stream_ids)
@@ -105,12 +151,16 @@ pub(crate) async fn append_with_heads(
     .bind(&rows.prev_hashes)
     .bind(&rows.hashes)
     .fetch_all(&mut *conn)
-    .await;
-    let inserted = match inserted {
-        Ok(rows) => rows,
-        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            // Another writer appended to one of these streams since we read its head. PostgreSQL
-            // says which: "Key (stream_id, stream_version)=(user-…, 3) already exists."
+    .await?;
+    Ok(inserted.iter().map(|r| (r.get(2), Cursor::from_leading_columns(r))).collect())
+}
+
+/// A unique violation is another writer's append to one of these streams since their heads were
+/// read: a conflict. PostgreSQL says which: "Key (stream_id, stream_version)=(user-…, 3) already
+/// exists."
+pub(crate) fn conflict_of(e: sqlx::Error, appends: &[StreamAppend]) -> StoreError {
+    match e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
             let detail =
                 db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|e| e.detail()).unwrap_or_default();
             let append = appends.iter().find(|a| detail.contains(&a.stream_id.to_string())).unwrap_or(&appends[0]);
@@ -119,16 +169,14 @@ pub(crate) async fn append_with_heads(
                 _ => 0,
             };
             // At least one past what we expected; the exact head is unknown without a read.
-            return Err(StoreError::Conflict {
+            StoreError::Conflict {
                 stream_id: append.stream_id.to_string(),
                 expected: append.expected,
                 actual: expected_version + 1,
-            });
+            }
         }
-        Err(e) => return Err(e.into()),
-    };
-    let last = inserted.iter().map(Cursor::from_leading_columns).max().unwrap_or_default();
-    Ok(Appended { last, versions, event_ids: rows.event_ids, heads: new_heads })
+        e => e.into(),
+    }
 }
 
 /// Each stream's current `(version, hash)`; `(0, GENESIS_HASH)` for a stream with no events.
@@ -202,7 +250,29 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
-    fn with_capacity(n: usize) -> Rows {
+    pub(crate) fn len(&self) -> usize {
+        self.event_ids.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.event_ids.is_empty()
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.event_ids.truncate(n);
+        self.stream_ids.truncate(n);
+        self.stream_types.truncate(n);
+        self.versions.truncate(n);
+        self.event_types.truncate(n);
+        self.schema_versions.truncate(n);
+        self.payloads.truncate(n);
+        self.metadata.truncate(n);
+        self.recorded_at.truncate(n);
+        self.prev_hashes.truncate(n);
+        self.hashes.truncate(n);
+    }
+
+    pub(crate) fn with_capacity(n: usize) -> Rows {
         Rows {
             event_ids: Vec::with_capacity(n),
             stream_ids: Vec::with_capacity(n),

@@ -2,9 +2,11 @@
 //! concurrency, atomic multi-stream batches, and a read order that never skips a late commit.
 
 mod append;
+mod group;
 mod read;
 
 pub use append::*;
+pub use group::GroupCommit;
 pub use read::*;
 
 use std::{
@@ -173,6 +175,8 @@ pub struct EventStore {
     heads: Arc<HeadCache>,
     /// Events this process appended since it started, for /metrics.
     appended_total: Arc<std::sync::atomic::AtomicU64>,
+    groups: Arc<group::Groups>,
+    group_commit: GroupCommit,
 }
 
 /// The last `(version, hash)` of streams this process appended to, recorded after commit. An
@@ -213,7 +217,20 @@ pub(crate) const EVENT_COLUMNS: &str =
 
 impl EventStore {
     pub fn new(pool: PgPool, wakeup: Wakeup) -> EventStore {
-        EventStore { pool, wakeup, heads: Arc::default(), appended_total: Arc::default() }
+        EventStore {
+            pool,
+            wakeup,
+            heads: Arc::default(),
+            appended_total: Arc::default(),
+            groups: Arc::default(),
+            group_commit: GroupCommit::default(),
+        }
+    }
+
+    /// The same store with appends grouped as `config` says (see [`GroupCommit`]).
+    pub fn with_group_commit(mut self, config: GroupCommit) -> EventStore {
+        self.group_commit = config;
+        self
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -229,25 +246,31 @@ impl EventStore {
         self.appended_total.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Appends events to one or more streams in one transaction: all or nothing.
+    /// Appends events to one or more streams in one transaction: all or nothing. Appends that
+    /// arrive while another is being written share the next statement (group commit), each still
+    /// checked against its own expected versions and told its own outcome.
     pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<Appended, StoreError> {
         let retry_races = appends.iter().all(|a| a.expected == ExpectedVersion::Any);
+        let appends = Arc::new(appends);
         let mut attempts = 0;
         loop {
-            match self.try_append(&appends).await {
+            let known = self.known_heads(&appends);
+            let events: usize = appends.iter().map(|a| a.events.len()).sum();
+            let result = if self.group_commit.enabled && events < self.group_commit.alone_from {
+                self.append_grouped(appends.clone(), known).await
+            } else {
+                self.append_alone(&appends, known).await
+            };
+            match result {
                 Err(StoreError::Conflict { .. }) if retry_races && attempts < 5 => attempts += 1,
                 result => return result,
             }
         }
     }
 
-    async fn try_append(&self, appends: &[StreamAppend]) -> Result<Appended, StoreError> {
-        // No explicit transaction: the events go in with one INSERT statement, which is atomic on
-        // its own, and the head lookup before it need not share its snapshot because the unique
-        // (stream_id, stream_version) constraint is what guards against a racing writer. That
-        // saves the BEGIN and COMMIT round trips on every append.
-        let mut conn = self.pool.acquire().await?;
-        let known: Vec<Option<(i64, Vec<u8>)>> = appends
+    /// The heads this process already knows, as far as each expected version lets them be used.
+    fn known_heads(&self, appends: &[StreamAppend]) -> Vec<Option<(i64, Vec<u8>)>> {
+        appends
             .iter()
             .map(|a| match a.expected {
                 ExpectedVersion::Any => self.heads.get(&a.stream_id.to_string()),
@@ -257,19 +280,42 @@ impl EventStore {
                     self.heads.get(&a.stream_id.to_string()).filter(|(cached, _)| *cached == v)
                 }
             })
-            .collect();
-        let appended = match append_with_heads(&mut conn, appends, known).await {
-            Ok(appended) => appended,
+            .collect()
+    }
+
+    /// One append with a statement of its own.
+    async fn append_alone(
+        &self,
+        appends: &[StreamAppend],
+        known: Vec<Option<(i64, Vec<u8>)>>,
+    ) -> Result<Appended, StoreError> {
+        // No explicit transaction: the events go in with one INSERT statement, which is atomic on
+        // its own, and the head lookup before it need not share its snapshot because the unique
+        // (stream_id, stream_version) constraint is what guards against a racing writer. That
+        // saves the BEGIN and COMMIT round trips on every append.
+        let mut conn = self.pool.acquire().await?;
+        match append_with_heads(&mut conn, appends, known).await {
+            Ok(appended) => {
+                self.committed(std::iter::once(&appended));
+                Ok(appended)
+            }
             Err(e) => {
                 let ids: Vec<String> = appends.iter().map(|a| a.stream_id.to_string()).collect();
                 self.heads.forget(&ids);
-                return Err(e);
+                Err(e)
             }
-        };
-        self.heads.record(appended.heads.iter().cloned());
-        self.appended_total.fetch_add(appended.event_ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// After a commit: the new heads remembered, the count moved, local readers woken.
+    fn committed<'a>(&self, appended: impl Iterator<Item = &'a Appended>) {
+        let mut events = 0;
+        for a in appended {
+            self.heads.record(a.heads.iter().cloned());
+            events += a.event_ids.len() as u64;
+        }
+        self.appended_total.fetch_add(events, std::sync::atomic::Ordering::Relaxed);
         self.wakeup.notify();
-        Ok(appended)
     }
 
     /// Tells other processes listening on `unity_events` that events were appended: a wake-up

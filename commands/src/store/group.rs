@@ -1,0 +1,202 @@
+//! Group commit: appends that arrive while another is being written share the next INSERT.
+//!
+//! Every append joins a queue, then takes its turn as the committer. A committer takes the whole
+//! queue (its own append and every one that arrived meanwhile), checks each append against its
+//! streams' heads on its own (an append whose expected version does not hold is refused alone,
+//! and later appends of the group to the same stream chain from the earlier ones), and writes
+//! all the rows with one statement: one commit, one WAL flush, for many commands. An append that
+//! finds its outcome already decided when its turn comes returns it.
+//!
+//! If the shared statement fails (another process appended to one of the streams, or the
+//! database went away), nothing of it was written, and each append of the group is tried again
+//! alone, so one append's conflict never fails another.
+//!
+//! The write runs in a task of its own: a caller that stops waiting cannot cut the statement off
+//! half-way for the others.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use chrono::{SubsecRound, Utc};
+use tokio::sync::{oneshot, Mutex};
+
+use super::*;
+
+/// How appends are grouped. `max_wait` is how long a committer that is alone waits for company
+/// (zero: it goes at once, and only appends that arrive while a write is in flight are grouped).
+#[derive(Clone, Copy, Debug)]
+pub struct GroupCommit {
+    /// Off: every append is a statement of its own, written concurrently with the others.
+    pub enabled: bool,
+    pub max_wait: Duration,
+    /// A group stops growing at this many events (a bulk append still goes whole).
+    pub max_events: usize,
+    /// An append of this many events or more goes alone, concurrently with the others: its own
+    /// rows cost more than a commit, so sharing one saves little, and waiting for a turn would
+    /// keep bulk writers from overlapping.
+    pub alone_from: usize,
+}
+
+impl Default for GroupCommit {
+    fn default() -> GroupCommit {
+        GroupCommit { enabled: true, max_wait: Duration::ZERO, max_events: 20_000, alone_from: 100 }
+    }
+}
+
+struct Request {
+    appends: Arc<Vec<StreamAppend>>,
+    known: Vec<Option<(i64, Vec<u8>)>>,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Groups {
+    queue: std::sync::Mutex<Vec<Request>>,
+    /// Held by the committer; the queue fills while it is.
+    turn: Arc<Mutex<()>>,
+}
+
+impl EventStore {
+    /// Appends through the group committer; `known` as for `append_with_heads`.
+    pub(crate) async fn append_grouped(
+        &self,
+        appends: Arc<Vec<StreamAppend>>,
+        known: Vec<Option<(i64, Vec<u8>)>>,
+    ) -> Result<Appended, StoreError> {
+        let (reply, mut outcome) = oneshot::channel();
+        self.groups.queue.lock().expect("append queue lock").push(Request { appends, known, reply });
+        loop {
+            let turn = self.groups.turn.clone().lock_owned().await;
+            match outcome.try_recv() {
+                Ok(result) => return result,
+                Err(oneshot::error::TryRecvError::Closed) => {
+                    return Err(StoreError::InvalidEvent("the group commit lost this append's outcome".into()))
+                }
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            if !self.group_commit.max_wait.is_zero() && self.queued() < 2 {
+                tokio::time::sleep(self.group_commit.max_wait).await;
+            }
+            let group = self.take_group();
+            if group.is_empty() {
+                // Taken by an earlier committer, whose answer is on its way.
+                drop(turn);
+                return outcome.await.unwrap_or_else(|_| {
+                    Err(StoreError::InvalidEvent("the group commit lost this append's outcome".into()))
+                });
+            }
+            let store = self.clone();
+            let write = tokio::spawn(async move {
+                store.commit_group(group).await;
+                drop(turn);
+            });
+            let _ = write.await;
+        }
+    }
+
+    fn queued(&self) -> usize {
+        self.groups.queue.lock().expect("append queue lock").len()
+    }
+
+    /// The queue's head, up to `max_events` events (at least one request).
+    fn take_group(&self) -> Vec<Request> {
+        let mut queue = self.groups.queue.lock().expect("append queue lock");
+        let mut events = 0;
+        let mut n = 0;
+        for request in queue.iter() {
+            let size: usize = request.appends.iter().map(|a| a.events.len()).sum();
+            if n > 0 && events + size > self.group_commit.max_events {
+                break;
+            }
+            events += size;
+            n += 1;
+        }
+        queue.drain(..n).collect()
+    }
+
+    async fn commit_group(&self, group: Vec<Request>) {
+        if group.len() == 1 {
+            let request = group.into_iter().next().expect("one request");
+            let result = self.append_alone(&request.appends, request.known).await;
+            let _ = request.reply.send(result);
+            return;
+        }
+        match self.write_group(&group).await {
+            Ok(outcomes) => {
+                for (request, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(e) => {
+                // Nothing of the statement was written: each append on its own, so that one's
+                // conflict is not another's.
+                tracing::debug!(error = %e, appends = group.len(), "A grouped append failed; each goes alone.");
+                let streams: Vec<String> =
+                    group.iter().flat_map(|r| r.appends.iter()).map(|a| a.stream_id.to_string()).collect();
+                self.heads.forget(&streams);
+                for request in group {
+                    let known = vec![None; request.appends.len()];
+                    let result = self.append_alone(&request.appends, known).await;
+                    let _ = request.reply.send(result);
+                }
+            }
+        }
+    }
+
+    /// One statement for the whole group. `Err` only when the statement failed (then nothing was
+    /// written); each append's own refusal is in its outcome.
+    async fn write_group(&self, group: &[Request]) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        // Every stream's head as the group goes: known, looked up once, then as earlier appends
+        // of the group leave it.
+        let mut heads: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
+        let mut unknown = Vec::new();
+        for request in group {
+            for (append, known) in request.appends.iter().zip(&request.known) {
+                let id = append.stream_id.to_string();
+                match known {
+                    Some(head) => {
+                        heads.entry(id).or_insert_with(|| head.clone());
+                    }
+                    None if !heads.contains_key(&id) && !unknown.contains(&id) => unknown.push(id),
+                    None => {}
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            let found = stream_heads(&mut conn, &unknown).await?;
+            heads.extend(unknown.into_iter().zip(found));
+        }
+        let recorded_at = Utc::now().trunc_subsecs(6);
+        let mut rows = Rows::with_capacity(group.iter().flat_map(|r| r.appends.iter()).map(|a| a.events.len()).sum());
+        let mut planned = Vec::with_capacity(group.len());
+        for request in group {
+            let outcome = validate(&request.appends).and_then(|()| {
+                let mine = request.appends.iter().map(|a| heads[&a.stream_id.to_string()].clone()).collect();
+                plan(&request.appends, mine, recorded_at, &mut rows)
+            });
+            if let Ok(p) = &outcome {
+                heads.extend(p.heads().iter().cloned());
+            }
+            planned.push(outcome);
+        }
+        let inserted = if rows.is_empty() { Vec::new() } else { insert(&mut conn, &rows).await? };
+        let outcomes: Vec<Result<Appended, StoreError>> =
+            planned.into_iter().map(|p| p.map(|p| p.appended(&inserted))).collect();
+        self.committed(outcomes.iter().flatten());
+        Ok(outcomes)
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl EventStore {
+    /// Holds back every commit until the guard is dropped, so that appends queue (for tests that
+    /// drive grouping step by step).
+    pub async fn hold_commits(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.groups.turn.clone().lock_owned().await
+    }
+
+    /// How many appends wait for their turn.
+    pub fn queued_appends(&self) -> usize {
+        self.queued()
+    }
+}
