@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::{app::one_line, config::Settings};
 
+mod ceiling;
 #[cfg(feature = "testbeds")]
 mod certificates;
 #[cfg(feature = "testbeds")]
@@ -58,6 +59,10 @@ pub enum BenchCommand {
         /// How long a lone committer waits for company, in microseconds (UNITY_APPEND_GROUP_WAIT_US).
         #[arg(long)]
         group_wait_us: Option<u64>,
+        /// Then the plain-SQL ceiling of the table's shape for the same rows and batches, in the
+        /// same run, and the append's share of it.
+        #[arg(long)]
+        against_ceiling: bool,
         /// Append to the existing bench database instead of starting afresh.
         #[arg(long)]
         keep: bool,
@@ -126,7 +131,17 @@ pub enum BenchCommand {
 
 pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
     match command {
-        BenchCommand::Append { events, streams, writers, batch, group_commit, group_wait_us, keep, json } => {
+        BenchCommand::Append {
+            events,
+            streams,
+            writers,
+            batch,
+            group_commit,
+            group_wait_us,
+            against_ceiling,
+            keep,
+            json,
+        } => {
             if events == 0 || streams == 0 || writers == 0 || batch == 0 {
                 bail!("--events, --streams, --writers and --batch must all be at least 1");
             }
@@ -139,15 +154,31 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                 max_wait: group_wait_us.map_or(settings.append_group_wait, Duration::from_micros),
                 ..GroupCommit::default()
             };
-            let result = append(&pool, events, streams, writers, batch, group).await?;
+            let mut result = append(&pool, events, streams, writers, batch, group).await?;
+            if against_ceiling {
+                let shapes = ceiling::ceiling(&pool, events, batch, streams).await?;
+                let share = result["events_per_second"].as_f64().unwrap_or(0.0)
+                    / shapes["events"]["events_per_second"].as_f64().unwrap_or(f64::INFINITY);
+                result["ceiling"] = shapes;
+                result["share_of_ceiling"] = json!(share);
+            }
             print(&result, json, |r| {
+                let ceiling = match r.get("ceiling") {
+                    Some(c) => format!(
+                        "\nceiling (the same rows by INSERT … SELECT in batches of {}): {:.0} events/s into events' shape, {:.0} with no indexes; this append reached {:.0} % of the shape's",
+                        r["batch"], c["events"]["events_per_second"].as_f64().unwrap_or(0.0),
+                        c["no_indexes"]["events_per_second"].as_f64().unwrap_or(0.0),
+                        100.0 * r["share_of_ceiling"].as_f64().unwrap_or(0.0),
+                    ),
+                    None => String::new(),
+                };
                 format!(
                     "append: {} events in {:.2} s = {:.0} events/s; commit latency p50 {:.2} ms, p99 {:.2} ms ({} writer(s), batches of {}, {} streams, group commit {} (wait {} µs), fsync={}, synchronous_commit={})",
                     r["events"], r["seconds"].as_f64().unwrap_or(0.0), r["events_per_second"].as_f64().unwrap_or(0.0),
                     r["append_latency_ms"]["p50"].as_f64().unwrap_or(0.0), r["append_latency_ms"]["p99"].as_f64().unwrap_or(0.0),
                     r["writers"], r["batch"], r["streams"], if r["group_commit"] == true { "on" } else { "off" }, r["group_wait_us"],
                     r["fsync"].as_str().unwrap_or("?"), r["synchronous_commit"].as_str().unwrap_or("?"),
-                )
+                ) + &ceiling
             });
         }
         BenchCommand::Replay { json } => {
