@@ -106,21 +106,22 @@ pub(crate) fn plan(
         let mut v = version;
         for event in &append.events {
             v += 1;
-            let hash = event_hash(
-                &prev,
-                &HashedFields {
-                    event_id: event.event_id,
-                    stream_id: &stream_id,
-                    stream_type: append.stream_id.stream_type(),
-                    stream_version: v,
-                    event_type: &event.event_type,
-                    schema_version: event.schema_version,
-                    payload: &event.payload,
-                    metadata: &event.metadata,
-                    recorded_at,
-                },
-            );
-            rows.push(event, &stream_id, append.stream_id.stream_type(), v, recorded_at, prev, hash.to_vec());
+            let (mut payload, mut metadata) = (String::with_capacity(256), String::with_capacity(256));
+            canonical::write_canonical(&event.payload, &mut payload);
+            canonical::write_canonical(&event.metadata, &mut metadata);
+            let fields = HashedFields {
+                event_id: event.event_id,
+                stream_id: &stream_id,
+                stream_type: append.stream_id.stream_type(),
+                stream_version: v,
+                event_type: &event.event_type,
+                schema_version: event.schema_version,
+                payload: &event.payload,
+                metadata: &event.metadata,
+                recorded_at,
+            };
+            let hash = hash_of_canonical(&prev, &fields, &payload, &metadata);
+            rows.push(&fields, payload, metadata, prev, hash.to_vec());
             event_ids.push(event.event_id);
             prev = hash.to_vec();
         }
@@ -135,8 +136,10 @@ pub(crate) async fn insert(conn: &mut sqlx::PgConnection, rows: &Rows) -> Result
     let inserted = sqlx::query(
         "INSERT INTO events (event_id, stream_id, stream_type, stream_version, event_type, schema_version, \
                              payload, metadata, recorded_at, prev_hash, hash) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int2[], \
-                              $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::bytea[], $11::bytea[]) \
+         SELECT e, s, t, v, et, sv, p::jsonb, m::jsonb, r, ph, h \
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int2[], \
+                     $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[]) \
+                AS u(e, s, t, v, et, sv, p, m, r, ph, h) \
          RETURNING transaction_id, global_position, event_id",
     )
     .bind(&rows.event_ids)
@@ -215,7 +218,16 @@ pub(crate) struct HashedFields<'a> {
 
 /// SHA-256 over the previous hash and the canonical encoding of the event.
 pub(crate) fn event_hash(prev_hash: &[u8], e: &HashedFields<'_>) -> [u8; 32] {
-    let mut text = String::with_capacity(512);
+    let (mut payload, mut metadata) = (String::with_capacity(256), String::with_capacity(256));
+    canonical::write_canonical(e.payload, &mut payload);
+    canonical::write_canonical(e.metadata, &mut metadata);
+    hash_of_canonical(prev_hash, e, &payload, &metadata)
+}
+
+/// [`event_hash`], with the payload and metadata already in their canonical encoding (which is
+/// also what the insert sends, so each is encoded once).
+fn hash_of_canonical(prev_hash: &[u8], e: &HashedFields<'_>, payload: &str, metadata: &str) -> [u8; 32] {
+    let mut text = String::with_capacity(160);
     text.push_str(&format!("[\"{}\",", e.event_id));
     for field in [e.stream_id, e.stream_type] {
         canonical::write_string(field, &mut text);
@@ -224,13 +236,13 @@ pub(crate) fn event_hash(prev_hash: &[u8], e: &HashedFields<'_>) -> [u8; 32] {
     text.push_str(&format!("{},", e.stream_version));
     canonical::write_string(e.event_type, &mut text);
     text.push_str(&format!(",{},{},", e.schema_version, e.recorded_at.timestamp_micros()));
-    canonical::write_canonical(e.payload, &mut text);
-    text.push(',');
-    canonical::write_canonical(e.metadata, &mut text);
-    text.push(']');
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(prev_hash);
     ctx.update(text.as_bytes());
+    ctx.update(payload.as_bytes());
+    ctx.update(b",");
+    ctx.update(metadata.as_bytes());
+    ctx.update(b"]");
     ctx.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
@@ -242,8 +254,10 @@ pub(crate) struct Rows {
     versions: Vec<i64>,
     event_types: Vec<String>,
     schema_versions: Vec<i16>,
-    payloads: Vec<Value>,
-    metadata: Vec<Value>,
+    /// Canonical JSON text, which PostgreSQL parses into JSONB: the encoding the hash covers,
+    /// made once per event and sent as it is.
+    payloads: Vec<String>,
+    metadata: Vec<String>,
     recorded_at: Vec<DateTime<Utc>>,
     prev_hashes: Vec<Vec<u8>>,
     hashes: Vec<Vec<u8>>,
@@ -288,26 +302,16 @@ impl Rows {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        e: &NewEvent,
-        stream_id: &str,
-        stream_type: &str,
-        version: i64,
-        at: DateTime<Utc>,
-        prev: Vec<u8>,
-        hash: Vec<u8>,
-    ) {
+    fn push(&mut self, e: &HashedFields<'_>, payload: String, metadata: String, prev: Vec<u8>, hash: Vec<u8>) {
         self.event_ids.push(e.event_id);
-        self.stream_ids.push(stream_id.to_owned());
-        self.stream_types.push(stream_type.to_owned());
-        self.versions.push(version);
-        self.event_types.push(e.event_type.clone());
+        self.stream_ids.push(e.stream_id.to_owned());
+        self.stream_types.push(e.stream_type.to_owned());
+        self.versions.push(e.stream_version);
+        self.event_types.push(e.event_type.to_owned());
         self.schema_versions.push(e.schema_version);
-        self.payloads.push(e.payload.clone());
-        self.metadata.push(e.metadata.clone());
-        self.recorded_at.push(at);
+        self.payloads.push(payload);
+        self.metadata.push(metadata);
+        self.recorded_at.push(e.recorded_at);
         self.prev_hashes.push(prev);
         self.hashes.push(hash);
     }
