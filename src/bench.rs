@@ -71,6 +71,9 @@ pub enum BenchCommand {
     },
     /// Rebuild the audit-log and users read models from the bench database's log.
     Replay {
+        /// Only these read models (comma-separated names; default every one).
+        #[arg(long, value_delimiter = ',')]
+        projection: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -182,7 +185,7 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                 ) + &ceiling
             });
         }
-        BenchCommand::Replay { json } => {
+        BenchCommand::Replay { projection, json } => {
             let pool = bench_database(&settings, false, "").await?.0;
             let store = EventStore::new(pool.clone(), Wakeup::default());
             let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
@@ -192,11 +195,16 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
             let engine = ProjectionEngine::new(store, unity_projections::all_projections());
             engine.prepare().await?;
             let started = Instant::now();
-            let replayed = engine.rebuild(engine.projections(), |_, _| {}).await?;
+            let chosen = if projection.is_empty() {
+                engine.projections().to_vec()
+            } else {
+                projection.iter().map(|name| engine.find(name)).collect::<Result<Vec<_>, _>>()?
+            };
+            let replayed = engine.rebuild(&chosen, |_, _| {}).await?;
             let seconds = started.elapsed().as_secs_f64();
             let result = json!({
                 "benchmark": "replay",
-                "projections": engine.projections().iter().map(|p| p.name()).collect::<Vec<_>>(),
+                "projections": chosen.iter().map(|p| p.name()).collect::<Vec<_>>(),
                 "events": replayed,
                 "seconds": seconds,
                 "events_per_second": replayed as f64 / seconds,
