@@ -22,7 +22,8 @@ use tokio::sync::{oneshot, Mutex};
 use super::*;
 
 /// How appends are grouped. `max_wait` is how long a committer that is alone waits for company
-/// (zero: it goes at once, and only appends that arrive while a write is in flight are grouped).
+/// (it goes as soon as another append arrives; zero: it goes at once, and only appends that
+/// arrive while a write is in flight are grouped).
 #[derive(Clone, Copy, Debug)]
 pub struct GroupCommit {
     /// Off: every append is a statement of its own, written concurrently with the others.
@@ -53,6 +54,8 @@ pub(crate) struct Groups {
     queue: std::sync::Mutex<Vec<Request>>,
     /// Held by the committer; the queue fills while it is.
     turn: Arc<Mutex<()>>,
+    /// Told of every append that joins the queue (a lone committer waits on it for company).
+    arrived: tokio::sync::Notify,
 }
 
 impl EventStore {
@@ -64,6 +67,7 @@ impl EventStore {
     ) -> Result<Appended, StoreError> {
         let (reply, mut outcome) = oneshot::channel();
         self.groups.queue.lock().expect("append queue lock").push(Request { appends, known, reply });
+        self.groups.arrived.notify_waiters();
         loop {
             let turn = self.groups.turn.clone().lock_owned().await;
             match outcome.try_recv() {
@@ -73,8 +77,14 @@ impl EventStore {
                 }
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
-            if !self.group_commit.max_wait.is_zero() && self.queued() < 2 {
-                tokio::time::sleep(self.group_commit.max_wait).await;
+            if !self.group_commit.max_wait.is_zero() {
+                // Listening before looking, so that an append arriving in between still wakes it.
+                let company = self.groups.arrived.notified();
+                tokio::pin!(company);
+                company.as_mut().enable();
+                if self.queued() < 2 {
+                    let _ = tokio::time::timeout(self.group_commit.max_wait, company).await;
+                }
             }
             let group = self.take_group();
             if group.is_empty() {

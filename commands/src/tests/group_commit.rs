@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::store::{append, event};
 use crate::{
     integrity::verify,
-    store::{Appended, EventStore, ExpectedVersion, StoreError, StreamAppend},
+    store::{Appended, EventStore, ExpectedVersion, GroupCommit, StoreError, StreamAppend},
     testing::{eventually, TestDb},
 };
 
@@ -131,4 +131,31 @@ async fn a_group_whose_statement_fails_goes_again_append_by_append() {
     assert_eq!(events, 2 + 2 + 1 + 1);
     let report = verify(here.pool(), |_| {}).await.unwrap();
     assert!(report.ok(), "{:?}", report.breaks);
+}
+
+#[tokio::test]
+async fn a_lone_committer_waits_for_company_and_goes_when_it_comes() {
+    let db = TestDb::new().await;
+    // A wait far longer than the test may take: it passes only if company ends the wait.
+    let config = GroupCommit { max_wait: Duration::from_secs(600), ..GroupCommit::default() };
+    let store = db.store().with_group_commit(config);
+    let (a, b) = (stream(), stream());
+    let first = {
+        let s = store.clone();
+        let batch = append(&a, ExpectedVersion::NoStream, vec![event("ThingMade", json!({}))]);
+        tokio::spawn(async move { s.append(batch).await })
+    };
+    // Alone, it waits (its append still queued, nothing written).
+    eventually(Duration::from_secs(10), "the first append to wait", || async {
+        (store.queued_appends() == 1).then_some(())
+    })
+    .await;
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(events, 0);
+    let both = async {
+        let second = store.append(append(&b, ExpectedVersion::NoStream, vec![event("ThingMade", json!({}))])).await;
+        (first.await.unwrap().unwrap(), second.unwrap())
+    };
+    let (first, second) = tokio::time::timeout(Duration::from_secs(30), both).await.expect("company ends the wait");
+    assert_eq!(first.last.transaction_id, second.last.transaction_id, "company arrived: one statement for both");
 }
