@@ -209,7 +209,11 @@ impl ProjectionEngine {
     }
 
     /// Applies at most one batch to one projection.
-    #[tracing::instrument(name = "projection_batch", skip_all, fields(projection = projection.name()))]
+    #[tracing::instrument(
+        name = "projection_batch",
+        skip_all,
+        fields(projection = projection.name(), after = tracing::field::Empty, through = tracing::field::Empty)
+    )]
     pub async fn run_once(&self, projection: &dyn Projection) -> Result<Step, EngineError> {
         let mut conn = self.store.pool().acquire().await?;
         let mut tx = conn.begin().await?;
@@ -221,6 +225,10 @@ impl ProjectionEngine {
         let Some(&(through, _)) = positions.last() else {
             return Ok(Step::CaughtUp);
         };
+        // The range, as the log's positions, so a slow or failing batch can be found by it.
+        let span = tracing::Span::current();
+        span.record("after", cursor.global_position);
+        span.record("through", through.global_position);
         let events = events_for(&mut tx, projection, cursor, through).await?;
         match projection.apply(&mut tx, &Batch { after: cursor, through, events: &events }).await {
             Ok(()) => {
