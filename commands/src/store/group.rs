@@ -7,9 +7,11 @@
 //! all the rows with one statement: one commit, one WAL flush, for many commands. An append that
 //! finds its outcome already decided when its turn comes returns it.
 //!
-//! If the shared statement fails (another process appended to one of the streams, or the
-//! database went away), nothing of it was written, and each append of the group is tried again
-//! alone, so one append's conflict never fails another.
+//! If the server refuses the shared statement (another process appended to one of the streams,
+//! say), nothing of it was written, and each append of the group is tried again alone, so one
+//! append's conflict never fails another. If the connection fails with the statement sent, it
+//! may have committed: each append is told its outcome is unknown, as a lone one would be, and
+//! none is tried again (that could write it twice).
 //!
 //! The write runs in a task of its own: a caller that stops waiting cannot cut the statement off
 //! half-way for the others.
@@ -47,6 +49,14 @@ struct Request {
     appends: Arc<Vec<StreamAppend>>,
     known: Vec<Option<(i64, Vec<u8>)>>,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+/// Why a group's shared statement failed.
+enum Failed {
+    /// Certainly nothing written: before the statement was sent, or refused by the server.
+    NotWritten(StoreError),
+    /// The connection failed with the statement sent: it may have committed.
+    Unknown(sqlx::Error),
 }
 
 #[derive(Default)]
@@ -136,7 +146,20 @@ impl EventStore {
                     let _ = request.reply.send(outcome);
                 }
             }
-            Err(e) => {
+            Err(Failed::Unknown(e)) => {
+                // The connection failed with the statement sent: it may have committed or not.
+                // Each append is told so, as a lone append would be; going again could write
+                // it twice.
+                tracing::warn!(error = %e, appends = group.len(), "A grouped append's outcome is unknown.");
+                let streams: Vec<String> =
+                    group.iter().flat_map(|r| r.appends.iter()).map(|a| a.stream_id.to_string()).collect();
+                self.heads.forget(&streams);
+                for request in group {
+                    let unknown = std::io::Error::other(format!("the outcome of this append is unknown: {e}"));
+                    let _ = request.reply.send(Err(StoreError::Database(sqlx::Error::Io(unknown))));
+                }
+            }
+            Err(Failed::NotWritten(e)) => {
                 // Nothing of the statement was written: each append on its own, so that one's
                 // conflict is not another's.
                 tracing::debug!(error = %e, appends = group.len(), "A grouped append failed; each goes alone.");
@@ -152,10 +175,11 @@ impl EventStore {
         }
     }
 
-    /// One statement for the whole group. `Err` only when the statement failed (then nothing was
-    /// written); each append's own refusal is in its outcome.
-    async fn write_group(&self, group: &[Request]) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+    /// One statement for the whole group. `Err` only when the statement failed, saying whether
+    /// anything may have been written; each append's own refusal is in its outcome.
+    async fn write_group(&self, group: &[Request]) -> Result<Vec<Result<Appended, StoreError>>, Failed> {
+        let not_written = |e: sqlx::Error| Failed::NotWritten(e.into());
+        let mut conn = self.pool.acquire().await.map_err(not_written)?;
         // Every stream's head as the group goes: known, looked up once, then as earlier appends
         // of the group leave it.
         let mut heads: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
@@ -173,7 +197,7 @@ impl EventStore {
             }
         }
         if !unknown.is_empty() {
-            let found = stream_heads(&mut conn, &unknown).await?;
+            let found = stream_heads(&mut conn, &unknown).await.map_err(not_written)?;
             heads.extend(unknown.into_iter().zip(found));
         }
         let recorded_at = Utc::now().trunc_subsecs(6);
@@ -189,7 +213,14 @@ impl EventStore {
             }
             planned.push(outcome);
         }
-        let inserted = if rows.is_empty() { Vec::new() } else { insert(&mut conn, &rows).await? };
+        let inserted = match rows.is_empty() {
+            true => Vec::new(),
+            // The server refused the statement (a unique key, say): it wrote nothing.
+            false => insert(&mut conn, &rows).await.map_err(|e| match e {
+                e @ sqlx::Error::Database(_) => not_written(e),
+                e => Failed::Unknown(e),
+            })?,
+        };
         let outcomes: Vec<Result<Appended, StoreError>> =
             planned.into_iter().map(|p| p.map(|p| p.appended(&inserted))).collect();
         self.committed(outcomes.iter().flatten());
