@@ -33,6 +33,8 @@ mod certificates;
 #[cfg(feature = "testbeds")]
 mod distribute;
 mod e2e;
+#[cfg(feature = "peer-bench")]
+mod peer;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Switch {
@@ -63,6 +65,10 @@ pub enum BenchCommand {
         /// same run, and the append's share of it.
         #[arg(long)]
         against_ceiling: bool,
+        /// Then the peer (cqrs-es with postgres-es) with the same writers, batches, streams and
+        /// payloads, in the same run (needs a build with `--features peer-bench`).
+        #[arg(long)]
+        peer: bool,
         /// Append to the existing bench database instead of starting afresh.
         #[arg(long)]
         keep: bool,
@@ -142,6 +148,7 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
             group_commit,
             group_wait_us,
             against_ceiling,
+            peer,
             keep,
             json,
         } => {
@@ -165,6 +172,9 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                 result["ceiling"] = shapes;
                 result["share_of_ceiling"] = json!(share);
             }
+            if peer {
+                result["peer"] = peer_run(&settings, &pool, events, streams, writers, batch).await?;
+            }
             print(&result, json, |r| {
                 let ceiling = match r.get("ceiling") {
                     Some(c) => format!(
@@ -176,13 +186,25 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                     ),
                     None => String::new(),
                 };
+                let peer = match r.get("peer") {
+                    Some(p) => format!(
+                        "\npeer {}: {:.0} events/s, commit p50 {:.2} ms, p99 {:.2} ms; Unity/peer = {:.2}",
+                        p["peer"].as_str().unwrap_or("?"),
+                        p["events_per_second"].as_f64().unwrap_or(0.0),
+                        p["append_latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+                        p["append_latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+                        r["events_per_second"].as_f64().unwrap_or(0.0)
+                            / p["events_per_second"].as_f64().unwrap_or(f64::INFINITY),
+                    ),
+                    None => String::new(),
+                };
                 format!(
                     "append: {} events in {:.2} s = {:.0} events/s; commit latency p50 {:.2} ms, p99 {:.2} ms ({} writer(s), batches of {}, {} streams, group commit {} (wait {} µs), fsync={}, synchronous_commit={})",
                     r["events"], r["seconds"].as_f64().unwrap_or(0.0), r["events_per_second"].as_f64().unwrap_or(0.0),
                     r["append_latency_ms"]["p50"].as_f64().unwrap_or(0.0), r["append_latency_ms"]["p99"].as_f64().unwrap_or(0.0),
                     r["writers"], r["batch"], r["streams"], if r["group_commit"] == true { "on" } else { "off" }, r["group_wait_us"],
                     r["fsync"].as_str().unwrap_or("?"), r["synchronous_commit"].as_str().unwrap_or("?"),
-                ) + &ceiling
+                ) + &ceiling + &peer
             });
         }
         BenchCommand::Replay { projection, json } => {
@@ -316,6 +338,29 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The peer beside the append just measured, with the payload and metadata of its last row.
+#[cfg(feature = "peer-bench")]
+async fn peer_run(
+    settings: &Settings,
+    pool: &PgPool,
+    events: usize,
+    streams: usize,
+    writers: usize,
+    batch: usize,
+) -> Result<serde_json::Value> {
+    let sample: (serde_json::Value, serde_json::Value) = sqlx::query_as(
+        "SELECT payload, metadata FROM events WHERE stream_type = 'login' ORDER BY global_position DESC LIMIT 1",
+    )
+    .fetch_one(pool)
+    .await?;
+    peer::peer(settings, events, streams, writers, batch, sample).await
+}
+
+#[cfg(not(feature = "peer-bench"))]
+async fn peer_run(_: &Settings, _: &PgPool, _: usize, _: usize, _: usize, _: usize) -> Result<serde_json::Value> {
+    bail!("this build has no peer: build with `cargo build --release --features peer-bench`")
 }
 
 fn print(result: &serde_json::Value, json: bool, text: impl Fn(&serde_json::Value) -> String) {
