@@ -39,8 +39,9 @@ pub async fn renew_due_certificates(
     now: DateTime<Utc>,
 ) -> anyhow::Result<(usize, usize)> {
     let pool = acme.store().pool().clone();
+    let servers = ServerCommands::new(credentials.clone());
     // First, while the read models have had a whole interval to catch up with the last run.
-    redeploy_renewed(acme.x509(), credentials).await?;
+    redeploy_renewed(acme.x509(), &servers).await?;
     let (mut renewed, mut failed) = (0, 0);
     for certificate_id in unity_projections::certificates::renewable(&pool).await? {
         match acme.renew_if_due(certificate_id, now, &metadata()).await {
@@ -48,7 +49,7 @@ pub async fn renew_due_certificates(
             Ok(Renewal::Ordered(_)) => renewed += 1,
             Ok(Renewal::Renewed(new_id)) => {
                 renewed += 1;
-                redeploy(acme.x509(), credentials, certificate_id, new_id).await?;
+                redeploy(acme.x509(), &servers, certificate_id, new_id).await?;
             }
             Err(e) => {
                 tracing::warn!(%certificate_id, error = %e, "A certificate renewal failed; it is retried with backoff.");
@@ -62,12 +63,12 @@ pub async fn renew_due_certificates(
 /// Deploys `new_id` with the same paths, owner, mode and reload command wherever `old_id` is.
 async fn redeploy(
     x509: &X509Commands,
-    credentials: &CredentialCommands,
+    servers: &ServerCommands,
     old_id: uuid::Uuid,
     new_id: uuid::Uuid,
 ) -> anyhow::Result<()> {
     for row in unity_projections::servers::deployments_of(x509.store().pool(), old_id).await? {
-        deploy_as_before(x509, credentials, row.server_id, row.deployment, new_id).await?;
+        deploy_as_before(x509, servers, row.server_id, row.deployment, new_id).await?;
     }
     Ok(())
 }
@@ -75,11 +76,11 @@ async fn redeploy(
 /// Deploys the newest renewal of a certificate wherever an older one is still deployed, with
 /// the same paths, owner, mode and reload command. Asked again at every run until it succeeds,
 /// never while one is pending. Returns how many deployments were requested.
-pub async fn redeploy_renewed(x509: &X509Commands, credentials: &CredentialCommands) -> anyhow::Result<usize> {
+async fn redeploy_renewed(x509: &X509Commands, servers: &ServerCommands) -> anyhow::Result<usize> {
     let stale = unity_projections::servers::stale_deployments(x509.store().pool()).await?;
     let n = stale.len();
     for row in stale {
-        deploy_as_before(x509, credentials, row.server_id, row.deployment, row.newest_id).await?;
+        deploy_as_before(x509, servers, row.server_id, row.deployment, row.newest_id).await?;
     }
     Ok(n)
 }
@@ -87,7 +88,7 @@ pub async fn redeploy_renewed(x509: &X509Commands, credentials: &CredentialComma
 /// Asks for `certificate_id` to be deployed on `server_id` as `deployment` (a recorded one) says.
 async fn deploy_as_before(
     x509: &X509Commands,
-    credentials: &CredentialCommands,
+    servers: &ServerCommands,
     server_id: uuid::Uuid,
     deployment: serde_json::Value,
     certificate_id: uuid::Uuid,
@@ -95,9 +96,7 @@ async fn deploy_as_before(
     let mut deployment: unity_domain::servers::CertificateDeployment = serde_json::from_value(deployment)?;
     deployment.certificate_id = certificate_id;
     deployment.fingerprint = x509.facts(certificate_id).await?.fingerprint;
-    ServerCommands::new(credentials.clone())
-        .request(server_id, ServerRequest::DeployCertificate { deployment }, &metadata())
-        .await?;
+    servers.request(server_id, ServerRequest::DeployCertificate { deployment }, &metadata()).await?;
     Ok(())
 }
 

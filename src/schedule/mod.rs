@@ -18,7 +18,7 @@ pub mod certificates;
 pub mod credentials;
 pub mod servers;
 
-pub use certificates::{check_certificate_expiry, redeploy_renewed, renew_due_certificates};
+pub use certificates::{check_certificate_expiry, renew_due_certificates};
 pub use credentials::report_unused_keys;
 pub use servers::check_all_servers;
 

@@ -151,6 +151,12 @@ pub fn decode_cursor(kind: &str, cursor: &str) -> Result<String, ApiError> {
     text.strip_prefix(kind).and_then(|rest| rest.strip_prefix(':')).map(str::to_owned).ok_or_else(bad)
 }
 
+/// The id in a list's cursor (a page's `endCursor`), for lists ordered by a uuid.
+pub fn uuid_cursor(kind: &str, after: Option<String>) -> Result<Option<uuid::Uuid>, ApiError> {
+    let after = after.map(|c| decode_cursor(kind, &c)).transpose()?;
+    after.map(|a| a.parse::<uuid::Uuid>().map_err(|_| ApiError::bad_input("bad cursor"))).transpose()
+}
+
 pub fn parse_id(what: &str, id: &ID) -> Result<uuid::Uuid, ApiError> {
     id.parse()
         .map_err(|_| ApiError::bad_input(format!("{what} '{}' is not a UUID", id.chars().take(60).collect::<String>())))

@@ -2,7 +2,6 @@ use super::*;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use ring::digest;
-use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -116,11 +115,9 @@ pub(crate) fn plan(
                 stream_version: v,
                 event_type: &event.event_type,
                 schema_version: event.schema_version,
-                payload: &event.payload,
-                metadata: &event.metadata,
                 recorded_at,
             };
-            let hash = hash_of_canonical(&prev, &fields, &payload, &metadata);
+            let hash = event_hash(&prev, &fields, &payload, &metadata);
             rows.push(&fields, payload, metadata, prev, hash.to_vec());
             event_ids.push(event.event_id);
             prev = hash.to_vec();
@@ -204,6 +201,7 @@ pub(crate) async fn stream_heads(
         .collect())
 }
 
+/// What an event's hash covers besides its payload and metadata.
 pub(crate) struct HashedFields<'a> {
     pub event_id: Uuid,
     pub stream_id: &'a str,
@@ -211,22 +209,13 @@ pub(crate) struct HashedFields<'a> {
     pub stream_version: i64,
     pub event_type: &'a str,
     pub schema_version: i16,
-    pub payload: &'a Value,
-    pub metadata: &'a Value,
     pub recorded_at: DateTime<Utc>,
 }
 
-/// SHA-256 over the previous hash and the canonical encoding of the event.
-pub(crate) fn event_hash(prev_hash: &[u8], e: &HashedFields<'_>) -> [u8; 32] {
-    let (mut payload, mut metadata) = (String::with_capacity(256), String::with_capacity(256));
-    canonical::write_canonical(e.payload, &mut payload);
-    canonical::write_canonical(e.metadata, &mut metadata);
-    hash_of_canonical(prev_hash, e, &payload, &metadata)
-}
-
-/// [`event_hash`], with the payload and metadata already in their canonical encoding (which is
-/// also what the insert sends, so each is encoded once).
-fn hash_of_canonical(prev_hash: &[u8], e: &HashedFields<'_>, payload: &str, metadata: &str) -> [u8; 32] {
+/// SHA-256 over the previous hash and the canonical encoding of the event, with the payload and
+/// metadata given in their canonical encoding (which is also what the insert sends, so each is
+/// encoded once).
+pub(crate) fn event_hash(prev_hash: &[u8], e: &HashedFields<'_>, payload: &str, metadata: &str) -> [u8; 32] {
     let mut text = String::with_capacity(160);
     text.push_str(&format!("[\"{}\",", e.event_id));
     for field in [e.stream_id, e.stream_type] {

@@ -51,6 +51,13 @@ struct Request {
     reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
+/// What an append is told when it cannot know whether it was written: the database error a
+/// lone append gets when its connection fails mid-statement.
+fn outcome_unknown(why: impl std::fmt::Display) -> StoreError {
+    let e = std::io::Error::other(format!("the outcome of this append is unknown: {why}"));
+    StoreError::Database(sqlx::Error::Io(e))
+}
+
 /// Why a group's shared statement failed.
 enum Failed {
     /// Certainly nothing written: before the statement was sent, or refused by the server.
@@ -82,9 +89,7 @@ impl EventStore {
             let turn = self.groups.turn.clone().lock_owned().await;
             match outcome.try_recv() {
                 Ok(result) => return result,
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    return Err(StoreError::InvalidEvent("the group commit lost this append's outcome".into()))
-                }
+                Err(oneshot::error::TryRecvError::Closed) => return Err(outcome_unknown("its committer stopped")),
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
             if !self.group_commit.max_wait.is_zero() {
@@ -100,9 +105,7 @@ impl EventStore {
             if group.is_empty() {
                 // Taken by an earlier committer, whose answer is on its way.
                 drop(turn);
-                return outcome.await.unwrap_or_else(|_| {
-                    Err(StoreError::InvalidEvent("the group commit lost this append's outcome".into()))
-                });
+                return outcome.await.unwrap_or_else(|_| Err(outcome_unknown("its committer stopped")));
             }
             let store = self.clone();
             let write = tokio::spawn(async move {
@@ -146,30 +149,30 @@ impl EventStore {
                     let _ = request.reply.send(outcome);
                 }
             }
-            Err(Failed::Unknown(e)) => {
-                // The connection failed with the statement sent: it may have committed or not.
-                // Each append is told so, as a lone append would be; going again could write
-                // it twice.
-                tracing::warn!(error = %e, appends = group.len(), "A grouped append's outcome is unknown.");
+            Err(failed) => {
                 let streams: Vec<String> =
                     group.iter().flat_map(|r| r.appends.iter()).map(|a| a.stream_id.to_string()).collect();
                 self.heads.forget(&streams);
-                for request in group {
-                    let unknown = std::io::Error::other(format!("the outcome of this append is unknown: {e}"));
-                    let _ = request.reply.send(Err(StoreError::Database(sqlx::Error::Io(unknown))));
-                }
-            }
-            Err(Failed::NotWritten(e)) => {
-                // Nothing of the statement was written: each append on its own, so that one's
-                // conflict is not another's.
-                tracing::debug!(error = %e, appends = group.len(), "A grouped append failed; each goes alone.");
-                let streams: Vec<String> =
-                    group.iter().flat_map(|r| r.appends.iter()).map(|a| a.stream_id.to_string()).collect();
-                self.heads.forget(&streams);
-                for request in group {
-                    let known = vec![None; request.appends.len()];
-                    let result = self.append_alone(&request.appends, known).await;
-                    let _ = request.reply.send(result);
+                match failed {
+                    Failed::Unknown(e) => {
+                        // The connection failed with the statement sent: it may have committed
+                        // or not. Each append is told so, as a lone append would be; going again
+                        // could write it twice.
+                        tracing::warn!(error = %e, appends = group.len(), "A grouped append's outcome is unknown.");
+                        for request in group {
+                            let _ = request.reply.send(Err(outcome_unknown(&e)));
+                        }
+                    }
+                    Failed::NotWritten(e) => {
+                        // Nothing of the statement was written: each append on its own, so that
+                        // one's conflict is not another's.
+                        tracing::debug!(error = %e, appends = group.len(), "A grouped append failed; each goes alone.");
+                        for request in group {
+                            let known = vec![None; request.appends.len()];
+                            let result = self.append_alone(&request.appends, known).await;
+                            let _ = request.reply.send(result);
+                        }
+                    }
                 }
             }
         }
@@ -183,7 +186,7 @@ impl EventStore {
         // Every stream's head as the group goes: known, looked up once, then as earlier appends
         // of the group leave it.
         let mut heads: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
-        let mut unknown = Vec::new();
+        let mut unknown = std::collections::BTreeSet::new();
         for request in group {
             for (append, known) in request.appends.iter().zip(&request.known) {
                 let id = append.stream_id.to_string();
@@ -191,11 +194,13 @@ impl EventStore {
                     Some(head) => {
                         heads.entry(id).or_insert_with(|| head.clone());
                     }
-                    None if !heads.contains_key(&id) && !unknown.contains(&id) => unknown.push(id),
-                    None => {}
+                    None => {
+                        unknown.insert(id);
+                    }
                 }
             }
         }
+        let unknown: Vec<String> = unknown.into_iter().filter(|id| !heads.contains_key(id)).collect();
         if !unknown.is_empty() {
             let found = stream_heads(&mut conn, &unknown).await.map_err(not_written)?;
             heads.extend(unknown.into_iter().zip(found));

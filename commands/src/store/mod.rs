@@ -123,20 +123,19 @@ impl RecordedEvent {
 
     /// What the hash chain covers, recomputed from the stored fields.
     pub fn compute_hash(&self) -> [u8; 32] {
-        event_hash(
-            &self.prev_hash,
-            &HashedFields {
-                event_id: self.event_id,
-                stream_id: &self.stream_id,
-                stream_type: &self.stream_type,
-                stream_version: self.stream_version,
-                event_type: &self.event_type,
-                schema_version: self.schema_version,
-                payload: &self.payload,
-                metadata: &self.metadata,
-                recorded_at: self.recorded_at,
-            },
-        )
+        let (mut payload, mut metadata) = (String::new(), String::new());
+        crate::canonical::write_canonical(&self.payload, &mut payload);
+        crate::canonical::write_canonical(&self.metadata, &mut metadata);
+        let fields = HashedFields {
+            event_id: self.event_id,
+            stream_id: &self.stream_id,
+            stream_type: &self.stream_type,
+            stream_version: self.stream_version,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            recorded_at: self.recorded_at,
+        };
+        event_hash(&self.prev_hash, &fields, &payload, &metadata)
     }
 }
 

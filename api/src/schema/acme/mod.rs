@@ -1,14 +1,14 @@
 //! The ACME part of the schema: accounts at ACME directories, orders (HTTP-01 and DNS-01), DNS providers.
 
 use juniper::ID;
+use unity_commands::acme::AcmeCommandError;
+use unity_projections::acme::{self as read, AcmeOrderRow};
 use uuid::Uuid;
 
 use crate::{
     errors::ApiError,
     schema::{certificates, Context},
 };
-use unity_commands::acme::AcmeCommandError;
-use unity_projections::acme::{self as read, AcmeOrderRow};
 
 mod mutation;
 mod query;

@@ -28,8 +28,7 @@ pub async fn acme_orders(
     ctx.state.settle_head().await?;
     let limit = page_size(first)?;
     let account_id = account_id.as_ref().map(|i| parse_id("accountId", i)).transpose()?;
-    let after = after.map(|c| decode_cursor("acme_order", &c)).transpose()?;
-    let after = after.map(|a| a.parse::<uuid::Uuid>().map_err(|_| ApiError::bad_input("bad cursor"))).transpose()?;
+    let after = uuid_cursor("acme_order", after)?;
     let rows = unity_projections::acme::orders(ctx.state.store.pool(), account_id, after, limit + 1).await?;
     let (page, page_info) = paginate(rows, limit, |r| encode_cursor("acme_order", &r.order_id.to_string()));
     let mut edges = Vec::with_capacity(page.len());

@@ -2,12 +2,12 @@
 
 use chrono::{DateTime, Utc};
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
-
-use crate::schema::common::mirror_enum;
-use crate::schema::{certificates, common::*};
 use unity_commands::acme::AcmePreset;
 use unity_domain::acme::{ChallengeKind, TsigAlgorithm};
 use unity_projections::acme::{AcmeAccountRow, AuthorizationRow, DnsProviderRow};
+
+use crate::schema::common::mirror_enum;
+use crate::schema::{certificates, common::*};
 
 mirror_enum! {
     #[graphql(name = "AcmePreset")]

@@ -1,13 +1,14 @@
 //! The audit log and the read models' progress.
 
+use unity_domain::identity::Role;
+use unity_projections::audit::{self as read, AuditFilter};
+
 use super::types::*;
 use crate::{
     auth::Principal,
     errors::ApiError,
     schema::{common::*, Context},
 };
-use unity_domain::identity::Role;
-use unity_projections::audit::{self as read, AuditFilter};
 
 pub async fn audit_log(
     ctx: &Context,

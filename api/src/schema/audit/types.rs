@@ -2,10 +2,10 @@
 
 use chrono::{DateTime, Utc};
 use juniper::{GraphQLInputObject, GraphQLObject, ID};
+use unity_projections::audit::AuditEntry as StoredAuditEntry;
 
 use crate::schema::common::*;
 use crate::tail::LiveEvent;
-use unity_projections::audit::AuditEntry as StoredAuditEntry;
 
 /// Who caused an event: a user (id and username), or the system (no id; `username` names the part).
 #[derive(Clone, Debug, GraphQLObject)]

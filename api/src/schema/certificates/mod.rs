@@ -1,14 +1,14 @@
 //! The certificates part of the schema: internal X.509 CAs, certificates (issued, ACME, imported),
 //! revocation, deployment and renewal.
 
+use unity_commands::certificates::X509CommandError;
+use unity_domain::certificates::RevocationReason;
 use uuid::Uuid;
 
 use crate::{
     errors::{ApiError, Code},
     schema::Context,
 };
-use unity_commands::certificates::X509CommandError;
-use unity_domain::certificates::RevocationReason;
 
 mod mutation;
 mod query;

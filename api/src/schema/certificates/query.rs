@@ -24,8 +24,7 @@ pub async fn certificates(
     after: Option<String>,
 ) -> Result<certificates::CertificateConnection, ApiError> {
     let limit = page_size(first)?;
-    let after = after.map(|c| decode_cursor("certificate", &c)).transpose()?;
-    let after = after.map(|a| a.parse::<uuid::Uuid>().map_err(|_| ApiError::bad_input("bad cursor"))).transpose()?;
+    let after = uuid_cursor("certificate", after)?;
     let f = filter.unwrap_or_default();
     if f.expiring_within_days.is_some_and(|d| !(0..=36_500).contains(&d)) {
         return Err(ApiError::bad_input("expiringWithinDays must be between 0 and 36500"));

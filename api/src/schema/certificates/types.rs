@@ -2,11 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
+use unity_domain::certificates::{CertificateUsage, RevocationReason, X509KeyAlgorithm};
+use unity_projections::certificates::{CertificateRow, X509CaRow};
 
 use crate::schema::common::mirror_enum;
 use crate::schema::common::*;
-use unity_domain::certificates::{CertificateUsage, RevocationReason, X509KeyAlgorithm};
-use unity_projections::certificates::{CertificateRow, X509CaRow};
 
 mirror_enum! {
     #[graphql(name = "CertificateKeyAlgorithm")]

@@ -1,14 +1,14 @@
 //! The credentials part of the schema: SSH keys, SSH certificate authorities, server credentials.
 
+use unity_commands::credentials::CredentialsError;
+use unity_domain::credentials::{CertType, CertificateRequest, CriticalOption};
+use unity_projections::credentials as read;
 use uuid::Uuid;
 
 use crate::{
     errors::ApiError,
     schema::{common::*, Context},
 };
-use unity_commands::credentials::CredentialsError;
-use unity_domain::credentials::{CertType, CertificateRequest, CriticalOption};
-use unity_projections::credentials as read;
 
 mod mutation;
 mod query;
@@ -50,8 +50,7 @@ pub async fn ssh_key_connection(
     include_deleted: bool,
 ) -> Result<SshKeyConnection, ApiError> {
     let limit = page_size(first)?;
-    let after = after.map(|c| decode_cursor("ssh_key", &c)).transpose()?;
-    let after = after.map(|a| a.parse::<Uuid>().map_err(|_| ApiError::bad_input("bad cursor"))).transpose()?;
+    let after = uuid_cursor("ssh_key", after)?;
     let rows = read::ssh_keys(ctx.state.store.pool(), after, limit + 1, include_deleted).await?;
     let (page, page_info) = paginate(rows, limit, |r| encode_cursor("ssh_key", &r.key_id.to_string()));
     let edges = page.into_iter().map(|(cursor, r)| SshKeyEdge { cursor, node: SshKey(r) }).collect();

@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use juniper::{graphql_object, GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
+use unity_domain::credentials::{CredentialKind, CriticalOption, KeyAlgorithm};
+use unity_projections::credentials::{self as read, CertificateRow, ServerCredentialRow, SshCaRow, SshKeyRow};
 
 use crate::schema::common::mirror_enum;
 use crate::schema::servers::{KeyInstallation, ServerOperation};
@@ -9,8 +11,6 @@ use crate::{
     errors::ApiError,
     schema::{common::*, Context},
 };
-use unity_domain::credentials::{CredentialKind, CriticalOption, KeyAlgorithm};
-use unity_projections::credentials::{self as read, CertificateRow, ServerCredentialRow, SshCaRow, SshKeyRow};
 
 mirror_enum! {
     #[graphql(name = "KeyAlgorithm")]

@@ -1,6 +1,12 @@
 //! Signing in and out, users, passwords and API keys.
 
 use juniper::ID;
+use unity_commands::{identity::IdentityCommandError, vault::VaultError};
+use unity_domain::{
+    identity::{LoginFailure, RecordLogin, Role, Username},
+    Actor,
+};
+use unity_projections::identity::{api_key_by_id, user_by_id, user_by_username};
 
 use super::types::*;
 use crate::auth::Credential;
@@ -9,12 +15,6 @@ use crate::{
     errors::{ApiError, Code},
     schema::{common::*, identity, Context},
 };
-use unity_commands::{identity::IdentityCommandError, vault::VaultError};
-use unity_domain::{
-    identity::{LoginFailure, RecordLogin, Role, Username},
-    Actor,
-};
-use unity_projections::identity::{api_key_by_id, user_by_id, user_by_username};
 
 pub async fn login(ctx: &Context, username: String, password: String) -> Result<Session, ApiError> {
     let state = &ctx.state;

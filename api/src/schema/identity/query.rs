@@ -1,6 +1,7 @@
 //! Who is signed in, and the users.
 
 use juniper::ID;
+use unity_projections::identity as read;
 
 use super::types::*;
 use crate::{
@@ -8,7 +9,6 @@ use crate::{
     errors::ApiError,
     schema::{common::*, Context},
 };
-use unity_projections::identity as read;
 
 pub fn me(p: &Principal) -> Result<User, ApiError> {
     Ok(User {

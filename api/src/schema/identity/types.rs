@@ -2,11 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use juniper::{GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
+use unity_domain::identity::Role as DomainRole;
+use unity_projections::identity::{ApiKeyRow, UserRow};
 
 use crate::auth::parse_role;
 use crate::{errors::ApiError, schema::common::*};
-use unity_domain::identity::Role as DomainRole;
-use unity_projections::identity::{ApiKeyRow, UserRow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
 #[graphql(name = "Role")]

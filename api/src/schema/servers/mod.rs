@@ -1,14 +1,14 @@
 //! The servers part of the schema: the inventory, host keys, and operations on servers (carried out by
 //! the SSH reactor; see `crate::orchestration`).
 
+use unity_domain::servers::{ServerAuth, ServerSpec, DEFAULT_AUTHORIZED_KEYS_FILE};
+use unity_projections::servers::{self as read, ServerRow};
 use uuid::Uuid;
 
 use crate::{
     errors::ApiError,
     schema::{common::*, Context},
 };
-use unity_domain::servers::{ServerAuth, ServerSpec, DEFAULT_AUTHORIZED_KEYS_FILE};
-use unity_projections::servers::{self as read, ServerRow};
 
 mod mutation;
 mod query;
@@ -24,8 +24,7 @@ pub async fn server_connection(
     after: Option<String>,
 ) -> Result<ServerConnection, ApiError> {
     let limit = page_size(first)?;
-    let after = after.map(|c| decode_cursor("server", &c)).transpose()?;
-    let after = after.map(|a| a.parse::<Uuid>().map_err(|_| ApiError::bad_input("bad cursor"))).transpose()?;
+    let after = uuid_cursor("server", after)?;
     let rows = read::servers(ctx.state.store.pool(), after, limit + 1).await?;
     let (page, page_info) = paginate(rows, limit, |r| encode_cursor("server", &r.server_id.to_string()));
     let edges = page.into_iter().map(|(cursor, r)| ServerEdge { cursor, node: Server(r) }).collect();

@@ -2,13 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use juniper::{graphql_object, GraphQLEnum, GraphQLInputObject, GraphQLObject, ID};
+use unity_domain::servers::ManagedFile;
+use unity_projections::servers::{self as read, InstallationRow, RequestRow, ServerRow};
 
 use crate::{
     errors::ApiError,
     schema::{common::*, Context},
 };
-use unity_domain::servers::ManagedFile;
-use unity_projections::servers::{self as read, InstallationRow, RequestRow, ServerRow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, GraphQLEnum)]
 pub enum OperationState {
