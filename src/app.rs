@@ -3,6 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use anyhow::{anyhow, bail, Context, Result};
+use chrono::Utc;
 use futures::StreamExt;
 use sqlx::{postgres::PgPoolOptions, ConnectOptions, PgPool};
 use tokio::{sync::watch, task::JoinSet};
@@ -12,6 +13,7 @@ use unity_commands::{
     identity::IdentityCommands,
     integrity,
     relay::{NatsRelay, RelayConfig},
+    retention::{self, RetentionPolicy},
     store::{announce_appends, EventStore, GroupCommit},
     vault::{MasterKey, Vault},
     wakeup::{Backoff, Wakeup},
@@ -32,7 +34,7 @@ pub enum Role {
     All,
     /// The HTTP API: GraphQL, /metrics, /healthz, /readyz.
     Api,
-    /// Projection workers, reactors and the sealer.
+    /// Projection workers, reactors, the sealer and retention.
     Projections,
     /// The NATS relay (one active per stream; the others stand by).
     Relay,
@@ -197,6 +199,12 @@ impl App {
             tracing::info!(projections = engine.projections().len(), "Projection workers started.");
             tasks.spawn(engine.run(shutdown.clone(), Duration::from_secs(1)));
             tasks.spawn(seal_periodically(app.pool().clone(), app.settings.seal_interval, shutdown.clone()));
+            tasks.spawn(remove_expired_periodically(
+                app.store.clone(),
+                app.settings.retention.clone(),
+                app.settings.retention_interval,
+                shutdown.clone(),
+            ));
         }
         if wants(Role::Relay) {
             match &nats {
@@ -338,6 +346,30 @@ async fn run_relay(
         }
     };
     relay.run(shutdown).await;
+}
+
+/// Retention: expired buckets removed (recorded first) at start-up and then every `interval`.
+async fn remove_expired_periodically(
+    store: EventStore,
+    policy: RetentionPolicy,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let metadata = unity_commands::metadata(Actor::system("retention"), "scheduler");
+    loop {
+        match retention::run(&store, &policy, Utc::now().date_naive(), &metadata).await {
+            Ok(removed) if !removed.is_empty() => {
+                let events: i64 = removed.iter().map(|r| r.events).sum();
+                tracing::info!(buckets = removed.len(), events, "Removed expired events.");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "Removing expired events failed; will try again."),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
 }
 
 async fn seal_periodically(pool: PgPool, interval: Duration, mut shutdown: watch::Receiver<bool>) {

@@ -2,6 +2,7 @@
 
 use std::{
     io::{Read, Write},
+    path::PathBuf,
     process::ExitCode,
     time::Duration,
 };
@@ -72,6 +73,11 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<ProjectionsCommand>,
     },
+    /// Expired samples and summaries: list the buckets, or remove the expired ones now.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Load generators that print measurements.
     Bench {
         #[command(subcommand)]
@@ -113,13 +119,32 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check every hash chain and seal; exits non-zero naming the first break.
+    /// Check every hash chain and seal; exits non-zero naming the first break. With --archive,
+    /// check a retention archive offline instead (no database needed).
     Verify {
         #[arg(long)]
         json: bool,
+        /// A file written by retention (UNITY_RETENTION_ARCHIVE_DIR): its events' hashes and
+        /// chains, and that they are exactly what its removal record says was removed.
+        #[arg(long)]
+        archive: Option<PathBuf>,
     },
     /// Seal the current heads of all changed streams now.
     Seal,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Every bucket of an expiring class, its events and size, and whether it has expired.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record and remove every expired bucket now (the projections role does it hourly).
+    Run {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +162,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     telemetry::init(settings.log_format);
     if let Command::Bench { command } = cli.command {
         return crate::bench::run(command, settings).await.map(|_| ExitCode::SUCCESS);
+    }
+    if let Command::Audit { command: AuditCommand::Verify { json, archive: Some(path) } } = &cli.command {
+        return verify_archive(path, *json);
     }
     let app = App::connect(settings).await?;
     match cli.command {
@@ -167,6 +195,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 (Some(as_of), Some(stream)) => replay_as_of(&app, &as_of, &stream).await?,
                 _ => replay(&app, projection.as_deref()).await?,
             }
+        }
+        Command::Retention { command } => {
+            app.require_migrated().await?;
+            retention(&app, command).await?;
         }
         Command::Projections { command } => {
             app.require_migrated().await?;
@@ -285,7 +317,7 @@ async fn audit(app: &App, command: AuditCommand) -> Result<ExitCode> {
                 printed += page.len() as i64;
             }
         }
-        AuditCommand::Verify { json } => {
+        AuditCommand::Verify { json, archive: _ } => {
             let spinner = progress_bar(None, "verifying");
             let report = integrity::verify(app.pool(), |n| spinner.set_position(n)).await?;
             spinner.finish_and_clear();
@@ -296,6 +328,7 @@ async fn audit(app: &App, command: AuditCommand) -> Result<ExitCode> {
                     "OK: {} events in {} streams and {} seals verified.",
                     report.events_checked, report.streams_checked, report.seals_checked
                 );
+                print_removals(&report.removals);
             } else {
                 for b in &report.breaks {
                     println!("BROKEN: {} version {}: {}", b.stream_id, b.version, b.reason);
@@ -313,6 +346,114 @@ async fn audit(app: &App, command: AuditCommand) -> Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_removals(removals: &[integrity::RecordedRemoval]) {
+    if removals.is_empty() {
+        return;
+    }
+    let events: i64 = removals.iter().map(|r| r.events).sum();
+    println!("Removed by retention, as recorded: {events} events in {} buckets.", removals.len());
+    for r in removals {
+        let when = match r.removed_at {
+            Some(t) => format!("removed {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            None => "recorded, not removed yet".to_owned(),
+        };
+        println!(
+            "  {} {}: {} events in {} streams, recorded {}, {when}",
+            r.class,
+            r.bucket,
+            r.events,
+            r.streams,
+            r.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+}
+
+fn verify_archive(path: &std::path::Path, json: bool) -> Result<ExitCode> {
+    let report = unity_commands::retention::verify_archive(path).map_err(|e| anyhow!(e))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.ok() {
+        println!(
+            "OK: {} events in {} streams of {} {} verified; removal record {} (hash {}).",
+            report.events_checked,
+            report.streams_checked,
+            report.class,
+            report.bucket.map(|b| b.to_string()).unwrap_or_default(),
+            report.record.map(|r| r.to_string()).unwrap_or_default(),
+            report.record_hash
+        );
+    } else {
+        for b in &report.breaks {
+            println!("BROKEN: {} version {}: {}", b.stream_id, b.version, b.reason);
+        }
+    }
+    if !report.ok() {
+        let first = &report.breaks[0];
+        eprintln!("unity: the archive does not verify: first at {} version {}", first.stream_id, first.version);
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn retention(app: &App, command: RetentionCommand) -> Result<()> {
+    use unity_commands::retention;
+    let policy = &app.settings.retention;
+    let today = Utc::now().date_naive();
+    match command {
+        RetentionCommand::List { json } => {
+            let mut rows = Vec::new();
+            for (class, bucket) in retention::buckets(app.pool()).await? {
+                let table = retention::bucket_table(class, bucket);
+                let (events, bytes): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT (SELECT count(*) FROM {table}), pg_total_relation_size('{table}')"
+                )))
+                .fetch_one(app.pool())
+                .await?;
+                let keep = policy.keep_days(class).unwrap_or(u32::MAX);
+                let expired = class.bucket_expired(bucket, today, keep);
+                rows.push(serde_json::json!({
+                    "class": class.name(), "bucket": bucket, "events": events, "bytes": bytes, "expired": expired,
+                }));
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if rows.is_empty() {
+                println!("No buckets: no samples or summaries recorded yet.");
+            } else {
+                println!("{:<10} {:<10} {:>10} {:>10}  expired", "class", "bucket", "events", "MiB");
+                for r in &rows {
+                    println!(
+                        "{:<10} {:<10} {:>10} {:>10.1}  {}",
+                        r["class"].as_str().unwrap_or_default(),
+                        r["bucket"].as_str().unwrap_or_default(),
+                        r["events"],
+                        r["bytes"].as_f64().unwrap_or_default() / 1048576.0,
+                        if r["expired"] == true { "yes" } else { "no" }
+                    );
+                }
+            }
+        }
+        RetentionCommand::Run { json } => {
+            let removed = retention::run(&app.store, policy, today, &cli_actor()).await?;
+            let _ = app.store.announce().await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&removed)?);
+            } else if removed.is_empty() {
+                println!(
+                    "Nothing has expired (samples are kept {} days, summaries {}).",
+                    policy.samples_days, policy.summaries_days
+                );
+            } else {
+                for r in &removed {
+                    let archive = r.archive.as_ref().map(|p| format!(", archived to {}", p.display())).unwrap_or_default();
+                    println!("Removed {} {}: {} events in {} streams{archive}.", r.class, r.bucket, r.events, r.streams);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn progress_bar(total: Option<u64>, what: &str) -> ProgressBar {

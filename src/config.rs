@@ -57,6 +57,10 @@ pub struct Settings {
     pub append_group_wait: std::time::Duration,
     /// The longest one ACME order may take before it is recorded as failed.
     pub acme_order_timeout: std::time::Duration,
+    /// How long samples and summaries are kept, and where removed events are archived.
+    pub retention: unity_commands::retention::RetentionPolicy,
+    /// How often the projections role removes expired buckets.
+    pub retention_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -84,6 +88,8 @@ impl std::fmt::Debug for Settings {
             .field("ws_init_timeout", &self.ws_init_timeout)
             .field("acme_order_timeout", &self.acme_order_timeout)
             .field("append_group_wait", &self.append_group_wait)
+            .field("retention", &self.retention)
+            .field("retention_interval", &self.retention_interval)
             .finish()
     }
 }
@@ -113,6 +119,10 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("ws_init_timeout_secs", "UNITY_WS_INIT_TIMEOUT_SECS"),
     ("acme_order_timeout_secs", "UNITY_ACME_ORDER_TIMEOUT_SECS"),
     ("append_group_wait_us", "UNITY_APPEND_GROUP_WAIT_US"),
+    ("metrics_retention_days", "UNITY_METRICS_RETENTION_DAYS"),
+    ("summary_retention_days", "UNITY_SUMMARY_RETENTION_DAYS"),
+    ("retention_archive_dir", "UNITY_RETENTION_ARCHIVE_DIR"),
+    ("retention_interval_secs", "UNITY_RETENTION_INTERVAL_SECS"),
 ];
 
 /// Reads an optional TOML settings file into environment-variable names and values.
@@ -217,6 +227,20 @@ impl Settings {
                 anyhow!("UNITY_APPEND_GROUP_WAIT_US '{s}' is not a number of microseconds from 0 to 100000")
             })?,
         };
+        let days = |name: &str, default: u32| match var(name) {
+            None => Ok(default),
+            Some(s) => s
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (1..=36_500).contains(d))
+                .ok_or_else(|| anyhow!("{name} '{s}' is not a number of days from 1 to 36500")),
+        };
+        let retention = unity_commands::retention::RetentionPolicy {
+            samples_days: days("UNITY_METRICS_RETENTION_DAYS", 30)?,
+            summaries_days: days("UNITY_SUMMARY_RETENTION_DAYS", 730)?,
+            archive_dir: var("UNITY_RETENTION_ARCHIVE_DIR").map(PathBuf::from),
+        };
+        let retention_interval = seconds("UNITY_RETENTION_INTERVAL_SECS", 3600)?;
         let warning_text = var("UNITY_EXPIRY_WARNING_DAYS").unwrap_or_else(|| "30,14,7,1".into());
         let expiry_warning_days = warning_text
             .split(',')
@@ -250,6 +274,8 @@ impl Settings {
             ws_init_timeout: std::time::Duration::from_secs(ws_init_timeout),
             acme_order_timeout: std::time::Duration::from_secs(acme_order_timeout),
             append_group_wait: std::time::Duration::from_micros(append_group_wait),
+            retention,
+            retention_interval: std::time::Duration::from_secs(retention_interval),
         })
     }
 }

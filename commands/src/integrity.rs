@@ -7,12 +7,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use futures::TryStreamExt;
 use ring::digest;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, PgPool, Row};
+use unity_domain::{
+    retention::{RemovedStream, RetentionClass, RetentionEvent},
+    StreamId,
+};
 
 use crate::{
     canonical,
@@ -131,11 +135,25 @@ pub struct Break {
     pub reason: String,
 }
 
+/// A removal by retention, as the log records it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecordedRemoval {
+    pub class: String,
+    pub bucket: NaiveDate,
+    pub events: i64,
+    pub streams: usize,
+    pub recorded_at: DateTime<Utc>,
+    /// `None` while the bucket is still there (recorded, not yet removed).
+    pub removed_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct VerifyReport {
     pub events_checked: u64,
     pub streams_checked: u64,
     pub seals_checked: u64,
+    /// What retention removed, oldest record first: those streams are expected to be missing.
+    pub removals: Vec<RecordedRemoval>,
     /// In the order found: seals first, then streams in id order. Capped at [`MAX_BREAKS`].
     pub breaks: Vec<Break>,
 }
@@ -194,6 +212,7 @@ pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> Result<Veri
         report.seals_checked += 1;
     }
     drop(seals);
+    let removed = recorded_removals(pool, &mut report).await?;
 
     let mut events =
         sqlx::query(AssertSqlSafe(format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY stream_id, stream_version")))
@@ -220,13 +239,18 @@ pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> Result<Veri
         if report.events_checked % 10_000 == 0 {
             progress(report.events_checked);
         }
+        // A stream starts at version 1, or right after what retention removed of it.
+        let start = || match removed.get(&event.stream_id) {
+            Some((v, hash)) if event.stream_version != 1 => (v + 1, hash.clone()),
+            _ => (1, GENESIS_HASH.to_vec()),
+        };
         let (expected_version, expected_prev) = match &current {
             Some((stream, version, hash)) if *stream == event.stream_id => (version + 1, hash.clone()),
             Some((stream, version, _)) => {
                 close_stream(&mut report, stream, *version, broken_stream.as_deref() == Some(stream.as_str()));
-                (1, GENESIS_HASH.to_vec())
+                start()
             }
-            None => (1, GENESIS_HASH.to_vec()),
+            None => start(),
         };
         if seen_streams.insert(event.stream_id.clone()) {
             report.streams_checked += 1;
@@ -261,7 +285,102 @@ pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> Result<Veri
     let mut missing: Vec<_> = sealed.iter().filter(|(stream, _)| !seen_streams.contains(*stream)).collect();
     missing.sort();
     for (stream, (version, _, number)) in missing {
-        report.report(stream, 1, format!("the whole stream is missing: seal #{number} recorded version {version}"));
+        match removed.get(stream) {
+            Some((through, _)) if through >= version => {}
+            Some((through, _)) => report.report(
+                stream,
+                through + 1,
+                format!("events after version {through} were removed without a record: seal #{number} recorded version {version}"),
+            ),
+            None => report
+                .report(stream, 1, format!("the whole stream is missing: seal #{number} recorded version {version}")),
+        }
     }
     Ok(report)
+}
+
+/// The streams retention recorded as removed, each with the last version and hash it took
+/// (from the newest record of each bucket), and the removals for the report. A record that
+/// names a stream outside its bucket, or a class that never expires, is itself a break and
+/// excuses nothing.
+async fn recorded_removals(
+    pool: &PgPool,
+    report: &mut VerifyReport,
+) -> Result<HashMap<String, (i64, Vec<u8>)>, StoreError> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE retention_class = 0 AND stream_type = 'retention' \
+         ORDER BY transaction_id, global_position"
+    )))
+    .fetch_all(pool)
+    .await?;
+    // Per retention stream: the newest record's streams, and its place in the report.
+    let mut newest: HashMap<String, (Vec<RemovedStream>, usize)> = HashMap::new();
+    for row in &rows {
+        let event = event_from_row(row);
+        match event.decode::<RetentionEvent>() {
+            Ok(RetentionEvent::BucketRemovalRecorded(contents)) => {
+                let class = RetentionClass::from_name(&contents.class).filter(|c| c.expires());
+                let Some(class) = class else {
+                    report.report(
+                        &event.stream_id,
+                        event.stream_version,
+                        format!("a removal record names class {}, which never expires", contents.class),
+                    );
+                    continue;
+                };
+                let strays: Vec<&RemovedStream> = contents
+                    .streams
+                    .iter()
+                    .filter(|s| {
+                        let id = s.stream_id.parse::<StreamId>().ok();
+                        let placed = id.as_ref().map(|id| (RetentionClass::of(id.stream_type()), class.bucket_of(id)));
+                        placed != Some((class, Ok(Some(contents.bucket))))
+                    })
+                    .collect();
+                if let Some(stray) = strays.first() {
+                    report.report(
+                        &event.stream_id,
+                        event.stream_version,
+                        format!("a removal record names {}, which is not in bucket {} of {}", stray.stream_id, contents.bucket, contents.class),
+                    );
+                    continue;
+                }
+                let removal = RecordedRemoval {
+                    class: contents.class.clone(),
+                    bucket: contents.bucket,
+                    events: contents.events,
+                    streams: contents.streams.len(),
+                    recorded_at: event.recorded_at,
+                    removed_at: None,
+                };
+                // A newer record of the same bucket replaces the older (which it was made for).
+                let at = match newest.get(&event.stream_id) {
+                    Some((_, at)) => {
+                        report.removals[*at] = removal;
+                        *at
+                    }
+                    None => {
+                        report.removals.push(removal);
+                        report.removals.len() - 1
+                    }
+                };
+                newest.insert(event.stream_id.clone(), (contents.streams, at));
+            }
+            Ok(RetentionEvent::BucketRemoved { .. }) => {
+                if let Some((_, at)) = newest.get(&event.stream_id) {
+                    report.removals[*at].removed_at = Some(event.recorded_at);
+                }
+            }
+            // The chain walk names an undecodable event if it was altered; an honest one of a
+            // newer build is no excuse for anything either.
+            Err(_) => {}
+        }
+    }
+    let mut removed = HashMap::new();
+    for (streams, _) in newest.into_values() {
+        for s in streams {
+            removed.insert(s.stream_id, (s.version, hex::decode(&s.hash).unwrap_or_default()));
+        }
+    }
+    Ok(removed)
 }

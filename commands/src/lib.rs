@@ -10,6 +10,7 @@ pub mod identity;
 pub mod integrity;
 pub mod lease;
 pub mod relay;
+pub mod retention;
 pub mod servers;
 pub mod store;
 pub mod vault;

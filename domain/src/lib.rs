@@ -11,6 +11,7 @@ pub mod event;
 pub mod identity;
 
 pub mod certificates;
+pub mod retention;
 pub mod schema;
 pub mod servers;
 

@@ -1,5 +1,7 @@
-//! The audit log: one row per event, indexed by stream, type, actor and time. Payloads stay in
-//! `events` (joined on read), so the read model is narrow and quick to rebuild.
+//! The audit log: one row per event of the permanent retention class (who did what; metric
+//! samples and other expiring observations are not audit entries), indexed by stream, type,
+//! actor and time. Payloads stay in `events` (joined on read, in its permanent partition), so the
+//! read model is narrow and quick to rebuild.
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -66,7 +68,7 @@ impl Projection for AuditLogProjection {
                                         actor_kind, actor_id, actor_name, recorded_at) \
                  SELECT global_position, event_id, stream_id, stream_type, stream_version, event_type, \
                         metadata->'actor'->>'kind', metadata->'actor'->>'id', metadata->'actor'->>'name', recorded_at \
-                 FROM events WHERE {IN_BATCH} ORDER BY transaction_id, global_position \
+                 FROM events WHERE {IN_BATCH} AND retention_class = 0 ORDER BY transaction_id, global_position \
                  ON CONFLICT DO NOTHING"
             )))
             .bind(a)
@@ -122,7 +124,8 @@ pub async fn audit_log(
     let mut q = QueryBuilder::new(
         "SELECT a.seq, a.global_position, a.event_id, a.stream_id, a.stream_type, a.stream_version, a.event_type, \
                 a.recorded_at, a.actor_kind, a.actor_id, a.actor_name, e.payload, e.metadata, e.hash \
-         FROM audit_log a JOIN events e ON e.event_id = a.event_id WHERE a.seq > ",
+         FROM audit_log a JOIN events e \
+           ON e.event_id = a.event_id AND e.retention_class = 0 AND e.bucket = '-infinity' WHERE a.seq > ",
     );
     q.push_bind(after.unwrap_or(0));
     if let Some(v) = &filter.stream_id {

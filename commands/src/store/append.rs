@@ -1,9 +1,11 @@
 use super::*;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use ring::digest;
 use sqlx::Row;
 use uuid::Uuid;
+
+use unity_domain::retention::{self, RetentionClass};
 
 use crate::canonical;
 
@@ -20,9 +22,8 @@ pub(crate) async fn append_with_heads(
     known: Vec<Option<(i64, Vec<u8>)>>,
 ) -> Result<Appended, StoreError> {
     validate(appends)?;
-    let stream_ids: Vec<String> = appends.iter().map(|a| a.stream_id.to_string()).collect();
-    let unknown: Vec<String> =
-        stream_ids.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(id, _)| id.clone()).collect();
+    let unknown: Vec<StreamId> =
+        appends.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(a, _)| a.stream_id.clone()).collect();
     let mut looked_up = if unknown.is_empty() { Vec::new() } else { stream_heads(conn, &unknown).await? }.into_iter();
     let heads: Vec<(i64, Vec<u8>)> = known
         .into_iter()
@@ -37,10 +38,12 @@ pub(crate) async fn append_with_heads(
     Ok(planned.appended(&inserted))
 }
 
-/// Refuses what no head could make valid: a stream twice in one append, a NUL character.
+/// Refuses what no head could make valid: a stream twice in one append, a NUL character, a
+/// stream of an expiring class whose id names no bucket.
 pub(crate) fn validate(appends: &[StreamAppend]) -> Result<(), StoreError> {
     let mut seen = std::collections::HashSet::new();
     for a in appends {
+        placement(&a.stream_id)?;
         if !seen.insert(&a.stream_id) {
             return Err(StoreError::InvalidEvent(format!("stream {} appears twice in one append", a.stream_id)));
         }
@@ -92,6 +95,7 @@ pub(crate) fn plan(
     let start = rows.len();
     for (append, (version, head_hash)) in appends.iter().zip(heads) {
         let stream_id = append.stream_id.to_string();
+        let (class, bucket) = placement(&append.stream_id)?;
         let ok = match append.expected {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => version == 0,
@@ -119,6 +123,8 @@ pub(crate) fn plan(
             };
             let hash = event_hash(&prev, &fields, &payload, &metadata);
             rows.push(&fields, payload, metadata, prev, hash.to_vec());
+            rows.classes.push(class);
+            rows.buckets.push(bucket);
             event_ids.push(event.event_id);
             prev = hash.to_vec();
         }
@@ -130,13 +136,14 @@ pub(crate) fn plan(
 
 /// Inserts the rows with one statement (atomic on its own) and returns each one's id and cursor.
 pub(crate) async fn insert(conn: &mut sqlx::PgConnection, rows: &Rows) -> Result<Vec<(Uuid, Cursor)>, sqlx::Error> {
+    ensure_buckets(conn, rows).await?;
     let inserted = sqlx::query(
         "INSERT INTO events (event_id, stream_id, stream_type, stream_version, event_type, schema_version, \
-                             payload, metadata, recorded_at, prev_hash, hash) \
-         SELECT e, s, t, v, et, sv, p::jsonb, m::jsonb, r, ph, h \
+                             payload, metadata, recorded_at, prev_hash, hash, retention_class, bucket) \
+         SELECT e, s, t, v, et, sv, p::jsonb, m::jsonb, r, ph, h, c, coalesce(b, '-infinity') \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int2[], \
-                     $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[]) \
-                AS u(e, s, t, v, et, sv, p, m, r, ph, h) \
+                     $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[], $12::int2[], $13::date[]) \
+                AS u(e, s, t, v, et, sv, p, m, r, ph, h, c, b) \
          RETURNING transaction_id, global_position, event_id",
     )
     .bind(&rows.event_ids)
@@ -150,9 +157,45 @@ pub(crate) async fn insert(conn: &mut sqlx::PgConnection, rows: &Rows) -> Result
     .bind(&rows.recorded_at)
     .bind(&rows.prev_hashes)
     .bind(&rows.hashes)
+    .bind(&rows.classes)
+    .bind(&rows.buckets)
     .fetch_all(&mut *conn)
     .await?;
     Ok(inserted.iter().map(|r| (r.get(2), Cursor::from_leading_columns(r))).collect())
+}
+
+/// Where a stream's events live: its retention class and (for an expiring class) its bucket.
+pub(crate) fn placement(stream_id: &StreamId) -> Result<(i16, Option<NaiveDate>), StoreError> {
+    let class = RetentionClass::of(stream_id.stream_type());
+    let bucket = class.bucket_of(stream_id).map_err(StoreError::InvalidEvent)?;
+    Ok((class.code(), bucket))
+}
+
+/// Makes the partition of every bucket these rows go to, if it is not there yet (one round trip,
+/// only for appends of an expiring class). Refused for a bucket that retention removed.
+async fn ensure_buckets(conn: &mut sqlx::PgConnection, rows: &Rows) -> Result<(), sqlx::Error> {
+    let mut buckets: Vec<(i16, NaiveDate)> =
+        rows.classes.iter().zip(&rows.buckets).filter_map(|(c, b)| b.map(|b| (*c, b))).collect();
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    buckets.sort_unstable();
+    buckets.dedup();
+    let removal_streams: Vec<String> = buckets
+        .iter()
+        .map(|(c, b)| {
+            let class = RetentionClass::from_code(*c).expect("a class this build wrote");
+            retention::removal_stream(class, *b).to_string()
+        })
+        .collect();
+    let (classes, days): (Vec<i16>, Vec<NaiveDate>) = buckets.into_iter().unzip();
+    sqlx::query("SELECT unity_events_bucket(c, d, r) FROM UNNEST($1::int2[], $2::date[], $3::text[]) AS u(c, d, r)")
+        .bind(&classes)
+        .bind(&days)
+        .bind(&removal_streams)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// A unique violation is another writer's append to one of these streams since their heads were
@@ -180,16 +223,30 @@ pub(crate) fn conflict_of(e: sqlx::Error, appends: &[StreamAppend]) -> StoreErro
 }
 
 /// Each stream's current `(version, hash)`; `(0, GENESIS_HASH)` for a stream with no events.
+/// Each lookup goes only to the stream's own partition.
 pub(crate) async fn stream_heads(
     conn: &mut sqlx::PgConnection,
-    stream_ids: &[String],
+    stream_ids: &[StreamId],
 ) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
+    let mut ids = Vec::with_capacity(stream_ids.len());
+    let (mut classes, mut buckets) = (Vec::with_capacity(stream_ids.len()), Vec::with_capacity(stream_ids.len()));
+    for id in stream_ids {
+        // Validated before any lookup; a stream that names no bucket has no events.
+        let (class, bucket) = placement(id).unwrap_or((0, None));
+        ids.push(id.to_string());
+        classes.push(class);
+        buckets.push(bucket);
+    }
     let rows = sqlx::query(
-        "SELECT s.ord, e.stream_version, e.hash FROM unnest($1::text[]) WITH ORDINALITY AS s(id, ord) \
-         LEFT JOIN LATERAL (SELECT stream_version, hash FROM events WHERE stream_id = s.id \
+        "SELECT s.ord, e.stream_version, e.hash \
+         FROM unnest($1::text[], $2::int2[], $3::date[]) WITH ORDINALITY AS s(id, c, b, ord) \
+         LEFT JOIN LATERAL (SELECT stream_version, hash FROM events \
+                            WHERE stream_id = s.id AND retention_class = s.c AND bucket = coalesce(s.b, '-infinity') \
                             ORDER BY stream_version DESC LIMIT 1) e ON true ORDER BY s.ord",
     )
-    .bind(stream_ids)
+    .bind(&ids)
+    .bind(&classes)
+    .bind(&buckets)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows
@@ -250,6 +307,8 @@ pub(crate) struct Rows {
     recorded_at: Vec<DateTime<Utc>>,
     prev_hashes: Vec<Vec<u8>>,
     hashes: Vec<Vec<u8>>,
+    classes: Vec<i16>,
+    buckets: Vec<Option<NaiveDate>>,
 }
 
 impl Rows {
@@ -273,6 +332,8 @@ impl Rows {
         self.recorded_at.truncate(n);
         self.prev_hashes.truncate(n);
         self.hashes.truncate(n);
+        self.classes.truncate(n);
+        self.buckets.truncate(n);
     }
 
     pub(crate) fn with_capacity(n: usize) -> Rows {
@@ -288,6 +349,8 @@ impl Rows {
             recorded_at: Vec::with_capacity(n),
             prev_hashes: Vec::with_capacity(n),
             hashes: Vec::with_capacity(n),
+            classes: Vec::with_capacity(n),
+            buckets: Vec::with_capacity(n),
         }
     }
 

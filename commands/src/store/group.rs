@@ -189,21 +189,20 @@ impl EventStore {
         let mut unknown = std::collections::BTreeSet::new();
         for request in group {
             for (append, known) in request.appends.iter().zip(&request.known) {
-                let id = append.stream_id.to_string();
                 match known {
                     Some(head) => {
-                        heads.entry(id).or_insert_with(|| head.clone());
+                        heads.entry(append.stream_id.to_string()).or_insert_with(|| head.clone());
                     }
                     None => {
-                        unknown.insert(id);
+                        unknown.insert(append.stream_id.clone());
                     }
                 }
             }
         }
-        let unknown: Vec<String> = unknown.into_iter().filter(|id| !heads.contains_key(id)).collect();
+        let unknown: Vec<StreamId> = unknown.into_iter().filter(|id| !heads.contains_key(&id.to_string())).collect();
         if !unknown.is_empty() {
             let found = stream_heads(&mut conn, &unknown).await.map_err(not_written)?;
-            heads.extend(unknown.into_iter().zip(found));
+            heads.extend(unknown.iter().map(StreamId::to_string).zip(found));
         }
         let recorded_at = Utc::now().trunc_subsecs(6);
         let mut rows = Rows::with_capacity(group.iter().flat_map(|r| r.appends.iter()).map(|a| a.events.len()).sum());

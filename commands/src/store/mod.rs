@@ -330,12 +330,17 @@ impl EventStore {
         stream_id: &str,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // Only the stream's own partition, when the id says which.
+        let (class, bucket) = stream_id.parse::<StreamId>().ok().and_then(|id| placement(&id).ok()).unzip();
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
+               AND ($3::int2 IS NULL OR (retention_class = $3 AND bucket = coalesce($4, '-infinity'::date))) \
              ORDER BY stream_version"
         )))
         .bind(stream_id)
         .bind(as_of)
+        .bind(class)
+        .bind(bucket.flatten())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(event_from_row).collect())

@@ -2,5 +2,6 @@
 
 mod group_commit;
 mod relay;
+mod retention;
 mod store;
 mod vault;

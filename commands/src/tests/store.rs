@@ -237,7 +237,7 @@ async fn events_cannot_be_updated_or_deleted() {
 }
 
 /// Payloads whose JSON JSONB rewrites (key order, number spelling, unicode) still verify.
-fn awkward_payload(i: usize) -> serde_json::Value {
+pub(crate) fn awkward_payload(i: usize) -> serde_json::Value {
     let mut payload: serde_json::Value = serde_json::from_str(&format!(
         r#"{{"zeta": {i}, "alpha": 1e16, "float": 0.1, "neg": -0.0, "big": 18446744073709551615,
             "text": "héllo \u00e9 \ud83d\ude00 \"quoted\" \\ back", "nested": {{"b": [1.50, 2e-7], "a": null}}}}"#
@@ -251,7 +251,7 @@ fn awkward_payload(i: usize) -> serde_json::Value {
     payload
 }
 
-async fn seeded(db: &TestDb) -> (EventStore, Vec<StreamId>) {
+pub(crate) async fn seeded(db: &TestDb) -> (EventStore, Vec<StreamId>) {
     let store = db.store();
     let streams: Vec<StreamId> = (0..3).map(|_| stream("thing")).collect();
     for s in &streams {
@@ -264,7 +264,7 @@ async fn seeded(db: &TestDb) -> (EventStore, Vec<StreamId>) {
 
 /// Seals until the seals cover every event. A seal stops below any transaction still open in the
 /// cluster (another test's, say), so this waits for that rather than assuming it.
-async fn seal_all(store: &EventStore) {
+pub(crate) async fn seal_all(store: &EventStore) {
     eventually(Duration::from_secs(30), "seals covering every event", || async {
         seal(store.pool()).await.unwrap();
         let through: Option<(i64, i64)> = sqlx::query_as(
@@ -287,7 +287,7 @@ async fn seal_all(store: &EventStore) {
     .await;
 }
 
-async fn tamper(db: &TestDb, statement: &str, stream: &StreamId) {
+pub(crate) async fn tamper(db: &TestDb, statement: &str, stream: &StreamId) {
     let mut su = db.superuser().await;
     sqlx::query("SET session_replication_role = replica").execute(&mut su).await.unwrap();
     let done =
