@@ -10,7 +10,7 @@ use std::{
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Subcommand;
 use futures::StreamExt;
-use serde_json::json;
+use serde_json::{json, Value};
 use sqlx::{postgres::PgPoolOptions, AssertSqlSafe, ConnectOptions, Connection, PgPool};
 use unity_commands::{
     relay::{NatsRelay, RelayConfig},
@@ -35,6 +35,7 @@ mod distribute;
 mod e2e;
 #[cfg(feature = "peer-bench")]
 mod peer;
+mod retention;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Switch {
@@ -127,6 +128,28 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A month of a fleet's samples written and sealed, then removed by retention: the time,
+    /// the table sizes before and after, and verify after it (fresh `<database>_bench_retention`).
+    Retention {
+        #[arg(long, default_value_t = 100)]
+        servers: usize,
+        #[arg(long, default_value_t = 30)]
+        days: usize,
+        /// Seconds between two collections of one server.
+        #[arg(long, default_value_t = 60)]
+        interval_secs: u64,
+        /// Concurrent writers filling the month.
+        #[arg(long, default_value_t = 2)]
+        writers: usize,
+        /// Archive the removed events too (to a temporary directory, removed afterwards).
+        #[arg(long)]
+        archive: bool,
+        /// Then the same rows removed by DELETE and VACUUM from one unpartitioned table.
+        #[arg(long)]
+        against_delete: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Append-to-visible latency at a JetStream consumer, at a fixed rate of one-event commits.
     Nats {
         #[arg(long, default_value_t = 1_000)]
@@ -205,6 +228,35 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                     r["writers"], r["batch"], r["streams"], if r["group_commit"] == true { "on" } else { "off" }, r["group_wait_us"],
                     r["fsync"].as_str().unwrap_or("?"), r["synchronous_commit"].as_str().unwrap_or("?"),
                 ) + &ceiling + &peer
+            });
+        }
+        BenchCommand::Retention { servers, days, interval_secs, writers, archive, against_delete, json } => {
+            let pool = bench_database(&settings, true, "_retention").await?.0;
+            let load = retention::Load { servers, days, interval_secs, writers, archive, against_delete };
+            let result = retention::run(&pool, load).await?;
+            print(&result, json, |r| {
+                let f = |k: &str| r[k].as_f64().unwrap_or(0.0);
+                let mib = |v: &Value| v.as_f64().unwrap_or(0.0) / 1048576.0;
+                let archive = match r["archive_bytes"].as_f64() {
+                    Some(b) => format!(", archived to {:.1} MiB of gzip JSON Lines", b / 1048576.0),
+                    None => String::new(),
+                };
+                let delete = match r.get("delete") {
+                    Some(d) => format!(
+                        "
+the same rows by DELETE from one table: {:.2} s, then VACUUM {:.2} s; {:.1} MiB empty, {:.1} MiB filled, {:.1} MiB after",
+                        d["delete_seconds"].as_f64().unwrap_or(0.0), d["vacuum_seconds"].as_f64().unwrap_or(0.0),
+                        mib(&d["bytes_empty"]), mib(&d["bytes_filled"]), mib(&d["bytes_after"]),
+                    ),
+                    None => String::new(),
+                };
+                format!(
+                    "retention: {} samples ({} servers × {} days at {} s) written in {:.1} s ({:.0} events/s); {} buckets, {} events removed in {:.2} s ({:.0} % of the 60 s limit){archive}; events {:.1} MiB before, {:.1} MiB filled, {:.1} MiB after; verify after the removal: {} events in {:.2} s, {}",
+                    r["samples"], r["servers"], r["days"], r["interval_secs"], f("fill_seconds"), f("fill_events_per_second"),
+                    r["buckets_removed"], r["events_removed"], f("removal_seconds"), 100.0 * f("removal_share_of_limit"),
+                    mib(&r["bytes_before"]), mib(&r["bytes_filled"]), mib(&r["bytes_after"]),
+                    r["verify_events"], f("verify_seconds"), if r["verify_ok"] == true { "OK" } else { "BROKEN" },
+                ) + &delete
             });
         }
         BenchCommand::Replay { projection, json } => {

@@ -447,8 +447,12 @@ async fn retention(app: &App, command: RetentionCommand) -> Result<()> {
                 );
             } else {
                 for r in &removed {
-                    let archive = r.archive.as_ref().map(|p| format!(", archived to {}", p.display())).unwrap_or_default();
-                    println!("Removed {} {}: {} events in {} streams{archive}.", r.class, r.bucket, r.events, r.streams);
+                    let archive =
+                        r.archive.as_ref().map(|p| format!(", archived to {}", p.display())).unwrap_or_default();
+                    println!(
+                        "Removed {} {}: {} events in {} streams{archive}.",
+                        r.class, r.bucket, r.events, r.streams
+                    );
                 }
             }
         }

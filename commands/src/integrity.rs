@@ -341,7 +341,10 @@ async fn recorded_removals(
                     report.report(
                         &event.stream_id,
                         event.stream_version,
-                        format!("a removal record names {}, which is not in bucket {} of {}", stray.stream_id, contents.bucket, contents.class),
+                        format!(
+                            "a removal record names {}, which is not in bucket {} of {}",
+                            stray.stream_id, contents.bucket, contents.class
+                        ),
                     );
                     continue;
                 }

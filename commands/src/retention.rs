@@ -31,7 +31,10 @@ use uuid::Uuid;
 
 use crate::{
     integrity::Break,
-    store::{event_from_row, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamAppend, EVENT_COLUMNS, GENESIS_HASH},
+    store::{
+        event_from_row, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamAppend, EVENT_COLUMNS,
+        GENESIS_HASH,
+    },
 };
 
 /// How long each expiring class is kept, and where removed events are archived (if anywhere).
@@ -165,8 +168,10 @@ pub async fn remove_bucket(
         }
     }
     let mut version = history.len() as i64;
-    let table: Option<String> =
-        sqlx::query_scalar("SELECT to_regclass($1)::text").bind(bucket_table(class, bucket)).fetch_one(store.pool()).await?;
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(bucket_table(class, bucket))
+        .fetch_one(store.pool())
+        .await?;
     if table.is_none() {
         // Removed by a run that stopped before saying so, or never there.
         let Some((record, contents)) = latest else { return Ok(None) };
@@ -392,9 +397,14 @@ pub fn verify_archive(path: &Path) -> Result<ArchiveReport, String> {
     let first = lines.next().ok_or_else(|| not_archive("it is empty"))?.map_err(|e| not_archive(&e.to_string()))?;
     let header: ArchiveHeader = serde_json::from_str(&first).map_err(|_| not_archive("its first line is no header"))?;
     let record = header.record.into_recorded().map_err(|e| not_archive(&e))?;
-    let mut report = ArchiveReport { record: Some(record.event_id), record_hash: hex::encode(&record.hash), ..Default::default() };
+    let mut report =
+        ArchiveReport { record: Some(record.event_id), record_hash: hex::encode(&record.hash), ..Default::default() };
     if record.compute_hash().as_slice() != record.hash {
-        report.report(&record.stream_id, record.stream_version, "the removal record was altered: its contents do not match its hash");
+        report.report(
+            &record.stream_id,
+            record.stream_version,
+            "the removal record was altered: its contents do not match its hash",
+        );
     }
     let contents = match record.decode::<RetentionEvent>() {
         Ok(RetentionEvent::BucketRemovalRecorded(c)) => c,
@@ -450,7 +460,9 @@ pub fn verify_archive(path: &Path) -> Result<ArchiveReport, String> {
     for s in &contents.streams {
         match heads.get(&s.stream_id) {
             Some((v, h)) if *v == s.version && hex::encode(h) == s.hash => {}
-            Some((v, _)) => report.report(&s.stream_id, *v, format!("ends otherwise than the record's version {}", s.version)),
+            Some((v, _)) => {
+                report.report(&s.stream_id, *v, format!("ends otherwise than the record's version {}", s.version))
+            }
             None => report.report(&s.stream_id, 1, "is in the record but not in the archive"),
         }
     }

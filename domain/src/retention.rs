@@ -31,7 +31,8 @@ pub const SAMPLE_STREAM_TYPES: &[&str] = &["host_samples"];
 pub const SUMMARY_STREAM_TYPES: &[&str] = &["host_summaries"];
 
 impl RetentionClass {
-    pub const ALL: [RetentionClass; 3] = [RetentionClass::Permanent, RetentionClass::Samples, RetentionClass::Summaries];
+    pub const ALL: [RetentionClass; 3] =
+        [RetentionClass::Permanent, RetentionClass::Samples, RetentionClass::Summaries];
     pub const EXPIRING: [RetentionClass; 2] = [RetentionClass::Samples, RetentionClass::Summaries];
 
     pub fn of(stream_type: &str) -> RetentionClass {
@@ -87,8 +88,11 @@ impl RetentionClass {
                 let (secs, nanos) = t.to_unix();
                 secs as i64 * 1_000_000 + i64::from(nanos / 1_000)
             })
-            .ok_or_else(|| format!("{stream}: streams of class {} need a UUIDv7 id (it names their bucket)", self.name()))?;
-        let day = DateTime::from_timestamp_micros(micros).ok_or_else(|| format!("{stream}: time out of range"))?.date_naive();
+            .ok_or_else(|| {
+                format!("{stream}: streams of class {} need a UUIDv7 id (it names their bucket)", self.name())
+            })?;
+        let day =
+            DateTime::from_timestamp_micros(micros).ok_or_else(|| format!("{stream}: time out of range"))?.date_naive();
         Ok(Some(self.bucket_start(day)))
     }
 

@@ -60,7 +60,10 @@ async fn remove_bucket_by(store: &EventStore, record: Uuid) -> Result<i64, Strin
 async fn record(store: &EventStore, stream: StreamId, contents: BucketContents) -> Uuid {
     let event = NewEvent::from_domain(&RetentionEvent::BucketRemovalRecorded(contents), &meta());
     let id = event.event_id;
-    store.append(vec![StreamAppend { stream_id: stream, expected: ExpectedVersion::Any, events: vec![event] }]).await.unwrap();
+    store
+        .append(vec![StreamAppend { stream_id: stream, expected: ExpectedVersion::Any, events: vec![event] }])
+        .await
+        .unwrap();
     id
 }
 
@@ -93,12 +96,15 @@ async fn an_expired_bucket_is_recorded_then_removed_and_the_log_still_verifies()
     }
 
     // Recorded first, with what went: every stream's last version and hash, and the digest.
-    let history = store.read_stream(&removal_stream(RetentionClass::Samples, day(10, 1)).to_string(), None).await.unwrap();
+    let history =
+        store.read_stream(&removal_stream(RetentionClass::Samples, day(10, 1)).to_string(), None).await.unwrap();
     let decoded: Vec<RetentionEvent> = history.iter().map(|e| e.decode().unwrap()).collect();
     assert_eq!(decoded[0], RetentionEvent::BucketRemovalRecorded(expected.clone()));
     assert_eq!(expected.streams.len(), 3);
     assert!(expected.streams.iter().all(|s| s.version == 5 && s.hash.len() == 64));
-    assert!(matches!(&decoded[1], RetentionEvent::BucketRemoved { record, events: 15, archive: None } if *record == history[0].event_id));
+    assert!(
+        matches!(&decoded[1], RetentionEvent::BucketRemoved { record, events: 15, archive: None } if *record == history[0].event_id)
+    );
 
     let report = verify(store.pool(), |_| {}).await.unwrap();
     assert!(report.ok(), "{:?}", report.breaks);
@@ -108,7 +114,10 @@ async fn an_expired_bucket_is_recorded_then_removed_and_the_log_still_verifies()
     // 12 permanent + 5 kept samples + the 2 retention events.
     assert_eq!(report.events_checked, 19);
 
-    assert!(retention::run(&store, &RetentionPolicy::default(), day(TODAY.0, TODAY.1), &meta()).await.unwrap().is_empty());
+    assert!(retention::run(&store, &RetentionPolicy::default(), day(TODAY.0, TODAY.1), &meta())
+        .await
+        .unwrap()
+        .is_empty());
     // The removed bucket is closed: nothing can be written into it again.
     let late = samples_on(day(10, 1), 7);
     let err = store
@@ -125,8 +134,11 @@ async fn the_one_removal_path_refuses_the_unrecorded_the_permanent_and_the_chang
     let s = samples_on(day(10, 1), 0);
     collect(&store, &s, 3).await;
     // A bucket's partition is as append-only as the rest of the log.
-    for statement in ["DELETE FROM events_samples_20261001", "TRUNCATE events_samples_20261001", "UPDATE events_samples SET payload = '{}'"]
-    {
+    for statement in [
+        "DELETE FROM events_samples_20261001",
+        "TRUNCATE events_samples_20261001",
+        "UPDATE events_samples SET payload = '{}'",
+    ] {
         let err = sqlx::query(statement).execute(store.pool()).await.unwrap_err();
         assert!(err.to_string().contains("permission denied"), "{statement}: {err}");
     }
@@ -151,7 +163,10 @@ async fn the_one_removal_path_refuses_the_unrecorded_the_permanent_and_the_chang
     // Recorded, then an event arrives: the record no longer describes the bucket.
     let contents = describe(store.pool(), RetentionClass::Samples, day(10, 1)).await.unwrap();
     let stale = record(&store, removal_stream(RetentionClass::Samples, day(10, 1)), contents).await;
-    store.append(append(&s, ExpectedVersion::Exactly(3), vec![event("SamplesCollected", json!({"late": true}))])).await.unwrap();
+    store
+        .append(append(&s, ExpectedVersion::Exactly(3), vec![event("SamplesCollected", json!({"late": true}))]))
+        .await
+        .unwrap();
     let err = remove_bucket_by(&store, stale).await.unwrap_err();
     assert!(err.contains("no longer matches its removal record"), "{err}");
     assert_eq!(count(&store, &s).await, 4, "nothing removed");
@@ -175,7 +190,11 @@ async fn after_a_removal_verify_still_names_every_kind_of_tampering() {
     let (store, permanent) = seeded(&db).await;
     let whole = StreamId::new("thing", Uuid::now_v7());
     store
-        .append(append(&whole, ExpectedVersion::NoStream, (0..2).map(|i| event("ThingChanged", awkward_payload(i))).collect()))
+        .append(append(
+            &whole,
+            ExpectedVersion::NoStream,
+            (0..2).map(|i| event("ThingChanged", awkward_payload(i))).collect(),
+        ))
         .await
         .unwrap();
     let old = samples_on(day(10, 1), 0);
@@ -186,7 +205,12 @@ async fn after_a_removal_verify_still_names_every_kind_of_tampering() {
     retention::run(&store, &RetentionPolicy::default(), day(TODAY.0, TODAY.1), &meta()).await.unwrap();
     seal_all(&store).await;
 
-    tamper(&db, "UPDATE events SET payload = jsonb_set(payload, '{zeta}', '99') WHERE stream_id = $1 AND stream_version = 2", &permanent[0]).await;
+    tamper(
+        &db,
+        "UPDATE events SET payload = jsonb_set(payload, '{zeta}', '99') WHERE stream_id = $1 AND stream_version = 2",
+        &permanent[0],
+    )
+    .await;
     tamper(&db, "DELETE FROM events WHERE stream_id = $1 AND stream_version = 3", &permanent[1]).await;
     tamper(&db, "DELETE FROM events WHERE stream_id = $1 AND stream_version >= 3", &permanent[2]).await;
     tamper(&db, "DELETE FROM events WHERE stream_id = $1", &whole).await;
@@ -206,7 +230,10 @@ async fn after_a_removal_verify_still_names_every_kind_of_tampering() {
 
     let report = verify(store.pool(), |_| {}).await.unwrap();
     let found = |stream: &StreamId, version: i64, reason: &str| {
-        report.breaks.iter().any(|b| b.stream_id == stream.to_string() && b.version == version && b.reason.contains(reason))
+        report
+            .breaks
+            .iter()
+            .any(|b| b.stream_id == stream.to_string() && b.version == version && b.reason.contains(reason))
     };
     assert!(found(&permanent[0], 2, "altered"), "{:?}", report.breaks);
     assert!(found(&permanent[1], 3, "missing"), "{:?}", report.breaks);
@@ -251,7 +278,8 @@ async fn an_archive_holds_what_was_removed_and_verifies_offline() {
     assert_eq!((report.events_checked, report.streams_checked), (8, 2));
     assert_eq!(report.bucket, Some(day(10, 1)));
     // The archive's record is the log's, hash and all.
-    let record = &store.read_stream(&removal_stream(RetentionClass::Samples, day(10, 1)).to_string(), None).await.unwrap()[0];
+    let record =
+        &store.read_stream(&removal_stream(RetentionClass::Samples, day(10, 1)).to_string(), None).await.unwrap()[0];
     assert_eq!((report.record, report.record_hash.clone()), (Some(record.event_id), hex::encode(&record.hash)));
 
     // A changed event, a dropped event and a changed record are each named.
@@ -321,7 +349,8 @@ async fn a_database_from_before_partitioning_migrates_with_every_event_intact() 
     .execute(&mut old)
     .await
     .unwrap();
-    let seals: String = sqlx::query_scalar("SELECT json_agg(s)::text FROM seals s").fetch_one(store.pool()).await.unwrap();
+    let seals: String =
+        sqlx::query_scalar("SELECT json_agg(s)::text FROM seals s").fetch_one(store.pool()).await.unwrap();
     sqlx::query("INSERT INTO seals SELECT * FROM json_populate_recordset(NULL::seals, $1::json)")
         .bind(&seals)
         .execute(&mut old)
