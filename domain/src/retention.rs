@@ -196,9 +196,10 @@ mod tests {
     #[test]
     fn a_bucket_expires_once_all_it_can_hold_is_older_than_the_retention() {
         let d = |m, d| NaiveDate::from_ymd_opt(2026, m, d).unwrap();
-        // Samples of 1 November, kept 30 days: the last of them is 30 days old on 1 December.
-        assert!(!RetentionClass::Samples.bucket_expired(d(11, 1), d(11, 30), 30));
-        assert!(RetentionClass::Samples.bucket_expired(d(11, 1), d(12, 1), 30));
+        // Samples of 1 November, kept 30 days: the last of them (23:59) is 30 days old on the
+        // 2nd of December.
+        assert!(!RetentionClass::Samples.bucket_expired(d(11, 1), d(12, 1), 30));
+        assert!(RetentionClass::Samples.bucket_expired(d(11, 1), d(12, 2), 30));
         assert!(!RetentionClass::Summaries.bucket_expired(d(11, 1), d(12, 30), 30));
         assert!(RetentionClass::Summaries.bucket_expired(d(11, 1), d(12, 31), 30));
         assert!(!RetentionClass::Permanent.bucket_expired(d(1, 1), d(12, 31), 0));
