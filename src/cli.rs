@@ -329,15 +329,9 @@ async fn audit(app: &App, command: AuditCommand) -> Result<ExitCode> {
                     report.events_checked, report.streams_checked, report.seals_checked
                 );
                 print_removals(&report.removals);
-            } else {
-                for b in &report.breaks {
-                    println!("BROKEN: {} version {}: {}", b.stream_id, b.version, b.reason);
-                }
             }
-            if !report.ok() {
-                let first = &report.breaks[0];
-                eprintln!("unity: the audit trail is broken: first at {} version {}", first.stream_id, first.version);
-                return Ok(ExitCode::from(2));
+            if let Some(failed) = broken(&report.breaks, json, "the audit trail is broken") {
+                return Ok(failed);
             }
         }
         AuditCommand::Seal => match integrity::seal(app.pool()).await? {
@@ -384,17 +378,20 @@ fn verify_archive(path: &std::path::Path, json: bool) -> Result<ExitCode> {
             report.record.map(|r| r.to_string()).unwrap_or_default(),
             report.record_hash
         );
-    } else {
-        for b in &report.breaks {
+    }
+    Ok(broken(&report.breaks, json, "the archive does not verify").unwrap_or(ExitCode::SUCCESS))
+}
+
+/// Prints each break (unless the report went out as JSON) and the first on stderr; exit code 2.
+fn broken(breaks: &[integrity::Break], json: bool, what: &str) -> Option<ExitCode> {
+    let first = breaks.first()?;
+    if !json {
+        for b in breaks {
             println!("BROKEN: {} version {}: {}", b.stream_id, b.version, b.reason);
         }
     }
-    if !report.ok() {
-        let first = &report.breaks[0];
-        eprintln!("unity: the archive does not verify: first at {} version {}", first.stream_id, first.version);
-        return Ok(ExitCode::from(2));
-    }
-    Ok(ExitCode::SUCCESS)
+    eprintln!("unity: {what}: first at {} version {}", first.stream_id, first.version);
+    Some(ExitCode::from(2))
 }
 
 async fn retention(app: &App, command: RetentionCommand) -> Result<()> {
