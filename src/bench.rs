@@ -244,8 +244,8 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                 let delete = match r.get("delete") {
                     Some(d) => format!(
                         "
-the same rows by DELETE from one table: {:.2} s, then VACUUM {:.2} s; {:.1} MiB empty, {:.1} MiB filled, {:.1} MiB after",
-                        d["delete_seconds"].as_f64().unwrap_or(0.0), d["vacuum_seconds"].as_f64().unwrap_or(0.0),
+the same rows by DELETE from one table, {} days one statement each: {:.2} s, then VACUUM {:.2} s; {:.1} MiB empty, {:.1} MiB filled, {:.1} MiB after",
+                        d["buckets"], d["delete_seconds"].as_f64().unwrap_or(0.0), d["vacuum_seconds"].as_f64().unwrap_or(0.0),
                         mib(&d["bytes_empty"]), mib(&d["bytes_filled"]), mib(&d["bytes_after"]),
                     ),
                     None => String::new(),

@@ -120,6 +120,9 @@ pub async fn run(pool: &PgPool, load: Load) -> Result<Value> {
     sqlx::query("VACUUM ANALYZE events").execute(pool).await?;
     let bytes_filled = events_bytes(pool).await?;
 
+    // The comparison's copy is made now, from the very rows retention is about to remove.
+    let unpartitioned = if load.against_delete { Some(copy_unpartitioned(pool).await?) } else { None };
+
     let archive_dir =
         load.archive.then(|| std::env::temp_dir().join(format!("unity-bench-archive-{}", Uuid::now_v7().simple())));
     let policy = RetentionPolicy { archive_dir: archive_dir.clone(), ..policy };
@@ -165,15 +168,18 @@ pub async fn run(pool: &PgPool, load: Load) -> Result<Value> {
     if !report.ok() {
         bail!("verify failed after the removal: {:?}", report.breaks.first());
     }
-    if load.against_delete {
-        result["delete"] = against_delete(pool, &load, per_day).await?;
+    if let Some((empty, filled)) = unpartitioned {
+        result["delete"] = against_delete(pool, empty, filled).await?;
     }
     Ok(result)
 }
 
-/// The same month's samples in one plain table with events' indexes, removed by DELETE and then
-/// VACUUM: the alternative to partitions, measured on the same rows.
-async fn against_delete(pool: &PgPool, load: &Load, per_day: u64) -> Result<Value> {
+const TABLE_SIZE: &str = "SELECT pg_total_relation_size('bench_unpartitioned')";
+
+/// The same month's sample rows, copied from the partitions into one plain table with the indexes
+/// `events` had before partitions: the alternative, filled with identical rows. Returns the
+/// table's size empty and filled.
+async fn copy_unpartitioned(pool: &PgPool) -> Result<(i64, i64)> {
     sqlx::query("DROP TABLE IF EXISTS bench_unpartitioned").execute(pool).await?;
     sqlx::query("CREATE TABLE bench_unpartitioned (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
         .execute(pool)
@@ -182,37 +188,45 @@ async fn against_delete(pool: &PgPool, load: &Load, per_day: u64) -> Result<Valu
         "ALTER TABLE bench_unpartitioned ADD PRIMARY KEY (event_id)",
         "ALTER TABLE bench_unpartitioned ADD UNIQUE (stream_id, stream_version)",
         "CREATE INDEX ON bench_unpartitioned (transaction_id, global_position)",
+        // Without partitions, removal by day needs its own index to find a day's rows.
+        "CREATE INDEX ON bench_unpartitioned (bucket)",
     ] {
         sqlx::query(AssertSqlSafe(ddl)).execute(pool).await?;
     }
-    let empty: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('bench_unpartitioned')").fetch_one(pool).await?;
-    // The month again, made in SQL from one sample row per server and minute (positions and hashes
-    // are stand-ins: DELETE's cost does not depend on them).
-    let events = (load.days * load.servers) as i64 * per_day as i64;
+    let empty: i64 = sqlx::query_scalar(TABLE_SIZE).fetch_one(pool).await?;
     sqlx::query(
-        "INSERT INTO bench_unpartitioned (global_position, transaction_id, event_id, stream_id, stream_type, stream_version, \
-                event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash, retention_class, bucket) \
-         SELECT g, 1, gen_random_uuid(), 'host_samples-' || (g / $2), 'host_samples', g % $2 + 1, 'SamplesCollected', 1, \
-                s.payload, s.metadata, now(), s.hash, s.hash, 1, current_date \
-         FROM generate_series(1, $1) g, (SELECT payload, metadata, hash FROM events WHERE retention_class = 0 LIMIT 1) s",
+        "INSERT INTO bench_unpartitioned SELECT * FROM events WHERE retention_class = 1 ORDER BY global_position",
     )
-    .bind(events)
-    .bind(per_day as i64)
     .execute(pool)
     .await?;
     sqlx::query("VACUUM ANALYZE bench_unpartitioned").execute(pool).await?;
-    let filled: i64 =
-        sqlx::query_scalar("SELECT pg_total_relation_size('bench_unpartitioned')").fetch_one(pool).await?;
+    let filled: i64 = sqlx::query_scalar(TABLE_SIZE).fetch_one(pool).await?;
+    Ok((empty, filled))
+}
+
+/// Retention without partitions: each expired day's rows removed by DELETE, one statement per
+/// day as a removal would run, then VACUUM to make the space reusable.
+async fn against_delete(pool: &PgPool, empty: i64, filled: i64) -> Result<Value> {
+    let days: Vec<NaiveDate> =
+        sqlx::query_scalar("SELECT DISTINCT bucket FROM bench_unpartitioned ORDER BY 1").fetch_all(pool).await?;
     let started = Instant::now();
-    let deleted = sqlx::query("DELETE FROM bench_unpartitioned").execute(pool).await?.rows_affected();
+    let mut deleted = 0;
+    for day in &days {
+        deleted += sqlx::query("DELETE FROM bench_unpartitioned WHERE bucket = $1")
+            .bind(day)
+            .execute(pool)
+            .await?
+            .rows_affected();
+    }
     let delete_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
     sqlx::query("VACUUM bench_unpartitioned").execute(pool).await?;
     let vacuum_seconds = started.elapsed().as_secs_f64();
-    let after: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('bench_unpartitioned')").fetch_one(pool).await?;
+    let after: i64 = sqlx::query_scalar(TABLE_SIZE).fetch_one(pool).await?;
     sqlx::query("DROP TABLE bench_unpartitioned").execute(pool).await?;
     Ok(json!({
         "events": deleted,
+        "buckets": days.len(),
         "delete_seconds": delete_seconds,
         "vacuum_seconds": vacuum_seconds,
         "bytes_empty": empty,
