@@ -5,6 +5,7 @@
 //! servers on loopback for the tests and benchmarks.
 
 pub mod acme;
+pub mod monitoring;
 pub mod reactor;
 pub mod servers;
 

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod decider;
 pub mod event;
 pub mod identity;
+pub mod monitoring;
 
 pub mod certificates;
 pub mod retention;
