@@ -7,6 +7,7 @@ mod certificates;
 mod cli;
 mod clients;
 mod credentials;
+mod monitoring;
 mod serve;
 mod websocket;
 

@@ -116,11 +116,18 @@ pub fn apply_detail(array: &mut Array, text: &str) -> Result<(), ParseError> {
         }
         if in_table {
             let fields: Vec<&str> = trimmed.split_ascii_whitespace().collect();
-            // Number Major Minor RaidDevice [State words…] /dev/…
-            if fields.len() >= 5 && fields.last().is_some_and(|d| d.starts_with('/')) {
-                let state = fields[4..fields.len() - 1].join(" ");
-                let device = fields[fields.len() - 1].trim_start_matches("/dev/").to_string();
-                members.push(ArrayMember { device, state: if state.is_empty() { "inactive".into() } else { state } });
+            // Number Major Minor RaidDevice [State words…] /dev/… — an empty slot has no device.
+            if fields.len() >= 5 {
+                let (state, device) = match fields.last() {
+                    Some(d) if d.starts_with('/') => {
+                        (fields[4..fields.len() - 1].join(" "), d.trim_start_matches("/dev/"))
+                    }
+                    _ => (fields[4..].join(" "), ""),
+                };
+                members.push(ArrayMember {
+                    device: device.to_string(),
+                    state: if state.is_empty() { "inactive".into() } else { state },
+                });
             }
             continue;
         }
@@ -165,6 +172,8 @@ pub fn judge(array: &mut Array) {
         reasons.push("the array is inactive".to_string());
     }
     let faulty = array.members.iter().filter(|m| m.state.contains("faulty")).count();
+    let removed = array.members.iter().filter(|m| m.state == "removed").count() as u32;
+    array.degraded = array.degraded.max(removed);
     if faulty > 0 {
         verdict = Verdict::Failed;
         reasons.push(format!("{faulty} failed member{}", if faulty == 1 { "" } else { "s" }));

@@ -2,6 +2,7 @@
 //! prints into samples and storage state. Each parser is tested against the real outputs in
 //! `../shared/fixtures` (proc, mdstat, mdadm, zfs, smartctl) and the project's own samples.
 
+pub mod collect;
 pub mod mdadm;
 pub mod poll;
 pub mod proc;

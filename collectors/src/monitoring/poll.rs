@@ -65,11 +65,14 @@ pub struct Section {
 /// Splits the script's output into its sections. Refuses output without the header (not our
 /// script, or a shell that printed something first) and output without `@@end` (cut off).
 pub fn sections(output: &str) -> Result<BTreeMap<String, Section>, ParseError> {
+    sections_after(output, &format!("@@unity-poll {SCRIPT_VERSION}"))
+}
+
+/// The same for any script of this shape, whose first line is `header`.
+pub fn sections_after(output: &str, header: &str) -> Result<BTreeMap<String, Section>, ParseError> {
     let mut lines = output.lines();
-    let header = lines.by_ref().find(|l| !l.trim().is_empty()).unwrap_or("");
-    let version = header.strip_prefix("@@unity-poll ").and_then(|v| v.trim().parse::<u32>().ok());
-    if version != Some(SCRIPT_VERSION) {
-        return Err(ParseError::new("poll", "the output does not start with the poll script's header"));
+    if lines.by_ref().find(|l| !l.trim().is_empty()).map(str::trim) != Some(header) {
+        return Err(ParseError::new("poll", "the output does not start with the script's header"));
     }
     let mut sections = BTreeMap::new();
     let mut current: Option<(String, Vec<&str>)> = None;

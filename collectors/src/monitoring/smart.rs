@@ -143,6 +143,12 @@ pub fn command_timeouts(raw: i64, raw_string: &str) -> i64 {
     }
 }
 
+/// The serial number in one device's smartctl JSON, to find what is known about the disk.
+pub fn serial_of(text: &str) -> Option<String> {
+    let json: Value = serde_json::from_str(text).ok()?;
+    json["serial_number"].as_str().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
 fn failure_rate(rule: &AtaRule, value: i64) -> Option<f64> {
     let first = rule.buckets.first()?;
     let last = rule.buckets.last()?;

@@ -260,6 +260,7 @@ fn garbage_or_cut_off_output_is_a_clear_error() {
     let cut = &whole[..whole.len() / 2];
     assert!(poll::parse(cut, 0, None, 1).unwrap_err().to_string().contains("cut off"));
     assert!(poll::parse("Welcome to the server!\n", 0, None, 1).unwrap_err().to_string().contains("header"));
+    assert!(poll::parse("@@unity-poll 99\n@@end\n", 0, None, 1).is_err(), "another script version");
     assert!(poll::parse(&whole.replace("cpu  6002", "cpu  lots"), 0, None, 1)
         .unwrap_err()
         .to_string()

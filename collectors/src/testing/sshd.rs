@@ -14,6 +14,16 @@ pub struct Sshd {
     pub dir: PathBuf,
     pub port: u16,
     child: Option<Child>,
+    host: Host,
+}
+
+/// What a session on this server sees of its host, for monitoring tests: a directory bound over
+/// /proc (in the server's own mount namespace, so only its sessions see it) and a directory of
+/// stand-in commands first on every session's PATH.
+#[derive(Clone, Debug, Default)]
+pub struct Host {
+    pub proc_dir: Option<PathBuf>,
+    pub bin_dir: Option<PathBuf>,
 }
 
 fn run(command: &mut Command) -> Result<(), String> {
@@ -27,6 +37,11 @@ fn run(command: &mut Command) -> Result<(), String> {
 impl Sshd {
     /// Makes `dir` (host key, config, empty authorized_keys) and starts sshd on a free port.
     pub fn start(dir: &Path) -> Result<Sshd, String> {
+        Sshd::start_host(dir, Host::default())
+    }
+
+    /// The same, with the given view of the host (see [`Host`]).
+    pub fn start_host(dir: &Path, host: Host) -> Result<Sshd, String> {
         if !Path::new(SSHD).exists() {
             return Err(format!("{SSHD} is missing: install openssh-server (scripts/provision.sh does)"));
         }
@@ -41,7 +56,7 @@ impl Sshd {
             std::fs::write(&authorized_keys, "").map_err(|e| e.to_string())?;
         }
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-        let mut sshd = Sshd { dir: dir.to_path_buf(), port, child: None };
+        let mut sshd = Sshd { dir: dir.to_path_buf(), port, child: None, host };
         sshd.launch()?;
         Ok(sshd)
     }
@@ -51,20 +66,38 @@ impl Sshd {
         format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\nAuthorizedKeysFile {d}/authorized_keys\n\
              TrustedUserCAKeys {d}/trusted_user_ca_keys\nPasswordAuthentication no\nPermitRootLogin prohibit-password\n\
-             StrictModes no\nPidFile {d}/sshd.pid\nMaxStartups 100:30:200\nMaxSessions 50\nUsePAM no\n",
-            port = self.port
+             StrictModes no\nPidFile {d}/sshd.pid\nMaxStartups 100:30:200\nMaxSessions 50\nUsePAM no\n{path}",
+            port = self.port,
+            path = match &self.host.bin_dir {
+                Some(bin) => format!("SetEnv PATH={}:/usr/bin:/bin:/usr/sbin:/sbin\n", bin.display()),
+                None => String::new(),
+            }
         )
     }
 
     fn launch(&mut self) -> Result<(), String> {
         let config = self.dir.join("sshd_config");
         std::fs::write(&config, self.config()).map_err(|e| e.to_string())?;
-        let child = Command::new(SSHD)
-            .arg("-D")
-            .arg("-f")
-            .arg(&config)
-            .arg("-E")
-            .arg(self.dir.join("sshd.log"))
+        let log = self.dir.join("sshd.log");
+        let mut command = match &self.host.proc_dir {
+            // sshd is exec'd by the shell, so the child is sshd itself and stop() kills it.
+            Some(proc_dir) => {
+                let mut command = Command::new("unshare");
+                command.args(["-m", "--propagation", "private", "sh", "-c"]).arg(format!(
+                    "mount --bind '{}' /proc && exec {SSHD} -D -f '{}' -E '{}'",
+                    proc_dir.display(),
+                    config.display(),
+                    log.display()
+                ));
+                command
+            }
+            None => {
+                let mut command = Command::new(SSHD);
+                command.arg("-D").arg("-f").arg(&config).arg("-E").arg(&log);
+                command
+            }
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -1,0 +1,169 @@
+//! Monitoring end to end through real sshd: hosts whose /proc and storage tools serve the
+//! fixtures in ../shared/fixtures (`UNITY_FIXTURES`), polled and read exactly as a real server
+//! would be.
+
+use std::{path::PathBuf, time::Duration};
+
+use unity_collectors::{
+    monitoring::{
+        collect::{self, CollectError},
+        smart::{Context, Reading},
+    },
+    servers::ssh::{self, SshConfig, SshError, SshSession},
+    testing::host::{HostView, MonitoredHost},
+};
+use unity_domain::monitoring::{DeviceKind, Verdict};
+
+fn fixture(path: &str) -> String {
+    let root = std::env::var_os("UNITY_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("unity-monitoring-{name}-{}", uuid::Uuid::now_v7().simple()))
+}
+
+const SCAN: &str = r#"{"smartctl":{"exit_status":0},"devices":[
+  {"name":"/dev/sda","info_name":"/dev/sda [SAT]","type":"sat","protocol":"ATA"},
+  {"name":"/dev/sdb","info_name":"/dev/sdb [SAT]","type":"sat","protocol":"ATA"},
+  {"name":"/dev/nvme0","info_name":"/dev/nvme0","type":"nvme","protocol":"NVMe"}]}"#;
+
+const STANDBY: &str = r#"{"smartctl":{"exit_status":2,"messages":[{"string":"Device is in STANDBY mode, exit(2)","severity":"information"}]},"device":{"name":"/dev/sdb","type":"sat","protocol":"ATA"}}"#;
+
+/// /proc/mounts for the df fixture: the root is ext4, the snaps squashfs, the rest tmpfs.
+fn mounts() -> String {
+    let df = fixture("proc/jc_df_ubuntu1804_snaps_100pct.txt");
+    let rows = df.lines().skip(1).filter_map(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        let (device, mount) = (fields.first()?, fields.last()?);
+        let fstype = match *mount {
+            "/" => "ext4",
+            m if m.starts_with("/snap/") => "squashfs",
+            _ => "tmpfs",
+        };
+        Some(format!("{device} {mount} {fstype} rw 0 0\n"))
+    });
+    rows.collect()
+}
+
+/// A host with a degraded md array, a degraded ZFS pool and three disks: one failing, one
+/// asleep, one NVMe with old media errors.
+fn storage_host() -> HostView {
+    HostView::default()
+        .proc_file("stat", fixture("proc/jc_proc_stat_2cpu"))
+        .proc_file("meminfo", fixture("proc/jc_proc_meminfo_with_memavailable"))
+        .proc_file("loadavg", fixture("proc/jc_proc_loadavg"))
+        .proc_file("uptime", fixture("proc/jc_proc_uptime"))
+        .proc_file("net/dev", fixture("proc/jc_proc_net_dev"))
+        .proc_file("mounts", mounts())
+        .proc_file("sys/kernel/random/boot_id", "0b7c1f5e-4d53-4bb4-9a59-2a3a6f1b7c11\n")
+        .proc_file("mdstat", fixture("mdstat/telegraf_mdstat_raid5_degraded_missing_disk"))
+        .command("df", "-P", fixture("proc/jc_df_ubuntu1804_snaps_100pct.txt"), 0)
+        .command("df", "-Pi", "Filesystem Inodes IUsed IFree IUse% Mounted on\n/dev/sda2 1310720 200000 1110720 16% /\n", 0)
+        .command("mdadm", "--detail /dev/md0", fixture("mdadm/jc_mdadm_detail_raid1_degraded_removed.txt"), 0)
+        .command("zpool", "status -p", fixture("zfs/zpoolstatusexporter_zpool_status_degraded_unavail_cksum_errors.txt"), 0)
+        .command("zpool", "list -Hp *", "mypool\tDEGRADED\t8001563222016\t5001563222016\t3000000000000\t10\t62\t1.00\n", 0)
+        .command("zfs", "list -Hp *", "mypool\t3000000000000\t5001563222016\t0\t98304\nmypool/data\t3000000000000\t5001500000000\t1024\t5001499998976\n", 0)
+        .command("smartctl", "--scan-open --json", SCAN, 0)
+        .command("smartctl", "*/dev/sda", fixture("smartctl/scrutiny_ata_hdd_hitachi_FAILED_reallocated.json"), 216)
+        .command("smartctl", "*/dev/sdb", STANDBY, 2)
+        .command("smartctl", "*/dev/nvme0", fixture("smartctl/scrutiny_nvme_samsung970evo_media_errors_x.json"), 0)
+}
+
+async fn connect(host: &MonitoredHost, config: &SshConfig) -> SshSession {
+    ssh::connect(&host.target().unwrap(), config).await.result.expect("logged in")
+}
+
+#[tokio::test]
+async fn a_host_is_polled_and_its_storage_read_over_one_ssh_session() {
+    let dir = temp_dir("storage");
+    let view = storage_host();
+    let host = MonitoredHost::start(&dir, &view).unwrap();
+    let session = connect(&host, &SshConfig::default()).await;
+
+    let first = collect::poll(&session, 0, None, 180_000).await.unwrap();
+    assert_eq!(first.sample.uptime_secs, 46901);
+    assert_eq!(first.facts.cpus, 2);
+    assert_eq!(first.facts.boot_id, "0b7c1f5e-4d53-4bb4-9a59-2a3a6f1b7c11");
+    assert!(!first.facts.kernel.is_empty() && !first.facts.hostname.is_empty());
+    assert_eq!(first.sample.load, [0, 1, 3]);
+    let root = first.sample.filesystems.iter().find(|f| f.mount == "/").expect("the root filesystem");
+    assert_eq!((root.fstype.as_str(), root.size, root.inodes_used), ("ext4", 20508240 * 1024, Some(200000)));
+    assert!(first.sample.filesystems.iter().all(|f| !f.mount.starts_with("/snap/")), "snaps are left out");
+    assert_eq!(first.sample.cpu, None);
+
+    let md = &first.arrays[0];
+    assert_eq!((md.name.as_str(), md.verdict), ("md0", Verdict::Failed));
+    assert!(md.members.iter().any(|m| m.state == "removed"), "mdadm --detail ran on the server: {:?}", md.members);
+    let pool = &first.pools[0];
+    assert_eq!((pool.name.as_str(), pool.state.as_str(), pool.verdict), ("mypool", "DEGRADED", Verdict::Failed));
+    assert_eq!(pool.size_bytes, Some(8001563222016));
+    assert_eq!(pool.volumes.len(), 2);
+    assert_eq!(pool.members.iter().map(|m| m.checksum_errors).sum::<u64>(), 100980);
+
+    // A minute later the CPU did 1,000 user ticks of 12,000: the second poll has shares.
+    let later =
+        fixture("proc/jc_proc_stat_2cpu").replacen("cpu  6002 152 8398 3444436", "cpu  7002 152 8398 3455436", 1);
+    host.show(&view.clone().proc_file("stat", later)).unwrap();
+    let second = collect::poll(&session, 60_000, Some(&first.counters), 180_000).await.unwrap();
+    assert_eq!(second.sample.cpu.map(|c| (c.user, c.idle)), Some((833, 9167)));
+
+    let disks = collect::smart(&session, |_| Context::default()).await.unwrap();
+    assert_eq!(disks.len(), 3);
+    let Reading::Device(sda) = &disks[0].1 else { panic!("{:?}", disks[0]) };
+    assert_eq!((sda.kind, sda.verdict, sda.exit_status), (DeviceKind::Ata, Verdict::Failed, 216));
+    assert_eq!(disks[1].1, Reading::Asleep, "a sleeping disk is not woken or failed");
+    let Reading::Device(nvme) = &disks[2].1 else { panic!("{:?}", disks[2]) };
+    assert_eq!((nvme.kind, nvme.verdict), (DeviceKind::Nvme, Verdict::Warning));
+    // The same disk with its media errors accepted by serial number.
+    let serial = nvme.serial.clone();
+    let accepted = collect::smart(&session, |s| {
+        let mut context = Context::default();
+        if s == serial {
+            context.accepted.insert("media_errors".into(), 7);
+        }
+        context
+    })
+    .await
+    .unwrap();
+    let Reading::Device(nvme) = &accepted[2].1 else { panic!() };
+    assert_eq!(nvme.verdict, Verdict::Passed);
+    session.close().await;
+}
+
+#[tokio::test]
+async fn a_stuck_mount_costs_its_section_and_a_silent_server_its_timeout() {
+    let dir = temp_dir("stuck");
+    // `df -P` hangs as it would on a dead NFS server; the script's timeout kills it.
+    let view = storage_host().script("df", "case \"$*\" in -P) exec sleep 60;; *) exit 1;; esac");
+    let host = MonitoredHost::start(&dir, &view).unwrap();
+    let session = connect(&host, &SshConfig::default()).await;
+    let reading = collect::poll(&session, 0, None, 180_000).await.unwrap();
+    assert!(reading.sample.filesystems.is_empty());
+    assert_eq!(reading.missing, ["df", "df_inodes"]);
+    assert_eq!(reading.sample.uptime_secs, 46901, "the rest of the poll is there");
+
+    // A server that stops answering mid-poll: the command timeout ends the wait.
+    host.show(&storage_host().script("uname", "exec sleep 60")).unwrap();
+    let impatient = SshConfig { command_timeout: Duration::from_secs(2), ..SshConfig::default() };
+    let session = connect(&host, &impatient).await;
+    let error = collect::poll(&session, 0, None, 180_000).await.unwrap_err();
+    assert!(matches!(error, CollectError::Ssh(SshError::Timeout(..))), "{error:?}");
+}
+
+#[tokio::test]
+async fn garbage_from_a_host_is_a_clear_error_not_a_panic() {
+    let dir = temp_dir("garbage");
+    let view = storage_host().proc_file("stat", "cpu  this is not a counter\n");
+    let host = MonitoredHost::start(&dir, &view).unwrap();
+    let session = connect(&host, &SshConfig::default()).await;
+    let error = collect::poll(&session, 0, None, 180_000).await.unwrap_err();
+    assert_eq!(error.to_string(), "the server's output could not be read: /proc/stat: `this` is not a count");
+    // smartctl printing something that is not JSON: that device is unreadable, the others read.
+    host.show(&storage_host().command("smartctl", "*/dev/sda", "Segmentation fault", 139)).unwrap();
+    let disks = collect::smart(&session, |_| Context::default()).await.unwrap();
+    assert!(matches!(&disks[0].1, Reading::Unreadable(m) if m.contains("not JSON")), "{:?}", disks[0].1);
+    assert!(matches!(&disks[2].1, Reading::Device(_)));
+}
