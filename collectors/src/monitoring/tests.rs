@@ -242,6 +242,11 @@ fn a_poll_parses_into_a_sample_and_the_next_poll_gets_rates() {
     assert_eq!((cpu.user, cpu.idle), (833, 9167));
     assert_eq!(second.sample.interfaces[1].rx_bytes, Some(0));
 
+    // A sample is stored once per server per minute: its payload stays small (≤ 1 KB per sample
+    // with the row and its indexes is the target; the payload is most of it).
+    let payload = serde_json::to_string(&second.sample).unwrap();
+    assert!(payload.len() < 700, "{} bytes: {payload}", payload.len());
+
     // After a reboot the counters start again: no shares, no rates.
     let rebooted =
         poll::parse(&poll_output(&stat, "30.0 20.0", "b2", 0), 120_000, Some(&second.counters), 180_000).unwrap();

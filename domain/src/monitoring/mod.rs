@@ -1,10 +1,21 @@
 //! Monitoring: what Unity reads from servers over SSH, without an agent on them.
 //!
 //! `sample` is the compact payload one poll records (the bulk of the event log, in the samples
-//! retention class); `storage` is the state of disks, pools and arrays, recorded when it changes.
+//! retention class) and `samples` its stream, one per server per day; `storage` is the state of
+//! disks, pools and arrays, and `watch` the per-server aggregate that records how a server is
+//! watched and each change seen in it, once.
 
 mod sample;
+mod samples;
 mod storage;
+mod watch;
 
 pub use sample::*;
+pub use samples::*;
 pub use storage::*;
+pub use watch::*;
+
+#[cfg(test)]
+// Expected events are built once and cloned into each expectation: clearer than from_ref here.
+#[allow(clippy::cloned_ref_to_slice_refs)]
+mod tests;

@@ -1,0 +1,231 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use uuid::Uuid;
+
+use super::*;
+use crate::{decider::spec::given, retention::RetentionClass, Decider, DomainEvent, Refuse};
+
+fn at(minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 3, 10, minute, 0).unwrap()
+}
+
+fn facts(boot: &str) -> HostFacts {
+    HostFacts {
+        hostname: "nas".into(),
+        os: "Debian 12".into(),
+        kernel: "Linux 6.1".into(),
+        cpus: 4,
+        boot_id: boot.into(),
+        ..HostFacts::default()
+    }
+}
+
+fn pool(state: &str, verdict: Verdict, allocated: u64, progress: Option<u16>) -> Pool {
+    Pool {
+        kind: PoolKind::Zfs,
+        name: "tank".into(),
+        state: state.into(),
+        size_bytes: Some(1000),
+        allocated_bytes: Some(allocated),
+        free_bytes: Some(1000 - allocated),
+        scan: Some(Scan { kind: "scrub".into(), running: progress.is_some(), progress, errors: 0 }),
+        members: vec![],
+        volumes: vec![],
+        data_errors: 0,
+        verdict,
+        reasons: vec![],
+    }
+}
+
+fn observe(minute: u32, boot: &str, pools: Vec<Pool>) -> MonitoringCommand {
+    MonitoringCommand::Observe { at: at(minute), facts: facts(boot), pools, arrays: vec![] }
+}
+
+#[test]
+fn a_poll_records_only_what_changed() {
+    let first = observe(0, "b1", vec![pool("ONLINE", Verdict::Passed, 100, None)]);
+    let MonitoringCommand::Observe { pools, .. } = &first else { unreachable!() };
+    let recorded = vec![
+        MonitoringEvent::HostFactsChanged { at: at(0), facts: facts("b1") },
+        MonitoringEvent::PoolChanged { at: at(0), pool: pools[0].clone() },
+    ];
+    given::<Monitoring>(&[]).when(first.clone()).then(&recorded);
+    // The next poll: more space used, a scrub further along — the samples carry those, not events.
+    let scrubbing = vec![
+        recorded[0].clone(),
+        MonitoringEvent::PoolChanged { at: at(0), pool: pool("ONLINE", Verdict::Passed, 100, Some(1000)) },
+    ];
+    given::<Monitoring>(&scrubbing)
+        .when(observe(1, "b1", vec![pool("ONLINE", Verdict::Passed, 300, Some(5000))]))
+        .then(&[]);
+    given::<Monitoring>(&recorded).when(observe(1, "b1", vec![pool("ONLINE", Verdict::Passed, 300, None)])).then(&[]);
+    // A degraded pool and a reboot are news, once.
+    let degraded = pool("DEGRADED", Verdict::Failed, 300, None);
+    given::<Monitoring>(&recorded).when(observe(2, "b2", vec![degraded.clone()])).then(&[
+        MonitoringEvent::HostFactsChanged { at: at(2), facts: facts("b2") },
+        MonitoringEvent::PoolChanged { at: at(2), pool: degraded },
+    ]);
+    // A pool gone from the output is recorded as removed.
+    given::<Monitoring>(&recorded).when(observe(3, "b1", vec![])).then(&[MonitoringEvent::PoolRemoved {
+        at: at(3),
+        kind: PoolKind::Zfs,
+        name: "tank".into(),
+    }]);
+}
+
+#[test]
+fn a_failure_is_recorded_once_per_streak_and_the_recovery_once() {
+    let fail = |minute| MonitoringCommand::Fail {
+        at: at(minute),
+        failure: Failure::Unreachable,
+        error: "connection refused".into(),
+    };
+    let failed = MonitoringEvent::CollectionFailed {
+        at: at(0),
+        failure: Failure::Unreachable,
+        error: "connection refused".into(),
+    };
+    given::<Monitoring>(&[]).when(fail(0)).then(&[failed.clone()]);
+    given::<Monitoring>(&[failed.clone()]).when(fail(1)).then(&[]);
+    // Reachable again but its output unreadable: a different failure, recorded.
+    let garbage =
+        MonitoringCommand::Fail { at: at(2), failure: Failure::Collection, error: "/proc/stat: no cpu line".into() };
+    given::<Monitoring>(&[failed.clone()]).when(garbage).then(&[MonitoringEvent::CollectionFailed {
+        at: at(2),
+        failure: Failure::Collection,
+        error: "/proc/stat: no cpu line".into(),
+    }]);
+    let history = [MonitoringEvent::HostFactsChanged { at: at(0), facts: facts("b1") }, failed];
+    given::<Monitoring>(&history)
+        .when(observe(5, "b1", vec![]))
+        .then(&[MonitoringEvent::CollectionRecovered { at: at(5) }]);
+}
+
+fn disk(serial: &str, verdict: Verdict, crc: i64) -> StorageDevice {
+    StorageDevice {
+        name: "/dev/sda".into(),
+        device_type: "sat".into(),
+        kind: DeviceKind::Ata,
+        model: "WDC".into(),
+        serial: serial.into(),
+        firmware: "1".into(),
+        capacity_bytes: None,
+        temperature_c: Some(30),
+        power_on_hours: Some(10),
+        wear_percent: None,
+        self_assessment_passed: Some(true),
+        exit_status: 0,
+        verdict,
+        reasons: vec![],
+        attributes: vec![SmartAttribute {
+            id: "199".into(),
+            name: "UDMA_CRC_Error_Count".into(),
+            value: Some(200),
+            worst: Some(200),
+            threshold: Some(0),
+            raw: crc,
+            verdict: Verdict::Passed,
+            note: None,
+        }],
+    }
+}
+
+#[test]
+fn disks_are_discovered_with_their_baselines_and_change_only_by_verdict() {
+    let seen = MonitoringEvent::DeviceDiscovered {
+        at: at(0),
+        device: disk("S1", Verdict::Passed, 108),
+        first_seen: BTreeMap::from([("199".into(), 108)]),
+    };
+    let read = |minute, devices: Vec<StorageDevice>, asleep: Vec<String>| MonitoringCommand::ObserveDevices {
+        at: at(minute),
+        devices,
+        asleep,
+    };
+    given::<Monitoring>(&[]).when(read(0, vec![disk("S1", Verdict::Passed, 108)], vec![])).then(&[seen.clone()]);
+    // Warmer, older, same verdict: nothing to record.
+    let mut warmer = disk("S1", Verdict::Passed, 108);
+    warmer.temperature_c = Some(45);
+    given::<Monitoring>(&[seen.clone()]).when(read(59, vec![warmer], vec![])).then(&[]);
+    given::<Monitoring>(&[seen.clone()]).when(read(59, vec![disk("S1", Verdict::Warning, 109)], vec![])).then(&[
+        MonitoringEvent::DeviceVerdictChanged {
+            at: at(59),
+            serial: "S1".into(),
+            verdict: Verdict::Warning,
+            reasons: vec![],
+        },
+    ]);
+    // Asleep is not gone; missing from the scan is.
+    given::<Monitoring>(&[seen.clone()]).when(read(59, vec![], vec!["S1".into()])).then(&[]);
+    given::<Monitoring>(&[seen.clone()])
+        .when(read(59, vec![], vec![]))
+        .then(&[MonitoringEvent::DeviceRemoved { at: at(59), serial: "S1".into() }]);
+}
+
+#[test]
+fn overrides_name_a_known_attribute_and_accept_its_current_value() {
+    let seen = MonitoringEvent::DeviceDiscovered {
+        at: at(0),
+        device: disk("S1", Verdict::Warning, 109),
+        first_seen: BTreeMap::new(),
+    };
+    let accept = |current| MonitoringCommand::OverrideAttribute {
+        serial: "S1".into(),
+        attribute_id: "199".into(),
+        action: OverrideAction::AcceptCurrent,
+        current_value: current,
+    };
+    let accepted = MonitoringEvent::SmartAttributeOverridden {
+        serial: "S1".into(),
+        attribute_id: "199".into(),
+        action: OverrideAction::AcceptCurrent,
+        value: Some(109),
+    };
+    given::<Monitoring>(&[seen.clone()]).when(accept(Some(109))).then(&[accepted.clone()]);
+    given::<Monitoring>(&[seen.clone(), accepted.clone()]).when(accept(Some(109))).then(&[]);
+    let state = Monitoring::fold(&[seen.clone(), accepted]);
+    assert_eq!(state.devices["S1"].accepted["199"], 109);
+    given::<Monitoring>(&[seen.clone()])
+        .when(accept(None))
+        .then_error(MonitoringError::UnknownAttribute { serial: "S1".into(), attribute_id: "199".into() });
+    let unknown = MonitoringCommand::OverrideAttribute {
+        serial: "S9".into(),
+        attribute_id: "5".into(),
+        action: OverrideAction::Ignore,
+        current_value: Some(0),
+    };
+    let error = Monitoring::decide(&unknown, &Monitoring::fold(&[seen])).unwrap_err();
+    assert_eq!(error.refusal(), crate::Refusal::NotFound);
+}
+
+#[test]
+fn configuration_is_validated_and_recorded_only_when_it_changes() {
+    let config = MonitoringConfig { enabled: true, ..MonitoringConfig::default() };
+    given::<Monitoring>(&[])
+        .when(MonitoringCommand::Configure(config.clone()))
+        .then(&[MonitoringEvent::MonitoringConfigured { config: config.clone() }]);
+    given::<Monitoring>(&[MonitoringEvent::MonitoringConfigured { config: config.clone() }])
+        .when(MonitoringCommand::Configure(config.clone()))
+        .then(&[]);
+    given::<Monitoring>(&[])
+        .when(MonitoringCommand::Configure(MonitoringConfig { interval_secs: 5, ..config.clone() }))
+        .then_error(MonitoringError::IntervalTooShort);
+    given::<Monitoring>(&[])
+        .when(MonitoringCommand::Configure(MonitoringConfig { smart_interval_secs: 30, ..config }))
+        .then_error(MonitoringError::SmartIntervalOutOfRange);
+}
+
+#[test]
+fn a_servers_samples_of_one_day_are_one_stream_in_that_days_bucket() {
+    let server = Uuid::now_v7();
+    let day = NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+    let stream = samples_stream(server, day);
+    assert_eq!(stream, samples_stream(server, day), "every collector names the same stream");
+    assert_ne!(stream, samples_stream(server, day.succ_opt().unwrap()));
+    assert_ne!(stream, samples_stream(Uuid::now_v7(), day));
+    assert_eq!(stream.stream_type(), HostSamplesEvent::STREAM_TYPE);
+    assert_eq!(RetentionClass::of(stream.stream_type()), RetentionClass::Samples);
+    assert_eq!(RetentionClass::Samples.bucket_of(&stream).unwrap(), Some(day));
+    assert_eq!(stream.id().get_version_num(), 7);
+}
