@@ -9,6 +9,7 @@ pub mod handler;
 pub mod identity;
 pub mod integrity;
 pub mod lease;
+pub mod monitoring;
 pub mod relay;
 pub mod retention;
 pub mod servers;
@@ -37,6 +38,7 @@ pub struct Commands {
     pub servers: servers::ServerCommands,
     pub certificates: certificates::X509Commands,
     pub acme: acme::AcmeCommands,
+    pub monitoring: monitoring::MonitoringCommands,
 }
 
 impl Commands {
@@ -45,6 +47,7 @@ impl Commands {
         let credentials = credentials::CredentialCommands::new(store.clone(), vault.clone());
         let certificates = certificates::X509Commands::new(store.clone(), vault.clone());
         Commands {
+            monitoring: monitoring::MonitoringCommands::new(store.clone()),
             identity: identity::IdentityCommands::new(store, vault.clone()),
             servers: servers::ServerCommands::new(credentials.clone()),
             acme: acme::AcmeCommands::new(certificates.clone(), vault),

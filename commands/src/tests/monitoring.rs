@@ -1,0 +1,61 @@
+//! Monitoring's write side: a poll is one transaction (its sample on the day's samples stream,
+//! its changes on the server's stream), and a change is recorded once.
+
+use chrono::{TimeZone, Utc};
+use unity_domain::{
+    monitoring::{samples_stream, Failure, HostFacts, HostSample, MonitoringCommand, MonitoringEvent},
+    retention::RetentionClass,
+    Actor, EventMetadata,
+};
+use uuid::Uuid;
+
+use crate::{monitoring::MonitoringCommands, testing::TestDb};
+
+fn meta() -> EventMetadata {
+    crate::metadata(Actor::system("collector"), "test")
+}
+
+fn observe(minute: u32, boot: &str) -> (chrono::DateTime<Utc>, MonitoringCommand) {
+    let at = Utc.with_ymd_and_hms(2026, 12, 3, 10, minute, 0).unwrap();
+    let facts = HostFacts { hostname: "web-1".into(), cpus: 2, boot_id: boot.into(), ..HostFacts::default() };
+    (at, MonitoringCommand::Observe { at, facts, pools: vec![], arrays: vec![] })
+}
+
+#[tokio::test]
+async fn a_poll_is_one_transaction_and_a_change_is_recorded_once() {
+    let db = TestDb::new().await;
+    let store = db.store();
+    let commands = MonitoringCommands::new(store.clone());
+    let server = Uuid::now_v7();
+    let sample = HostSample { uptime_secs: 100, load: [1, 2, 3], ..HostSample::default() };
+
+    let (at, first) = observe(0, "b1");
+    let (changes, appended) = commands.record_poll(server, at, sample.clone(), first, &meta()).await.unwrap();
+    assert!(matches!(changes[..], [MonitoringEvent::HostFactsChanged { .. }]), "{changes:?}");
+    assert_eq!(appended.versions.len(), 2, "the sample and the change in one append");
+    let (at, second) = observe(1, "b1");
+    let (changes, appended) = commands.record_poll(server, at, sample.clone(), second, &meta()).await.unwrap();
+    assert!(changes.is_empty());
+    assert_eq!(appended.versions.len(), 1, "only the sample");
+
+    let day = samples_stream(server, at.date_naive());
+    let stored = store.read_stream(&day.to_string(), None).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1].event_type, "ServerSampled");
+    let (class, bucket): (i16, Option<chrono::NaiveDate>) =
+        sqlx::query_as("SELECT retention_class, bucket FROM events WHERE stream_id = $1 LIMIT 1")
+            .bind(day.to_string())
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!((class, bucket), (RetentionClass::Samples.code(), Some(at.date_naive())), "samples expire by day");
+
+    // A failure streak is recorded once; the next good poll records the recovery.
+    let fail = || MonitoringCommand::Fail { at, failure: Failure::Unreachable, error: "connection refused".into() };
+    assert!(commands.command(server, fail(), &meta()).await.unwrap().is_some());
+    assert!(commands.command(server, fail(), &meta()).await.unwrap().is_none());
+    let (at, third) = observe(3, "b1");
+    let (changes, _) = commands.record_poll(server, at, sample, third, &meta()).await.unwrap();
+    assert!(matches!(changes[..], [MonitoringEvent::CollectionRecovered { .. }]), "{changes:?}");
+    assert_eq!(commands.state(server).await.unwrap().failing, None);
+}
