@@ -6,6 +6,7 @@ pub mod certificates;
 pub mod credentials;
 pub mod engine;
 pub mod identity;
+pub mod monitoring;
 pub mod servers;
 
 #[cfg(test)]
@@ -23,5 +24,6 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(credentials::CredentialsProjection),
         Arc::new(certificates::CertificatesProjection),
         Arc::new(acme::AcmeProjection),
+        Arc::new(monitoring::MonitoringProjection),
     ]
 }

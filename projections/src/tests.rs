@@ -38,12 +38,12 @@ fn actor(name: &str) -> EventMetadata {
     unity_commands::metadata(Actor::user(Uuid::now_v7(), name), "test")
 }
 
-fn engine(store: &EventStore) -> ProjectionEngine {
+pub(crate) fn engine(store: &EventStore) -> ProjectionEngine {
     ProjectionEngine::new(store.clone(), crate::all_projections()).with_batch_size(3)
 }
 
 /// Catches up, waiting out transactions still open elsewhere in the cluster.
-async fn caught_up(engine: &ProjectionEngine, store: &EventStore) {
+pub(crate) async fn caught_up(engine: &ProjectionEngine, store: &EventStore) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         engine.catch_up().await.unwrap();

@@ -1,0 +1,145 @@
+//! The reads the API and the collectors use.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use sqlx::{FromRow, PgPool};
+use unity_domain::{
+    monitoring::{samples_stream, HostSample},
+    retention::RetentionClass,
+};
+use uuid::Uuid;
+
+#[derive(Clone, Debug, FromRow)]
+pub struct MonitoredServer {
+    pub server_id: Uuid,
+    pub config: Option<Value>,
+    pub status: String,
+    pub last_error: Option<String>,
+    pub failing_since: Option<DateTime<Utc>>,
+    pub facts: Option<Value>,
+    pub last_sample_at: Option<DateTime<Utc>>,
+    pub last_sample: Option<Value>,
+}
+
+pub async fn monitored_server(pool: &PgPool, server_id: Uuid) -> Result<Option<MonitoredServer>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM monitored_servers WHERE server_id = $1").bind(server_id).fetch_optional(pool).await
+}
+
+pub async fn monitored_servers(pool: &PgPool) -> Result<Vec<MonitoredServer>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM monitored_servers ORDER BY server_id").fetch_all(pool).await
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct MonitoredDevice {
+    pub server_id: Uuid,
+    pub serial: String,
+    pub device: Value,
+    pub verdict: String,
+    pub reasons: Value,
+    pub first_seen: Value,
+    pub overrides: Value,
+    pub read_at: DateTime<Utc>,
+}
+
+pub async fn monitored_devices(pool: &PgPool, server_id: Uuid) -> Result<Vec<MonitoredDevice>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM monitored_devices WHERE server_id = $1 ORDER BY device->>'name', serial")
+        .bind(server_id)
+        .fetch_all(pool)
+        .await
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct MonitoredPool {
+    pub server_id: Uuid,
+    pub kind: String,
+    pub name: String,
+    pub pool: Value,
+    pub verdict: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+pub async fn monitored_pools(pool: &PgPool, server_id: Uuid) -> Result<Vec<MonitoredPool>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM monitored_pools WHERE server_id = $1 ORDER BY kind, name")
+        .bind(server_id)
+        .fetch_all(pool)
+        .await
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct MonitoredArray {
+    pub server_id: Uuid,
+    pub name: String,
+    pub array_state: Value,
+    pub verdict: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+pub async fn monitored_arrays(pool: &PgPool, server_id: Uuid) -> Result<Vec<MonitoredArray>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM monitored_arrays WHERE server_id = $1 ORDER BY name")
+        .bind(server_id)
+        .fetch_all(pool)
+        .await
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct MonitoringChange {
+    pub global_position: i64,
+    pub server_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub subject: String,
+    pub verdict: Option<String>,
+    pub summary: String,
+}
+
+/// The latest `limit` changes of a server, newest first.
+pub async fn monitoring_changes(
+    pool: &PgPool,
+    server_id: Uuid,
+    limit: i64,
+) -> Result<Vec<MonitoringChange>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM monitoring_changes WHERE server_id = $1 ORDER BY at DESC, global_position DESC LIMIT $2",
+    )
+    .bind(server_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// A server's raw samples in `[from, to]`, oldest first, read from its daily samples streams
+/// (each one index range of its day's partition). Days already removed by retention give none.
+pub async fn samples(
+    pool: &PgPool,
+    server_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, HostSample)>, sqlx::Error> {
+    let mut days: Vec<NaiveDate> = Vec::new();
+    let mut day = from.date_naive();
+    while day <= to.date_naive() && days.len() < 3660 {
+        days.push(day);
+        day = day.succ_opt().unwrap_or(day);
+    }
+    let streams: Vec<String> = days.iter().map(|d| samples_stream(server_id, *d).to_string()).collect();
+    let rows: Vec<(Value,)> = sqlx::query_as(
+        "SELECT payload FROM events \
+         WHERE retention_class = $1 AND bucket = ANY($2) AND stream_id = ANY($3) AND event_type = 'ServerSampled' \
+         ORDER BY bucket, stream_version",
+    )
+    .bind(RetentionClass::Samples.code())
+    .bind(&days)
+    .bind(&streams)
+    .fetch_all(pool)
+    .await?;
+    let mut samples = Vec::with_capacity(rows.len());
+    for (mut payload,) in rows {
+        let at = payload["at"].as_str().and_then(|a| a.parse::<DateTime<Utc>>().ok());
+        let Some(at) = at.filter(|at| *at >= from && *at <= to) else { continue };
+        // ServerSampled v1; a payload this build cannot read is skipped, not a failed chart.
+        if let Ok(sample) = serde_json::from_value::<HostSample>(payload["sample"].take()) {
+            samples.push((at, sample));
+        }
+    }
+    Ok(samples)
+}
