@@ -1,6 +1,6 @@
 //! Monitoring commands: a poll recorded as one transaction (its sample on the server's stream of
 //! the day, and whatever changed on its `server_monitoring` stream), SMART rounds, failures,
-//! configuration and overrides.
+//! configuration and overrides; and `schedule`, which collectors process polls which server.
 
 use chrono::{DateTime, Utc};
 use unity_domain::{
@@ -11,6 +11,8 @@ use unity_domain::{
     Decider, EventMetadata,
 };
 use uuid::Uuid;
+
+pub mod schedule;
 
 use crate::{
     handler::{execute, load, stream_of, CommandError, MAX_ATTEMPTS},

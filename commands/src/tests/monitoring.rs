@@ -59,3 +59,51 @@ async fn a_poll_is_one_transaction_and_a_change_is_recorded_once() {
     assert!(matches!(changes[..], [MonitoringEvent::CollectionRecovered { .. }]), "{changes:?}");
     assert_eq!(commands.state(server).await.unwrap().failing, None);
 }
+
+#[tokio::test]
+async fn two_collectors_never_claim_one_server_in_a_cycle_and_one_takes_over_when_the_other_dies() {
+    use crate::monitoring::schedule::{self, Wanted};
+    let db = TestDb::new().await;
+    let pool = &db.pool;
+    let servers: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
+    let wanted: Vec<Wanted> =
+        servers.iter().map(|&server_id| Wanted { server_id, interval_secs: 60, smart_secs: Some(3600) }).collect();
+    schedule::sync(pool, &wanted).await.unwrap();
+    let all_due = || async {
+        for &s in &servers {
+            assert!(schedule::due_now(pool, s, false).await.unwrap());
+        }
+    };
+    all_due().await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    // Both at once, five each at most: disjoint, and together every server.
+    let (mine, theirs) = tokio::join!(schedule::claim(pool, a, 5), schedule::claim(pool, b, 5));
+    let (mine, theirs) = (mine.unwrap(), theirs.unwrap());
+    let mut claimed: Vec<Uuid> = mine.iter().chain(&theirs).map(|d| d.server_id).collect();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), mine.len() + theirs.len(), "no server claimed twice");
+    let rest = schedule::claim(pool, a, 100).await.unwrap();
+    assert_eq!(mine.len() + theirs.len() + rest.len(), 10);
+    assert!(mine.iter().chain(&rest).all(|d| d.smart_due), "the first round reads SMART too");
+    assert!(schedule::claim(pool, b, 100).await.unwrap().is_empty(), "nothing is due again within the cycle");
+
+    // Next cycle: each keeps its own servers (its SSH connections stay where they are).
+    all_due().await;
+    let again = schedule::claim(pool, b, 100).await.unwrap();
+    let theirs_ids: Vec<Uuid> = theirs.iter().map(|d| d.server_id).collect();
+    assert!(again.iter().all(|d| theirs_ids.contains(&d.server_id)), "b claimed a's servers while a lives");
+    assert!(again.iter().all(|d| !d.smart_due), "SMART is hourly");
+
+    // a dies: it stops renewing; once its hold runs out (two intervals), b takes its servers.
+    sqlx::query("UPDATE monitoring_schedule SET held_until = now() - interval '1 second' WHERE holder = $1")
+        .bind(a)
+        .execute(pool)
+        .await
+        .unwrap();
+    all_due().await;
+    assert_eq!(schedule::claim(pool, b, 100).await.unwrap().len(), 10);
+    assert_eq!(schedule::release(pool, b).await.unwrap(), 10);
+    schedule::sync(pool, &wanted[..3]).await.unwrap();
+    assert_eq!(schedule::holders(pool).await.unwrap().len(), 3, "servers no longer monitored leave the schedule");
+}
