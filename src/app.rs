@@ -260,6 +260,7 @@ impl App {
             schedule::credentials::spawn(&mut tasks, &commands, settings, &shutdown);
             schedule::certificates::spawn(&mut tasks, &commands, settings, &shutdown);
             schedule::acme::spawn(&mut tasks, &commands, settings, &shutdown);
+            schedule::monitoring::spawn(&mut tasks, &commands, settings, &shutdown);
             tracing::info!(
                 concurrency = app.settings.ssh_concurrency,
                 "SSH and ACME reactors, key checks and certificate renewal started."

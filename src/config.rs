@@ -61,6 +61,9 @@ pub struct Settings {
     pub retention: unity_commands::retention::RetentionPolicy,
     /// How often the projections role removes expired buckets.
     pub retention_interval: std::time::Duration,
+    /// Monitoring polls running at once in one collectors process, and one poll's time limit.
+    pub monitoring_concurrency: usize,
+    pub monitoring_poll_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -90,6 +93,8 @@ impl std::fmt::Debug for Settings {
             .field("append_group_wait", &self.append_group_wait)
             .field("retention", &self.retention)
             .field("retention_interval", &self.retention_interval)
+            .field("monitoring_concurrency", &self.monitoring_concurrency)
+            .field("monitoring_poll_timeout", &self.monitoring_poll_timeout)
             .finish()
     }
 }
@@ -123,6 +128,8 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("summary_retention_days", "UNITY_SUMMARY_RETENTION_DAYS"),
     ("retention_archive_dir", "UNITY_RETENTION_ARCHIVE_DIR"),
     ("retention_interval_secs", "UNITY_RETENTION_INTERVAL_SECS"),
+    ("monitoring_concurrency", "UNITY_MONITORING_CONCURRENCY"),
+    ("monitoring_poll_timeout_secs", "UNITY_MONITORING_POLL_TIMEOUT_SECS"),
 ];
 
 /// Reads an optional TOML settings file into environment-variable names and values.
@@ -241,6 +248,14 @@ impl Settings {
             archive_dir: var("UNITY_RETENTION_ARCHIVE_DIR").map(PathBuf::from),
         };
         let retention_interval = seconds("UNITY_RETENTION_INTERVAL_SECS", 3600)?;
+        let monitoring_concurrency = seconds("UNITY_MONITORING_CONCURRENCY", 32)?;
+        if !(1..=1024).contains(&monitoring_concurrency) {
+            bail!("UNITY_MONITORING_CONCURRENCY '{monitoring_concurrency}' is not between 1 and 1024");
+        }
+        let monitoring_poll_timeout = seconds("UNITY_MONITORING_POLL_TIMEOUT_SECS", 20)?;
+        if !(1..=600).contains(&monitoring_poll_timeout) {
+            bail!("UNITY_MONITORING_POLL_TIMEOUT_SECS '{monitoring_poll_timeout}' is not between 1 and 600");
+        }
         let warning_text = var("UNITY_EXPIRY_WARNING_DAYS").unwrap_or_else(|| "30,14,7,1".into());
         let expiry_warning_days = warning_text
             .split(',')
@@ -276,6 +291,8 @@ impl Settings {
             append_group_wait: std::time::Duration::from_micros(append_group_wait),
             retention,
             retention_interval: std::time::Duration::from_secs(retention_interval),
+            monitoring_concurrency: monitoring_concurrency as usize,
+            monitoring_poll_timeout: std::time::Duration::from_secs(monitoring_poll_timeout),
         })
     }
 }

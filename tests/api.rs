@@ -134,6 +134,11 @@ impl TestApp {
         unity_commands::vault::Vault::open(master, self.db.store()).await.unwrap()
     }
 
+    /// Every domain's commands on this app's database, for what a test drives by hand.
+    pub(crate) async fn commands(&self) -> unity_commands::Commands {
+        unity_commands::Commands::open(self.db.store(), self.vault().await)
+    }
+
     pub(crate) async fn db_credentials(&self) -> unity_commands::credentials::CredentialCommands {
         unity_commands::credentials::CredentialCommands::new(self.db.store(), self.vault().await)
     }

@@ -2,17 +2,28 @@
 //! fixtures in ../shared/fixtures (`UNITY_FIXTURES`), polled and read exactly as a real server
 //! would be.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{atomic::Ordering, Arc},
+    time::Duration,
+};
 
+use unity::app::Role;
 use unity_collectors::{
     monitoring::{
         collect::{self, CollectError},
+        collector::{Collector, CollectorConfig},
         smart::{Context, Reading},
     },
     servers::ssh::{self, SshConfig, SshError, SshSession},
     testing::host::{HostView, MonitoredHost},
 };
-use unity_domain::monitoring::{DeviceKind, Verdict};
+use unity_commands::{monitoring::schedule, testing::eventually};
+use unity_domain::monitoring::{DeviceKind, MonitoringCommand, MonitoringConfig, Verdict};
+use unity_projections::monitoring as read;
+use uuid::Uuid;
+
+use crate::api::spawn_app_roles;
 
 fn fixture(path: &str) -> String {
     let root = std::env::var_os("UNITY_FIXTURES")
@@ -166,4 +177,138 @@ async fn garbage_from_a_host_is_a_clear_error_not_a_panic() {
     let disks = collect::smart(&session, |_| Context::default()).await.unwrap();
     assert!(matches!(&disks[0].1, Reading::Unreadable(m) if m.contains("not JSON")), "{:?}", disks[0].1);
     assert!(matches!(&disks[2].1, Reading::Device(_)));
+}
+
+/// Registers `host` as a server logging in with the Unity key `login` (its public line added to
+/// the host's authorized_keys), and returns the server id.
+async fn register_host(
+    app: &crate::api::TestApp,
+    token: &str,
+    name: &str,
+    host: &MonitoredHost,
+    login: &serde_json::Value,
+) -> Uuid {
+    let authorized = host.sshd.authorized_keys();
+    let mut lines = std::fs::read_to_string(&authorized).unwrap();
+    lines.push_str(&format!("{}\n", login["publicKey"].as_str().unwrap()));
+    std::fs::write(&authorized, lines).unwrap();
+    let data = app
+        .ok(
+            Some(token),
+            "mutation($i: RegisterServerInput!) { registerServer(input: $i) { id } }",
+            serde_json::json!({ "i": {
+                "name": name, "address": "127.0.0.1", "port": host.sshd.port, "username": "root",
+                "authentication": { "sshKeyId": login["id"] }, "tags": ["monitored"],
+            } }),
+        )
+        .await;
+    data["registerServer"]["id"].as_str().unwrap().parse().unwrap()
+}
+
+fn monitored(interval_secs: u32) -> MonitoringCommand {
+    MonitoringCommand::Configure(MonitoringConfig { enabled: true, interval_secs, ..MonitoringConfig::default() })
+}
+
+#[actix_rt::test]
+async fn two_collectors_share_a_fleet_keep_their_sessions_and_take_over_from_each_other() {
+    let app = spawn_app_roles(&[Role::Api, Role::Projections], &[]).await;
+    let admin = app.admin().await;
+    let login = app
+        .ok(
+            Some(&admin),
+            "mutation($i: GenerateSshKeyInput!) { generateSshKey(input: $i) { id publicKey } }",
+            serde_json::json!({ "i": { "name": "unity-monitoring", "algorithm": "ED25519" } }),
+        )
+        .await["generateSshKey"]
+        .clone();
+    let dir = temp_dir("fleet");
+    let mut hosts = Vec::new();
+    let mut servers = Vec::new();
+    for n in 0..3 {
+        let host = MonitoredHost::start(&dir.join(format!("h{n}")), &storage_host()).unwrap();
+        servers.push(register_host(&app, &admin, &format!("h{n}"), &host, &login).await);
+        hosts.push(host);
+    }
+    let commands = app.commands().await;
+    let meta = unity_commands::metadata(unity_domain::Actor::system("test"), "test");
+    for &server in &servers {
+        commands.monitoring.command(server, monitored(60), &meta).await.unwrap();
+    }
+    let pool = app.db.store().pool().clone();
+    eventually(Duration::from_secs(20), "monitoring enabled in the read model", || async {
+        (read::enabled_servers(&pool).await.unwrap().len() == 3).then_some(())
+    })
+    .await;
+
+    let collector = || {
+        Arc::new(Collector::new(
+            commands.monitoring.clone(),
+            commands.credentials.clone(),
+            commands.certificates.clone(),
+            CollectorConfig::default(),
+        ))
+    };
+    let (a, b) = (collector(), collector());
+    let all_due = || async {
+        for &server in &servers {
+            schedule::due_now(&pool, server, false).await.unwrap();
+        }
+    };
+    a.sync().await.unwrap();
+    all_due().await;
+    let (na, nb) = tokio::join!(a.tick(), b.tick());
+    let (na, nb) = (na.unwrap(), nb.unwrap());
+    assert_eq!(na + nb, 3, "every server polled once between them");
+    let connects = |c: &Collector| c.connects.load(Ordering::Relaxed) as usize;
+    assert_eq!((connects(&a), connects(&b)), (na, nb), "one key exchange per server");
+    assert_eq!(a.tick().await.unwrap() + b.tick().await.unwrap(), 0, "nothing is due twice in a cycle");
+
+    let first: Vec<_> = eventually(Duration::from_secs(20), "every server's first sample", || async {
+        let states = read::monitored_servers(&pool).await.unwrap();
+        (states.iter().filter(|s| s.last_sample_at.is_some()).count() == 3).then_some(states)
+    })
+    .await;
+    assert!(first.iter().all(|s| s.facts.as_ref().unwrap()["cpus"] == 2), "{first:?}");
+    // The first round read SMART too: the failing disk and the NVMe one; the sleeping one is unknown yet.
+    let devices = eventually(Duration::from_secs(20), "the disks in the read model", || async {
+        Some(read::monitored_devices(&pool, servers[0]).await.unwrap()).filter(|d| !d.is_empty())
+    })
+    .await;
+    let verdicts: Vec<&str> = devices.iter().map(|d| d.verdict.as_str()).collect();
+    assert_eq!(verdicts.len(), 2, "{devices:?}");
+    assert!(verdicts.contains(&"failed") && verdicts.contains(&"warning"), "{verdicts:?}");
+
+    // The next cycle reuses every session: no new key exchange.
+    all_due().await;
+    let (ra, rb) = tokio::join!(a.tick(), b.tick());
+    assert_eq!((ra.unwrap(), rb.unwrap()), (na, nb), "each keeps its own servers");
+    assert_eq!(connects(&a) + connects(&b), 3);
+
+    // a stops without a word (killed): once its hold lapses, b polls a's servers too.
+    drop(a);
+    sqlx::query(
+        "UPDATE monitoring_schedule SET held_until = now() - interval '1 second' WHERE holder IS DISTINCT FROM $1",
+    )
+    .bind(b.holder())
+    .execute(&pool)
+    .await
+    .unwrap();
+    all_due().await;
+    assert_eq!(b.tick().await.unwrap(), 3);
+    assert_eq!(connects(&b), nb + na, "b connected to the servers it took over");
+    let series = read::samples(&pool, servers[0], chrono::Utc::now() - chrono::Duration::hours(1), chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(series.len(), 3, "three polls of one server, one sample each");
+
+    // A reinstalled server (new host key) is refused as before, and recorded once.
+    hosts[1].sshd.kill_sessions().unwrap();
+    hosts[1].sshd.new_host_key().unwrap();
+    all_due().await;
+    b.tick().await.unwrap();
+    let state = eventually(Duration::from_secs(20), "the refusal in the read model", || async {
+        read::monitored_server(&pool, servers[1]).await.unwrap().filter(|s| s.status == "UNREACHABLE")
+    })
+    .await;
+    assert!(state.last_error.as_deref().unwrap().contains("not the pinned"), "{state:?}");
 }

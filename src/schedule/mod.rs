@@ -16,6 +16,7 @@ use unity_domain::{Actor, EventMetadata};
 pub mod acme;
 pub mod certificates;
 pub mod credentials;
+pub mod monitoring;
 pub mod servers;
 
 pub use certificates::{check_certificate_expiry, renew_due_certificates};

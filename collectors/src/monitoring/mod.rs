@@ -3,6 +3,7 @@
 //! `../shared/fixtures` (proc, mdstat, mdadm, zfs, smartctl) and the project's own samples.
 
 pub mod collect;
+pub mod collector;
 pub mod mdadm;
 pub mod poll;
 pub mod proc;

@@ -55,10 +55,18 @@ impl Sshd {
         if !authorized_keys.exists() {
             std::fs::write(&authorized_keys, "").map_err(|e| e.to_string())?;
         }
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-        let mut sshd = Sshd { dir: dir.to_path_buf(), port, child: None, host };
-        sshd.launch()?;
-        Ok(sshd)
+        let free_port = || -> Result<u16, String> {
+            Ok(TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port())
+        };
+        let mut sshd = Sshd { dir: dir.to_path_buf(), port: free_port()?, child: None, host };
+        // A port free when chosen may be taken before sshd binds it (tests run side by side).
+        for _ in 0..4 {
+            match sshd.launch() {
+                Err(e) if e.contains("Address already in use") => sshd.port = free_port()?,
+                other => return other.map(|()| sshd),
+            }
+        }
+        sshd.launch().map(|()| sshd)
     }
 
     fn config(&self) -> String {
@@ -79,6 +87,7 @@ impl Sshd {
         let config = self.dir.join("sshd_config");
         std::fs::write(&config, self.config()).map_err(|e| e.to_string())?;
         let log = self.dir.join("sshd.log");
+        let listening_before = self.listening_lines();
         let mut command = match &self.host.proc_dir {
             // sshd is exec'd by the shell, so the child is sshd itself and stop() kills it.
             Some(proc_dir) => {
@@ -104,10 +113,14 @@ impl Sshd {
             .spawn()
             .map_err(|e| format!("starting sshd: {e}"))?;
         self.child = Some(child);
-        // Ready when it accepts connections (or dead, with its log to say why).
+        // Ready when it says it listens and accepts connections (or dead, with its log to say
+        // why). The log line matters: another test's server may have taken the port between
+        // choosing it and binding it, and would accept in this one's place.
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.listening_lines() > listening_before
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -117,6 +130,12 @@ impl Sshd {
             std::thread::sleep(Duration::from_millis(10));
         }
         Err(format!("sshd on port {} did not accept connections within 10 s", self.port))
+    }
+
+    /// How many times the log says the server started listening on its port.
+    fn listening_lines(&self) -> usize {
+        let log = std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default();
+        log.matches(&format!("Server listening on 127.0.0.1 port {}.", self.port)).count()
     }
 
     /// Stops the server (connections to its port are refused until [`Sshd::restart`]).
@@ -131,6 +150,26 @@ impl Sshd {
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();
         self.launch()
+    }
+
+    /// Ends every session too, as a reboot would: stopping the listener leaves each session's own
+    /// sshd process running. Only for a server with its own mount namespace (a [`Host`] with a
+    /// /proc of its own), whose processes are exactly those in that namespace.
+    pub fn kill_sessions(&mut self) -> Result<usize, String> {
+        let pid = self.child.as_ref().map(Child::id).ok_or("not running")?;
+        let namespace = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).map_err(|e| e.to_string())?;
+        if namespace == std::fs::read_link("/proc/self/ns/mnt").map_err(|e| e.to_string())? {
+            return Err("this server shares the test's mount namespace".into());
+        }
+        let mut killed = 0;
+        for entry in std::fs::read_dir("/proc").map_err(|e| e.to_string())?.flatten() {
+            let Some(other) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if other != pid && std::fs::read_link(format!("/proc/{other}/ns/mnt")).is_ok_and(|ns| ns == namespace) {
+                let _ = Command::new("kill").arg("-9").arg(other.to_string()).status();
+                killed += 1;
+            }
+        }
+        Ok(killed)
     }
 
     /// Replaces the host key (as a reinstall would) and restarts.

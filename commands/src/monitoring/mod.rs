@@ -31,6 +31,10 @@ impl MonitoringCommands {
         MonitoringCommands { store }
     }
 
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
     pub async fn state(&self, server_id: Uuid) -> Result<MonitoringState> {
         Ok(load::<Monitoring>(&self.store, &stream_of::<MonitoringEvent>(server_id)).await?.0)
     }

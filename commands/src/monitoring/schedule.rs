@@ -29,13 +29,24 @@ pub async fn sync(pool: &PgPool, wanted: &[Wanted]) -> Result<(), sqlx::Error> {
     let smart: Vec<Option<i32>> = wanted.iter().map(|w| w.smart_secs).collect();
     let mut tx = pool.begin().await?;
     sqlx::query("DELETE FROM monitoring_schedule WHERE NOT (server_id = ANY($1))").bind(&ids).execute(&mut *tx).await?;
+    // Rows that need no change are not touched: a claim elsewhere skips locked rows, so a
+    // sync that locked every row would make every other process skip the whole fleet.
     sqlx::query(
         "INSERT INTO monitoring_schedule (server_id, interval_secs, smart_secs, next_poll_at) \
          SELECT w.id, w.interval, w.smart, now() + make_interval(secs => abs(hashtext(w.id::text)) % w.interval) \
          FROM unnest($1::uuid[], $2::int[], $3::int[]) AS w(id, interval, smart) \
-         ON CONFLICT (server_id) DO UPDATE SET interval_secs = excluded.interval_secs, smart_secs = excluded.smart_secs \
-         WHERE (monitoring_schedule.interval_secs, monitoring_schedule.smart_secs) \
-               IS DISTINCT FROM (excluded.interval_secs, excluded.smart_secs)",
+         WHERE NOT EXISTS (SELECT 1 FROM monitoring_schedule s WHERE s.server_id = w.id) \
+         ON CONFLICT (server_id) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(&intervals)
+    .bind(&smart)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE monitoring_schedule s SET interval_secs = w.interval, smart_secs = w.smart \
+         FROM unnest($1::uuid[], $2::int[], $3::int[]) AS w(id, interval, smart) \
+         WHERE s.server_id = w.id AND (s.interval_secs, s.smart_secs) IS DISTINCT FROM (w.interval, w.smart)",
     )
     .bind(&ids)
     .bind(&intervals)

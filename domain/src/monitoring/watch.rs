@@ -174,6 +174,8 @@ pub enum MonitoringCommand {
 /// What the stream knows of one disk: enough to judge the next reading.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceState {
+    /// The node it was found at (`/dev/sda`), to know it when it is asleep.
+    pub name: String,
     pub verdict: Verdict,
     pub reasons: Vec<String>,
     pub first_seen: BTreeMap<String, i64>,
@@ -348,6 +350,7 @@ impl Decider for Monitoring {
                 state.devices.insert(
                     device.serial.clone(),
                     DeviceState {
+                        name: device.name.clone(),
                         verdict: device.verdict,
                         reasons: device.reasons.clone(),
                         first_seen: first_seen.clone(),

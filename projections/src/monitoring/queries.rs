@@ -29,6 +29,18 @@ pub async fn monitored_servers(pool: &PgPool) -> Result<Vec<MonitoredServer>, sq
     sqlx::query_as("SELECT * FROM monitored_servers ORDER BY server_id").fetch_all(pool).await
 }
 
+/// The servers monitoring is enabled for, with their cadences (SMART's `None` when it is off),
+/// as the collectors' schedule wants them.
+pub async fn enabled_servers(pool: &PgPool) -> Result<Vec<(Uuid, i32, Option<i32>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT server_id, (config->>'interval_secs')::int, \
+                CASE WHEN (config->>'smart_enabled')::boolean THEN (config->>'smart_interval_secs')::int END \
+         FROM monitored_servers WHERE (config->>'enabled')::boolean ORDER BY server_id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
 #[derive(Clone, Debug, FromRow)]
 pub struct MonitoredDevice {
     pub server_id: Uuid,
