@@ -19,11 +19,11 @@ use unity_collectors::{
     testing::host::{HostView, MonitoredHost},
 };
 use unity_commands::{monitoring::schedule, testing::eventually};
-use unity_domain::monitoring::{DeviceKind, MonitoringCommand, MonitoringConfig, Verdict};
+use unity_domain::monitoring::{DeviceKind, Verdict};
 use unity_projections::monitoring as read;
 use uuid::Uuid;
 
-use crate::api::spawn_app_roles;
+use crate::api::{code, spawn_app_roles};
 
 fn fixture(path: &str) -> String {
     let root = std::env::var_os("UNITY_FIXTURES")
@@ -205,10 +205,6 @@ async fn register_host(
     data["registerServer"]["id"].as_str().unwrap().parse().unwrap()
 }
 
-fn monitored(interval_secs: u32) -> MonitoringCommand {
-    MonitoringCommand::Configure(MonitoringConfig { enabled: true, interval_secs, ..MonitoringConfig::default() })
-}
-
 #[actix_rt::test]
 async fn two_collectors_share_a_fleet_keep_their_sessions_and_take_over_from_each_other() {
     let app = spawn_app_roles(&[Role::Api, Role::Projections], &[]).await;
@@ -230,10 +226,31 @@ async fn two_collectors_share_a_fleet_keep_their_sessions_and_take_over_from_eac
         hosts.push(host);
     }
     let commands = app.commands().await;
-    let meta = unity_commands::metadata(unity_domain::Actor::system("test"), "test");
+    let configure = "mutation($i: ConfigureMonitoringInput!) { configureMonitoring(input: $i) { enabled interval smart { enabled intervalSeconds } status } }";
     for &server in &servers {
-        commands.monitoring.command(server, monitored(60), &meta).await.unwrap();
+        let data =
+            app.ok(Some(&admin), configure, serde_json::json!({ "i": { "serverId": server, "enabled": true } })).await;
+        let monitoring = &data["configureMonitoring"];
+        assert_eq!(
+            (monitoring["enabled"].as_bool(), monitoring["interval"].as_i64(), monitoring["status"].as_str()),
+            (Some(true), Some(60), Some("UNKNOWN"))
+        );
+        assert_eq!(monitoring["smart"]["intervalSeconds"], 3600);
     }
+    let too_often = app
+        .graphql(
+            Some(&admin),
+            configure,
+            serde_json::json!({ "i": { "serverId": servers[0], "enabled": true, "intervalSeconds": 5 } }),
+        )
+        .await;
+    assert_eq!(code(&too_often), Some("BAD_USER_INPUT"), "{too_often}");
+    app.create_user(&admin, "watcher", "VIEWER").await;
+    let viewer = app.login("watcher", crate::api::ADMIN_PASSWORD).await;
+    let forbidden = app
+        .graphql(Some(&viewer), configure, serde_json::json!({ "i": { "serverId": servers[0], "enabled": false } }))
+        .await;
+    assert_eq!(code(&forbidden), Some("FORBIDDEN"));
     let pool = app.db.store().pool().clone();
     eventually(Duration::from_secs(20), "monitoring enabled in the read model", || async {
         (read::enabled_servers(&pool).await.unwrap().len() == 3).then_some(())
@@ -300,6 +317,44 @@ async fn two_collectors_share_a_fleet_keep_their_sessions_and_take_over_from_eac
         .await
         .unwrap();
     assert_eq!(series.len(), 3, "three polls of one server, one sample each");
+
+    // What a GraphQL client sees of it.
+    let query = "query($id: ID!, $from: DateTime!, $to: DateTime!) { server(id: $id) { monitoring { \
+        status lastSampleAt facts { cpus hostname } latest { load1 memory { usedBytes totalBytes } filesystems { mount usedBytes } } \
+        metrics(from: $from, to: $to) { at load1 } \
+        storageDevices { id kind verdict temperature attributes { id raw verdict } } \
+        pools { name state verdict members { name checksumErrors } } arrays { name verdict degraded } changes { kind subject } } } }";
+    let now = chrono::Utc::now();
+    let vars = serde_json::json!({ "id": servers[0], "from": now - chrono::Duration::hours(1), "to": now });
+    let monitoring = app.ok(Some(&viewer), query, vars.clone()).await["server"]["monitoring"].clone();
+    assert_eq!(monitoring["status"], "OK", "{monitoring}");
+    assert_eq!(monitoring["facts"]["cpus"], 2);
+    assert_eq!(monitoring["latest"]["load1"], 0.0);
+    assert!(monitoring["latest"]["filesystems"].as_array().unwrap().iter().any(|f| f["mount"] == "/"));
+    assert_eq!(monitoring["metrics"].as_array().unwrap().len(), 3, "{}", monitoring["metrics"]);
+    assert_eq!(monitoring["pools"][0]["verdict"], "failed");
+    assert_eq!(monitoring["arrays"][0]["verdict"], "failed");
+    let nvme = monitoring["storageDevices"].as_array().unwrap().iter().find(|d| d["kind"] == "NVME").unwrap().clone();
+    assert_eq!(nvme["verdict"], "warning");
+    let kinds: Vec<&str> =
+        monitoring["changes"].as_array().unwrap().iter().filter_map(|c| c["kind"].as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "POOL").count(), 1, "a change once, not per poll: {kinds:?}");
+
+    // Accept the NVMe's old media errors: the next SMART round judges it passed.
+    let accept = "mutation($i: OverrideSmartAttributeInput!) { overrideSmartAttribute(input: $i) { id verdict } }";
+    let input = serde_json::json!({ "i": { "deviceId": nvme["id"], "attributeId": "media_errors", "action": "ACCEPT_CURRENT" } });
+    assert_eq!(code(&app.graphql(Some(&viewer), accept, input.clone()).await), Some("FORBIDDEN"));
+    app.ok(Some(&admin), accept, input).await;
+    let unknown = serde_json::json!({ "i": { "deviceId": nvme["id"], "attributeId": "999", "action": "IGNORE" } });
+    assert_eq!(code(&app.graphql(Some(&admin), accept, unknown).await), Some("NOT_FOUND"));
+    schedule::due_now(&pool, servers[0], true).await.unwrap();
+    assert_eq!(b.tick().await.unwrap(), 1);
+    eventually(Duration::from_secs(20), "the accepted disk passing", || async {
+        let monitoring = app.ok(Some(&viewer), query, vars.clone()).await["server"]["monitoring"].clone();
+        let devices = monitoring["storageDevices"].as_array().cloned().unwrap_or_default();
+        devices.iter().any(|d| d["kind"] == "NVME" && d["verdict"] == "passed").then_some(())
+    })
+    .await;
 
     // A reinstalled server (new host key) is refused as before, and recorded once.
     hosts[1].sshd.kill_sessions().unwrap();

@@ -11,6 +11,7 @@ pub mod certificates;
 pub mod common;
 pub mod credentials;
 pub mod identity;
+pub mod monitoring;
 mod mutation;
 mod query;
 pub mod servers;

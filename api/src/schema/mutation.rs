@@ -5,7 +5,7 @@
 use juniper::{graphql_object, ID};
 use unity_domain::identity::Role;
 
-use super::{acme, certificates, credentials, identity, servers, Context};
+use super::{acme, certificates, credentials, identity, monitoring, servers, Context};
 use crate::errors::ApiError;
 
 pub struct Mutation;
@@ -177,6 +177,31 @@ impl Mutation {
         #[graphql(description = "The server's id.")] server_id: ID,
     ) -> Result<servers::ConnectionTest, ApiError> {
         servers::test_server_connection(ctx, ctx.require(Role::Operator)?, server_id).await
+    }
+
+    /// Turns monitoring of a server on or off and sets its cadences (poll interval, SMART,
+    /// database probes). Unset fields keep their values.
+    async fn configure_monitoring(
+        ctx: &Context,
+        input: monitoring::ConfigureMonitoringInput,
+    ) -> Result<monitoring::ServerMonitoring, ApiError> {
+        monitoring::configure_monitoring(ctx, ctx.require(Role::Operator)?, input).await
+    }
+
+    /// Polls a monitored server now (through the collectors) and returns the sample.
+    async fn collect_now(
+        ctx: &Context,
+        #[graphql(description = "The server's id.")] server_id: ID,
+    ) -> Result<monitoring::Sample, ApiError> {
+        monitoring::collect_now(ctx, ctx.require(Role::Operator)?, server_id).await
+    }
+
+    /// Ignores a disk's SMART attribute, or accepts its current value (judged again if it grows).
+    async fn override_smart_attribute(
+        ctx: &Context,
+        input: monitoring::OverrideSmartAttributeInput,
+    ) -> Result<monitoring::StorageDevice, ApiError> {
+        monitoring::override_smart_attribute(ctx, ctx.require(Role::Operator)?, input).await
     }
 
     /// Reads the server's managed blocks back and records any hand edits as drift.

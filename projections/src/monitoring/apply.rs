@@ -15,14 +15,16 @@ pub(super) async fn apply(conn: &mut PgConnection, batch: &Batch<'_>) -> Result<
     }
     let [a, b, c, d] = batch.bounds();
     // The latest sample of each server in the batch (ServerSampled v1: server_id, at, sample).
+    // A first sample makes an UNKNOWN server OK; failures and recoveries are events of their own.
     sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO monitored_servers AS m (server_id, last_sample_at, last_sample) \
-         SELECT DISTINCT ON (server_id) server_id, at, sample FROM ( \
+        "INSERT INTO monitored_servers AS m (server_id, status, last_sample_at, last_sample) \
+         SELECT DISTINCT ON (server_id) server_id, 'OK', at, sample FROM ( \
              SELECT (payload->>'server_id')::uuid AS server_id, (payload->>'at')::timestamptz AS at, payload->'sample' AS sample, \
                     transaction_id, global_position \
              FROM events WHERE stream_type = 'host_samples' AND event_type = 'ServerSampled' AND {IN_BATCH}) s \
          ORDER BY server_id, transaction_id DESC, global_position DESC \
-         ON CONFLICT (server_id) DO UPDATE SET last_sample_at = excluded.last_sample_at, last_sample = excluded.last_sample \
+         ON CONFLICT (server_id) DO UPDATE SET last_sample_at = excluded.last_sample_at, last_sample = excluded.last_sample, \
+             status = CASE WHEN m.status = 'UNKNOWN' THEN 'OK' ELSE m.status END \
          WHERE m.last_sample_at IS NULL OR m.last_sample_at <= excluded.last_sample_at"
     )))
     .bind(a)

@@ -185,6 +185,10 @@ impl Server {
     fn host_key_fingerprint(&self) -> Option<&str> {
         self.0.host_key.as_deref()
     }
+    /// Agentless monitoring of this server: configuration, status, samples, disks, pools, arrays.
+    async fn monitoring(&self, ctx: &Context) -> Result<crate::schema::monitoring::ServerMonitoring, ApiError> {
+        crate::schema::monitoring::monitoring_of(ctx, self.0.server_id).await
+    }
     /// UNKNOWN (not contacted yet), PINNED, or MISMATCH (connections refused until
     /// acceptServerHostKey).
     fn host_key_status(&self) -> &str {

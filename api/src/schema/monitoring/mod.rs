@@ -1,0 +1,97 @@
+//! The monitoring part of the schema: a server's `monitoring` (configuration, status, facts,
+//! the latest sample, series, disks, pools, arrays, changes) and the mutations that configure
+//! it, poll now, and override a SMART attribute.
+
+use chrono::{DateTime, Duration, Utc};
+use unity_domain::monitoring::HostSample;
+use unity_projections::monitoring as read;
+use uuid::Uuid;
+
+use crate::{errors::ApiError, schema::Context};
+
+mod mutation;
+mod types;
+
+pub use mutation::*;
+pub use types::*;
+
+/// The monitoring of a server (UNKNOWN status and defaults before it was ever configured).
+pub async fn monitoring_of(ctx: &Context, server_id: Uuid) -> Result<ServerMonitoring, ApiError> {
+    Ok(ServerMonitoring { server_id, row: read::monitored_server(ctx.state.store.pool(), server_id).await? })
+}
+
+const MAX_RANGE_DAYS: i64 = 31;
+
+/// Samples in `[from, to]`: each one (no `step`), or averaged per `step` seconds (CPU, memory
+/// and load averaged; filesystems and interfaces the last sample's of each step).
+pub async fn metrics(
+    ctx: &Context,
+    server_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    step: Option<i32>,
+) -> Result<Vec<Sample>, ApiError> {
+    if to <= from {
+        return Err(ApiError::bad_input("`to` must be after `from`"));
+    }
+    if to - from > Duration::days(MAX_RANGE_DAYS) {
+        return Err(ApiError::bad_input(format!("at most {MAX_RANGE_DAYS} days at a time")));
+    }
+    if step.is_some_and(|s| !(15..=86_400).contains(&s)) {
+        return Err(ApiError::bad_input("step must be between 15 and 86400 seconds"));
+    }
+    let samples = read::samples(ctx.state.store.pool(), server_id, from, to).await?;
+    let Some(step) = step else {
+        return Ok(samples.iter().map(|(at, sample)| Sample::new(*at, sample)).collect());
+    };
+    let mut out: Vec<Sample> = Vec::new();
+    let mut bucket: Vec<(DateTime<Utc>, HostSample)> = Vec::new();
+    let mut bucket_start = None;
+    for (at, sample) in samples {
+        let start = from + Duration::seconds((at - from).num_seconds() / i64::from(step) * i64::from(step));
+        if bucket_start.is_some_and(|s| s != start) {
+            out.push(average(bucket_start.unwrap_or(start), &std::mem::take(&mut bucket)));
+        }
+        bucket_start = Some(start);
+        bucket.push((at, sample));
+    }
+    if let Some(start) = bucket_start {
+        out.push(average(start, &bucket));
+    }
+    Ok(out)
+}
+
+fn average(start: DateTime<Utc>, samples: &[(DateTime<Utc>, HostSample)]) -> Sample {
+    let Some((_, last)) = samples.last() else { return Sample::new(start, &HostSample::default()) };
+    if samples.len() == 1 {
+        return Sample::new(start, last);
+    }
+    let n = samples.len() as u64;
+    let mean = |f: &dyn Fn(&HostSample) -> u64| samples.iter().map(|(_, s)| f(s)).sum::<u64>() / n;
+    let mut merged = last.clone();
+    merged.memory.used = mean(&|s| s.memory.used);
+    merged.memory.available = mean(&|s| s.memory.available);
+    merged.memory.swap_used = mean(&|s| s.memory.swap_used);
+    for i in 0..3 {
+        merged.load[i] = mean(&|s| u64::from(s.load[i])) as u32;
+    }
+    let cpus: Vec<_> = samples.iter().filter_map(|(_, s)| s.cpu).collect();
+    if !cpus.is_empty() {
+        let m = cpus.len() as u32;
+        let avg = |f: &dyn Fn(&unity_domain::monitoring::CpuShares) -> u16| {
+            (cpus.iter().map(|c| u32::from(f(c))).sum::<u32>() / m) as u16
+        };
+        merged.cpu = Some(unity_domain::monitoring::CpuShares {
+            user: avg(&|c| c.user),
+            nice: avg(&|c| c.nice),
+            system: avg(&|c| c.system),
+            iowait: avg(&|c| c.iowait),
+            irq: avg(&|c| c.irq),
+            softirq: avg(&|c| c.softirq),
+            steal: avg(&|c| c.steal),
+            guest: avg(&|c| c.guest),
+            idle: avg(&|c| c.idle),
+        });
+    }
+    Sample::new(start, &merged)
+}
