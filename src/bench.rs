@@ -31,6 +31,8 @@ mod ceiling;
 #[cfg(feature = "testbeds")]
 mod certificates;
 #[cfg(feature = "testbeds")]
+mod collect;
+#[cfg(feature = "testbeds")]
 mod distribute;
 mod e2e;
 #[cfg(feature = "peer-bench")]
@@ -95,6 +97,32 @@ pub enum BenchCommand {
         concurrency: usize,
         #[arg(long, default_value_t = 500)]
         deliveries: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    #[cfg(feature = "testbeds")]
+    /// Agentless monitoring of --servers registered servers shared by --hosts real sshd on
+    /// loopback (started here; needs /usr/sbin/sshd, root and ../shared/fixtures or
+    /// UNITY_FIXTURES): polls per minute, steady-state CPU and RSS, key exchanges per hour,
+    /// bytes per sample and a day's chart query (fresh `<database>_bench_collect` database).
+    Collect {
+        #[arg(long, default_value_t = 100)]
+        servers: usize,
+        #[arg(long, default_value_t = 10)]
+        hosts: usize,
+        /// How long every server is polled round after round.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// How long the real schedule runs afterwards, for CPU, RSS and key exchanges.
+        #[arg(long, default_value_t = 120)]
+        steady_seconds: u64,
+        #[arg(long, default_value_t = 60)]
+        interval: u32,
+        /// Days of every server's samples written for the storage and chart figures.
+        #[arg(long, default_value_t = 1)]
+        fill_days: u32,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
         #[arg(long)]
         json: bool,
     },
@@ -314,6 +342,27 @@ the same rows by DELETE from one table, {} days one statement each: {:.2} s, the
             });
         }
         #[cfg(feature = "testbeds")]
+        #[cfg(feature = "testbeds")]
+        BenchCommand::Collect { servers, hosts, seconds, steady_seconds, interval, fill_days, queries, json } => {
+            if interval < 15 || queries == 0 {
+                bail!("--interval must be at least 15 and --queries at least 1");
+            }
+            let load =
+                collect::Load { servers, hosts, seconds, steady_seconds, interval_secs: interval, fill_days, queries };
+            let result = collect::run(&settings, load).await?;
+            print(&result, json, |r| {
+                let (t, s, st, c) = (&r["throughput"], &r["steady"], &r["storage"], &r["chart"]);
+                let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+                format!(
+                    "collect: {} servers on {} sshd\n  throughput: {} polls in {:.1} s = {:.0} polls/min ({} failed); CPU of the machine: Unity {:.0} %, sshd/PostgreSQL/rest {:.0} %\n  steady at {} s: {} polls in {:.0} s; Unity {:.2} % of one core, RSS peak {:.1} MB; {} key exchanges = {:.2} per server per hour\n  storage: {} samples in {:.1} s; {:.0} bytes per sample ({:.0} of it the payload), all indexes included; 30 days × 100 servers at 60 s ≈ {:.2} GB\n  chart: {} samples of one day, p50 {:.2} ms, p99 {:.2} ms ({} queries)",
+                    r["servers"], r["sshd"],
+                    t["polls"], f(&t["seconds"]), f(&t["polls_per_minute"]), t["failed_polls"], 100.0 * f(&t["unity_cpu_share_of_machine"]), 100.0 * f(&t["others_cpu_share_of_machine"]),
+                    s["interval_secs"], s["polls"], f(&s["seconds"]), f(&s["unity_cpu_percent_of_one_core"]), f(&s["rss_peak_bytes"]) / 1e6, s["key_exchanges"], f(&s["key_exchanges_per_server_per_hour"]),
+                    st["sample_events"], f(&st["fill_seconds"]), f(&st["bytes_per_sample"]), f(&st["payload_bytes_per_sample"]), f(&st["projected_bytes_30_days_100_servers"]) / 1e9,
+                    c["points"], f(&c["p50_ms"]), f(&c["p99_ms"]), c["queries"],
+                )
+            });
+        }
         BenchCommand::Distribute { servers, concurrency, rounds, json } => {
             if servers == 0 || servers > 500 || rounds == 0 || concurrency.is_empty() || concurrency.contains(&0) {
                 bail!("--servers must be 1 to 500, --rounds at least 1, and every --concurrency at least 1");

@@ -193,6 +193,7 @@ pub fn parse(output: &str, at_ms: i64, previous: Option<&Counters>, max_gap_ms: 
         kernel,
         cpus: stat.cpus,
         boot_id: boot,
+        filesystems: sample.filesystems.iter().map(|f| (f.mount.clone(), f.device.clone(), f.fstype.clone())).collect(),
     };
     let (pools, arrays) = storage(&sections)?;
     Ok(Reading { sample, facts, counters, pools, arrays, missing })

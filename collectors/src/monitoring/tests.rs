@@ -245,7 +245,7 @@ fn a_poll_parses_into_a_sample_and_the_next_poll_gets_rates() {
     // A sample is stored once per server per minute: its payload stays small (≤ 1 KB per sample
     // with the row and its indexes is the target; the payload is most of it).
     let payload = serde_json::to_string(&second.sample).unwrap();
-    assert!(payload.len() < 700, "{} bytes: {payload}", payload.len());
+    assert!(payload.len() < 400, "{} bytes: {payload}", payload.len());
 
     // After a reboot the counters start again: no shares, no rates.
     let rebooted =

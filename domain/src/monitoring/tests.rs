@@ -229,3 +229,58 @@ fn a_servers_samples_of_one_day_are_one_stream_in_that_days_bucket() {
     assert_eq!(RetentionClass::Samples.bucket_of(&stream).unwrap(), Some(day));
     assert_eq!(stream.id().get_version_num(), 7);
 }
+
+#[test]
+fn a_sample_is_stored_as_arrays_and_reads_back_the_same() {
+    let sample = HostSample {
+        uptime_secs: 46901,
+        cpu: Some(CpuShares {
+            user: 833,
+            nice: 0,
+            system: 120,
+            iowait: 40,
+            irq: 1,
+            softirq: 6,
+            steal: 0,
+            guest: 0,
+            idle: 9000,
+        }),
+        memory: Memory {
+            total: 4096 << 20,
+            used: 1024 << 20,
+            available: 3072 << 20,
+            cached: 512 << 20,
+            swap_total: 0,
+            swap_used: 0,
+        },
+        load: [12, 5, 1],
+        filesystems: vec![FilesystemUsage {
+            mount: "/".into(),
+            size: 20508240 * 1024,
+            used: 5748028 * 1024,
+            available: 13695408 * 1024,
+            inodes: Some(1310720),
+            inodes_used: Some(200000),
+            ..FilesystemUsage::default()
+        }],
+        interfaces: vec![
+            InterfaceRates {
+                name: "eth0".into(),
+                rx_bytes: Some(500_000),
+                tx_bytes: Some(250_000),
+                rx_packets: Some(400),
+                tx_packets: Some(300),
+                errors: Some(0),
+                drops: None,
+            },
+            InterfaceRates { name: "lo".into(), ..InterfaceRates::default() },
+        ],
+    };
+    let json = serde_json::to_value(&sample).unwrap();
+    assert_eq!(json["cpu"], serde_json::json!([833, 0, 120, 40, 1, 6, 0, 0, 9000]));
+    assert_eq!(json["mem"][0], 4096 * 1024, "KiB");
+    assert_eq!(json["fs"][0], serde_json::json!(["/", 20508240, 5748028, 13695408, 1310720, 200000]));
+    assert_eq!(json["net"][1], serde_json::json!(["lo"]), "no rates: the name alone");
+    assert_eq!(serde_json::from_value::<HostSample>(json.clone()).unwrap(), sample);
+    assert!(json.to_string().len() < 260, "{} bytes: {json}", json.to_string().len());
+}

@@ -40,7 +40,11 @@ pub async fn metrics(
     if step.is_some_and(|s| !(15..=86_400).contains(&s)) {
         return Err(ApiError::bad_input("step must be between 15 and 86400 seconds"));
     }
-    let samples = read::samples(ctx.state.store.pool(), server_id, from, to).await?;
+    let mut samples = read::samples(ctx.state.store.pool(), server_id, from, to).await?;
+    let facts = read::monitored_server(ctx.state.store.pool(), server_id).await?.and_then(|r| r.facts);
+    for (_, sample) in &mut samples {
+        name_filesystems(sample, facts.as_ref());
+    }
     let Some(step) = step else {
         return Ok(samples.iter().map(|(at, sample)| Sample::new(*at, sample)).collect());
     };

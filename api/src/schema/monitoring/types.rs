@@ -20,6 +20,16 @@ fn percent(basis: u16) -> f64 {
     f64::from(basis) / 100.0
 }
 
+/// Fills in each filesystem's device and type from the facts (samples carry only numbers).
+pub fn name_filesystems(sample: &mut HostSample, facts: Option<&serde_json::Value>) {
+    let Some(facts) = facts.and_then(|f| serde_json::from_value::<HostFacts>(f.clone()).ok()) else { return };
+    for fs in &mut sample.filesystems {
+        if let Some((_, device, fstype)) = facts.filesystems.iter().find(|(mount, _, _)| *mount == fs.mount) {
+            (fs.device, fs.fstype) = (device.clone(), fstype.clone());
+        }
+    }
+}
+
 pub struct ServerMonitoring {
     pub server_id: Uuid,
     pub row: Option<MonitoredServer>,
@@ -111,7 +121,8 @@ impl ServerMonitoring {
     /// The last poll's numbers.
     fn latest(&self) -> Option<Sample> {
         let row = self.row.as_ref()?;
-        let sample = serde_json::from_value::<HostSample>(row.last_sample.clone()?).ok()?;
+        let mut sample = serde_json::from_value::<HostSample>(row.last_sample.clone()?).ok()?;
+        name_filesystems(&mut sample, row.facts.as_ref());
         Some(Sample::new(row.last_sample_at?, &sample))
     }
     /// Samples in `[from, to]` (at most 31 days): every poll, or averaged over `step` seconds
