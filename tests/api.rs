@@ -264,6 +264,17 @@ fn access_table(user_id: &str, key_id: &str) -> Vec<(&'static str, Option<&'stat
         ("Mutation.removeServer", Some("OPERATOR"), "mutation { removeServer(id: \"x\") { id } }".into()),
         ("Mutation.acceptServerHostKey", Some("ADMIN"), "mutation { acceptServerHostKey(input: {serverId: \"x\", fingerprint: \"f\"}) { id } }".into()),
         ("Mutation.testServerConnection", Some("OPERATOR"), "mutation { testServerConnection(serverId: \"x\") { succeeded } }".into()),
+        (
+            "Mutation.configureMonitoring",
+            Some("OPERATOR"),
+            "mutation { configureMonitoring(input: {serverId: \"x\", enabled: true}) { enabled } }".into(),
+        ),
+        ("Mutation.collectNow", Some("OPERATOR"), "mutation { collectNow(serverId: \"x\") { at } }".into()),
+        (
+            "Mutation.overrideSmartAttribute",
+            Some("OPERATOR"),
+            "mutation { overrideSmartAttribute(input: {deviceId: \"x/y\", attributeId: \"5\", action: IGNORE}) { id } }".into(),
+        ),
         ("Mutation.checkServerKeys", Some("OPERATOR"), "mutation { checkServerKeys(serverId: \"x\") { state } }".into()),
         ("Mutation.createServerCredential", Some("OPERATOR"), "mutation { createServerCredential(input: {name: \"\", kind: PASSWORD, username: \"u\", secret: \"\"}) { id } }".into()),
         ("Mutation.updateServerCredential", Some("OPERATOR"), "mutation { updateServerCredential(input: {id: \"x\"}) { id } }".into()),

@@ -70,6 +70,7 @@ fn storage_host() -> HostView {
         .proc_file("net/dev", fixture("proc/jc_proc_net_dev"))
         .proc_file("mounts", mounts())
         .proc_file("sys/kernel/random/boot_id", "0b7c1f5e-4d53-4bb4-9a59-2a3a6f1b7c11\n")
+        .proc_file("sys/kernel/hostname", "nas-1\n")
         .proc_file("mdstat", fixture("mdstat/telegraf_mdstat_raid5_degraded_missing_disk"))
         .command("df", "-P", fixture("proc/jc_df_ubuntu1804_snaps_100pct.txt"), 0)
         .command("df", "-Pi", "Filesystem Inodes IUsed IFree IUse% Mounted on\n/dev/sda2 1310720 200000 1110720 16% /\n", 0)

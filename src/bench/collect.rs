@@ -60,6 +60,7 @@ fn view(fixtures: &std::path::Path) -> Result<HostView> {
         .proc_file("net/dev", read("proc/procfs_proc_net_dev_docker")?)
         .proc_file("mounts", "/dev/sda2 / ext4 rw 0 0\n/dev/sdb1 /srv ext4 rw 0 0\ntmpfs /run tmpfs rw 0 0\n")
         .proc_file("sys/kernel/random/boot_id", "6b0e6a0c-1d2e-4f5a-9b8c-7d6e5f4a3b2c\n")
+        .proc_file("sys/kernel/hostname", "nas-1\n")
         .proc_file("mdstat", read("mdstat/telegraf_mdstat_raid10_check_in_progress")?)
         .command("df", "-P", "Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/sda2 20508240 5748028 13695408 30% /\n/dev/sdb1 976284628 512345678 463938950 53% /srv\ntmpfs 201732 1204 200528 1% /run\n", 0)
         .command("df", "-Pi", "Filesystem Inodes IUsed IFree IUse% Mounted on\n/dev/sda2 1310720 200000 1110720 16% /\n/dev/sdb1 61038592 1200000 59838592 2% /srv\ntmpfs 252166 800 251366 1% /run\n", 0)

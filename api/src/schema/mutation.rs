@@ -183,6 +183,7 @@ impl Mutation {
     /// database probes). Unset fields keep their values.
     async fn configure_monitoring(
         ctx: &Context,
+        #[graphql(description = "The server, whether it is watched, and its cadences.")]
         input: monitoring::ConfigureMonitoringInput,
     ) -> Result<monitoring::ServerMonitoring, ApiError> {
         monitoring::configure_monitoring(ctx, ctx.require(Role::Operator)?, input).await
@@ -199,6 +200,7 @@ impl Mutation {
     /// Ignores a disk's SMART attribute, or accepts its current value (judged again if it grows).
     async fn override_smart_attribute(
         ctx: &Context,
+        #[graphql(description = "The disk (`storageDevices.id`), the attribute, and what to do with it.")]
         input: monitoring::OverrideSmartAttributeInput,
     ) -> Result<monitoring::StorageDevice, ApiError> {
         monitoring::override_smart_attribute(ctx, ctx.require(Role::Operator)?, input).await

@@ -3,7 +3,9 @@
 //!
 //! Sections are `@@name` … `@@/ status`, so a command that is missing or fails costs only its
 //! section, and output cut off mid-way is told apart from a section that was empty. Nothing is
-//! written on the server. `df` runs under `timeout -s KILL` where coreutils has it, so a stuck
+//! written on the server. Small files are read by the shell itself (`f`), larger ones by `cat`
+//! (dash's `read` makes a system call per byte): each process the script starts is work on a
+//! server that is not Unity's. `df` runs under `timeout -s KILL` where coreutils has it, so a stuck
 //! NFS mount costs its five seconds, not the poll.
 
 use std::collections::BTreeMap;
@@ -27,25 +29,28 @@ pub fn script() -> String {
 const SCRIPT: &str = r#"LC_ALL=C; export LC_ALL
 t() { if command -v timeout >/dev/null 2>&1; then timeout -s KILL 5 "$@"; else "$@"; fi; }
 s() { n=$1; shift; echo "@@$n"; "$@" 2>/dev/null; r=$?; echo; echo "@@/ $r"; }
+f() { echo "@@$1"; if [ -r "$2" ]; then while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$2"; r=0; else r=1; fi; echo; echo "@@/ $r"; }
 echo "@@unity-poll 1"
 s stat cat /proc/stat
 s meminfo cat /proc/meminfo
-s loadavg cat /proc/loadavg
-s uptime cat /proc/uptime
-s boot_id cat /proc/sys/kernel/random/boot_id
+f loadavg /proc/loadavg
+f uptime /proc/uptime
+f boot_id /proc/sys/kernel/random/boot_id
 s net_dev cat /proc/net/dev
 s mounts cat /proc/mounts
 s df t df -P
 s df_inodes t df -Pi
-s os_release cat /etc/os-release
+f os_release /etc/os-release
 s kernel uname -srm
-s hostname uname -n
+f hostname /proc/sys/kernel/hostname
 s mdstat cat /proc/mdstat
 if [ -r /proc/mdstat ]; then
-  for m in $(awk '/^md[0-9a-z_]* :/ {print $1}' /proc/mdstat); do
-    s "mismatch $m" cat "/sys/block/$m/md/mismatch_cnt"
-    if command -v mdadm >/dev/null 2>&1; then s "mdadm $m" mdadm --detail "/dev/$m"; fi
-  done
+  while read -r m c rest; do
+    case "$m$c" in md*:)
+      f "mismatch $m" "/sys/block/$m/md/mismatch_cnt"
+      if command -v mdadm >/dev/null 2>&1; then s "mdadm $m" mdadm --detail "/dev/$m" </dev/null; fi;;
+    esac
+  done < /proc/mdstat
 fi
 if command -v zpool >/dev/null 2>&1; then
   s zpool_status t zpool status -p

@@ -134,8 +134,9 @@ pub async fn samples(
         day = day.succ_opt().unwrap_or(day);
     }
     let streams: Vec<String> = days.iter().map(|d| samples_stream(server_id, *d).to_string()).collect();
-    let rows: Vec<(Value,)> = sqlx::query_as(
-        "SELECT payload FROM events \
+    // The sample as JSON text, parsed straight into its type (no intermediate JSON tree).
+    let rows: Vec<(Option<DateTime<Utc>>, Option<String>)> = sqlx::query_as(
+        "SELECT (payload->>'at')::timestamptz, (payload->'sample')::text FROM events \
          WHERE retention_class = $1 AND bucket = ANY($2) AND stream_id = ANY($3) AND event_type = 'ServerSampled' \
          ORDER BY bucket, stream_version",
     )
@@ -145,11 +146,10 @@ pub async fn samples(
     .fetch_all(pool)
     .await?;
     let mut samples = Vec::with_capacity(rows.len());
-    for (mut payload,) in rows {
-        let at = payload["at"].as_str().and_then(|a| a.parse::<DateTime<Utc>>().ok());
+    for (at, sample) in rows {
         let Some(at) = at.filter(|at| *at >= from && *at <= to) else { continue };
         // ServerSampled v1; a payload this build cannot read is skipped, not a failed chart.
-        if let Ok(sample) = serde_json::from_value::<HostSample>(payload["sample"].take()) {
+        if let Some(sample) = sample.and_then(|s| serde_json::from_str::<HostSample>(&s).ok()) {
             samples.push((at, sample));
         }
     }
