@@ -341,6 +341,26 @@ async fn two_collectors_share_a_fleet_keep_their_sessions_and_take_over_from_eac
         monitoring["changes"].as_array().unwrap().iter().filter_map(|c| c["kind"].as_str()).collect();
     assert_eq!(kinds.iter().filter(|k| **k == "POOL").count(), 1, "a change once, not per poll: {kinds:?}");
 
+    // The same for Prometheus: the fleet's latest samples, for a bearer token only.
+    let fleet = app.client.get(app.url("/metrics/fleet")).send().await.unwrap();
+    assert_eq!(fleet.status().as_u16(), 401);
+    let mut fleet = app
+        .client
+        .get(app.url("/metrics/fleet"))
+        .insert_header(("Authorization", format!("Bearer {viewer}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fleet.status().as_u16(), 200);
+    let text = String::from_utf8(fleet.body().await.unwrap().to_vec()).unwrap();
+    let up = format!("unity_host_up{{server_id=\"{}\",server=\"h0\"}} 1", servers[0]);
+    assert!(text.contains(&up), "{text}");
+    assert!(
+        text.contains("# TYPE unity_host_filesystem_bytes gauge")
+            && text.contains("mount=\"/\",kind=\"size\"} 21000437760"),
+        "{text}"
+    );
+
     // Accept the NVMe's old media errors: the next SMART round judges it passed.
     let accept = "mutation($i: OverrideSmartAttributeInput!) { overrideSmartAttribute(input: $i) { id verdict } }";
     let input = serde_json::json!({ "i": { "deviceId": nvme["id"], "attributeId": "media_errors", "action": "ACCEPT_CURRENT" } });

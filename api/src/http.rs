@@ -28,6 +28,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
+        .route("/metrics/fleet", web::get().to(fleet_metrics))
         .route("/ca/{id}/crl", web::get().to(crl))
         .route("/.well-known/acme-challenge/{token}", web::get().to(acme_challenge))
         .default_service(web::to(|| async {
@@ -443,6 +444,28 @@ async fn relay_lag(state: &ApiState) -> Option<i64> {
         Err(_) => return None,
     };
     state.store.count_after(cursor).await.ok()
+}
+
+/// The monitored fleet's latest samples (`crate::fleet`), for a bearer token of any role.
+async fn fleet_metrics(req: HttpRequest, state: State) -> HttpResponse {
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match authenticate(state.store.pool(), header).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .body("send Authorization: Bearer <an API key>\n")
+        }
+        // Expired, revoked, unknown or a database hiccup: refused, with nothing more said.
+        Err(_) => return HttpResponse::Unauthorized().body("the bearer token was refused\n"),
+    }
+    match crate::fleet::exposition(state.store.pool()).await {
+        Ok(text) => HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(text),
+        Err(e) => {
+            tracing::warn!(error = %e, "The fleet's metrics could not be read.");
+            HttpResponse::ServiceUnavailable().body("Unity's database is unavailable; try again shortly\n")
+        }
+    }
 }
 
 async fn metrics(req: HttpRequest, state: State) -> HttpResponse {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod errors;
+pub mod fleet;
 mod http;
 pub mod metrics;
 mod operation;
