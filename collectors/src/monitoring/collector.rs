@@ -109,11 +109,7 @@ impl Collector {
     }
 
     fn pool(&self) -> &sqlx::PgPool {
-        self.servers_store().pool()
-    }
-
-    fn servers_store(&self) -> &unity_commands::store::EventStore {
-        self.monitoring.store()
+        self.monitoring.store().pool()
     }
 
     /// The schedule made to match the servers monitoring is enabled for (from the read model).
@@ -276,18 +272,18 @@ impl Collector {
         let mut asleep = Vec::new();
         for (scanned, reading) in readings {
             match reading {
-                Reading::Device(device) => devices.push(*device),
-                Reading::Asleep => asleep.extend(
-                    state.devices.iter().filter(|(_, d)| d.name == scanned.name).map(|(serial, _)| serial.clone()),
-                ),
+                Reading::Device(device) => {
+                    devices.push(*device);
+                    continue;
+                }
+                Reading::Asleep => {}
                 Reading::Unreadable(message) => {
                     tracing::info!(%server_id, device = %scanned.name, %message, "A disk could not be read.");
-                    // Unread is not removed: keep what the stream knows of it.
-                    asleep.extend(
-                        state.devices.iter().filter(|(_, d)| d.name == scanned.name).map(|(serial, _)| serial.clone()),
-                    );
                 }
             }
+            // Asleep or unread is not removed: the stream keeps what it knows of the disk.
+            asleep
+                .extend(state.devices.iter().filter(|(_, d)| d.name == scanned.name).map(|(serial, _)| serial.clone()));
         }
         self.monitoring
             .record_devices(server_id, Utc::now(), devices, asleep, &metadata())

@@ -31,7 +31,7 @@ pub fn parse_mdstat(text: &str) -> Result<Vec<Array>, ParseError> {
                     let value = value.trim_start();
                     array.sync_action = Some(action.to_string());
                     // `resync=DELAYED` or `=PENDING`: queued, not running, no progress yet.
-                    array.sync_progress = value.split('%').next().and_then(percent_hundredths);
+                    array.sync_progress = value.split('%').next().and_then(super::proc::percent);
                     if value.starts_with("DELAYED") || value.starts_with("PENDING") {
                         array.sync_action = Some(format!("{action} {}", value.to_ascii_lowercase()));
                     }
@@ -93,16 +93,6 @@ fn status_counts(line: &str) -> Option<(u32, u32)> {
     })
 }
 
-/// `8.5` as 850.
-fn percent_hundredths(text: &str) -> Option<u16> {
-    let text = text.trim();
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
-    let whole: u16 = whole.parse().ok()?;
-    let first: u16 = fraction.get(..1).and_then(|d| d.parse().ok()).unwrap_or(0);
-    let second: u16 = fraction.get(1..2).and_then(|d| d.parse().ok()).unwrap_or(0);
-    (whole <= 100).then_some(whole * 100 + first * 10 + second)
-}
-
 /// `mdadm --detail /dev/mdX` folded into the array mdstat described: the state in mdadm's words,
 /// each member's state, the raid device count and a sync's progress.
 pub fn apply_detail(array: &mut Array, text: &str) -> Result<(), ParseError> {
@@ -143,7 +133,7 @@ pub fn apply_detail(array: &mut Array, text: &str) -> Result<(), ParseError> {
                 }
             }
             status @ ("Rebuild Status" | "Resync Status" | "Reshape Status" | "Check Status") => {
-                array.sync_progress = value.split('%').next().and_then(percent_hundredths);
+                array.sync_progress = value.split('%').next().and_then(super::proc::percent);
                 let action = match status {
                     "Rebuild Status" => "recovery",
                     "Resync Status" => "resync",

@@ -131,6 +131,11 @@ pub fn parse_loadavg(text: &str) -> Result<[u32; 3], ParseError> {
     Ok(load)
 }
 
+/// A percentage (`8.5`, `94.3%`) in hundredths, 0 to 10 000.
+pub fn percent(text: &str) -> Option<u16> {
+    hundredths(text.trim().trim_end_matches('%')).filter(|p| *p <= 10_000).map(|p| p as u16)
+}
+
 /// `12.34` as 1234, exactly (no float rounding).
 fn hundredths(field: &str) -> Option<u32> {
     let (whole, fraction) = field.split_once('.').unwrap_or((field, ""));

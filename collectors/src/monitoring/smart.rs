@@ -318,17 +318,13 @@ fn ata_attributes(json: &Value, context: &Context, device: &mut StorageDevice) {
         .and_then(|e| e["value"].as_u64());
 }
 
+/// An NVMe or SCSI attribute: a raw value with no normalised value or threshold.
+fn raw_attribute(id: &str, name: &str, raw: i64, verdict: Verdict, note: Option<String>) -> SmartAttribute {
+    SmartAttribute { id: id.into(), name: name.into(), value: None, worst: None, threshold: None, raw, verdict, note }
+}
+
 fn counter_attribute(context: &Context, id: &str, name: &str, raw: i64) -> SmartAttribute {
-    let mut attribute = SmartAttribute {
-        id: id.into(),
-        name: name.into(),
-        value: None,
-        worst: None,
-        threshold: None,
-        raw,
-        verdict: Verdict::Passed,
-        note: None,
-    };
+    let mut attribute = raw_attribute(id, name, raw, Verdict::Passed, None);
     if context.ignored.contains(id) {
         attribute.note = Some("ignored by an override".into());
         return attribute;
@@ -350,16 +346,7 @@ fn counter_attribute(context: &Context, id: &str, name: &str, raw: i64) -> Smart
 fn nvme_attributes(json: &Value, context: &Context, device: &mut StorageDevice) {
     let log = &json["nvme_smart_health_information_log"];
     let get = |key: &str| i(&log[key]);
-    let plain = |id: &str, name: &str, raw: i64, verdict: Verdict, note: Option<String>| SmartAttribute {
-        id: id.into(),
-        name: name.into(),
-        value: None,
-        worst: None,
-        threshold: None,
-        raw,
-        verdict,
-        note,
-    };
+    let plain = raw_attribute;
     if let Some(warning) = get("critical_warning") {
         const BITS: [&str; 6] = [
             "spare below threshold",

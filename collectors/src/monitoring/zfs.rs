@@ -45,7 +45,7 @@ pub fn parse_status(text: &str) -> Result<Vec<Pool>, ParseError> {
                         .ok_or_else(|| ParseError::new("zpool status", format!("`{key}:` before any pool")))?;
                     match key {
                         "state" => pool.state = value.to_string(),
-                        "scan" | "scrub" => pool.scan = scan_line(value, pool.scan.take()),
+                        "scan" | "scrub" => pool.scan = scan_line(value),
                         "errors" => pool.data_errors = data_errors(value),
                         _ => {}
                     }
@@ -59,7 +59,7 @@ pub fn parse_status(text: &str) -> Result<Vec<Pool>, ParseError> {
             "scan" | "scrub" => {
                 if let Some(scan) = pool.scan.as_mut().filter(|s| s.running) {
                     if let Some(done) = trimmed.split("% done").next().filter(|_| trimmed.contains("% done")) {
-                        scan.progress = done.rsplit([' ', ',']).next().and_then(percent_hundredths);
+                        scan.progress = done.rsplit([' ', ',']).next().and_then(super::proc::percent);
                     }
                 }
             }
@@ -115,11 +115,11 @@ fn key_value(line: &str) -> Option<(&str, &str)> {
         .then(|| (key, value.trim()))
 }
 
-fn scan_line(value: &str, _before: Option<Scan>) -> Option<Scan> {
-    let kind = if value.contains("resilver") { "resilver" } else { "scrub" };
+fn scan_line(value: &str) -> Option<Scan> {
     if value.starts_with("none requested") || value.is_empty() {
         return None;
     }
+    let kind = if value.contains("resilver") { "resilver" } else { "scrub" };
     let running = value.contains("in progress");
     // `… with 3 errors on …`
     let errors = value
@@ -128,14 +128,9 @@ fn scan_line(value: &str, _before: Option<Scan>) -> Option<Scan> {
         .and_then(|rest| rest.split_ascii_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    Some(Scan { kind: kind.to_string(), running, progress: if running { None } else { Some(10_000) }, errors }).map(
-        |mut scan| {
-            if value.contains("canceled") {
-                scan.progress = None;
-            }
-            scan
-        },
-    )
+    // A finished scan is 100 %; a running one's progress is on its next line; a canceled one has none.
+    let progress = (!running && !value.contains("canceled")).then_some(10_000);
+    Some(Scan { kind: kind.to_string(), running, progress, errors })
 }
 
 fn data_errors(value: &str) -> u64 {
@@ -146,14 +141,6 @@ fn data_errors(value: &str) -> u64 {
         // unknown without -v: at least one).
         value.split_ascii_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(1)
     }
-}
-
-fn percent_hundredths(text: &str) -> Option<u16> {
-    let text = text.trim().trim_end_matches('%');
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
-    let whole: u16 = whole.parse().ok()?;
-    let digits: String = fraction.chars().chain(std::iter::repeat('0')).take(2).collect();
-    (whole <= 100).then(|| whole * 100 + digits.parse::<u16>().unwrap_or(0))
 }
 
 fn bytes(field: &str) -> Option<u64> {

@@ -34,6 +34,17 @@ pub enum DeviceKind {
     Scsi,
 }
 
+impl DeviceKind {
+    /// The API's and the read models' word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Ata => "ATA",
+            DeviceKind::Nvme => "NVME",
+            DeviceKind::Scsi => "SCSI",
+        }
+    }
+}
+
 /// One disk as smartctl described it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StorageDevice {
@@ -75,12 +86,23 @@ pub struct SmartAttribute {
     pub note: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PoolKind {
     Zfs,
     Lvm,
     Btrfs,
+}
+
+impl PoolKind {
+    /// The API's and the read models' word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolKind::Zfs => "ZFS",
+            PoolKind::Lvm => "LVM",
+            PoolKind::Btrfs => "BTRFS",
+        }
+    }
 }
 
 /// A pool of storage: a ZFS pool, an LVM volume group, a btrfs filesystem.

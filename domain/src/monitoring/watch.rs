@@ -188,7 +188,7 @@ pub struct MonitoringState {
     pub config: MonitoringConfig,
     pub facts: Option<HostFacts>,
     pub failing: Option<Failure>,
-    pub pools: BTreeMap<(String, String), Pool>,
+    pub pools: BTreeMap<(PoolKind, String), Pool>,
     pub arrays: BTreeMap<String, Array>,
     pub devices: BTreeMap<String, DeviceState>,
 }
@@ -263,7 +263,7 @@ impl Decider for Monitoring {
                 }
                 let mut seen = BTreeSet::new();
                 for pool in pools {
-                    let key = (format!("{:?}", pool.kind), pool.name.clone());
+                    let key = (pool.kind, pool.name.clone());
                     if state.pools.get(&key).map(pool_health) != Some(pool_health(pool)) {
                         events.push(E::PoolChanged { at: *at, pool: pool.clone() });
                     }
@@ -382,10 +382,10 @@ impl Decider for Monitoring {
                 }
             }
             E::PoolChanged { pool, .. } => {
-                state.pools.insert((format!("{:?}", pool.kind), pool.name.clone()), pool.clone());
+                state.pools.insert((pool.kind, pool.name.clone()), pool.clone());
             }
             E::PoolRemoved { kind, name, .. } => {
-                state.pools.remove(&(format!("{kind:?}"), name.clone()));
+                state.pools.remove(&(*kind, name.clone()));
             }
             E::ArrayChanged { array, .. } => {
                 state.arrays.insert(array.name.clone(), array.clone());

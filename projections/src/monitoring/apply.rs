@@ -193,13 +193,12 @@ async fn apply_change(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), 
             .await?;
         }
         MonitoringEvent::PoolChanged { at, pool } => {
-            let kind = format!("{:?}", pool.kind).to_uppercase();
             sqlx::query(
                 "INSERT INTO monitored_pools (server_id, kind, name, pool, verdict, changed_at) VALUES ($1,$2,$3,$4,$5,$6) \
                  ON CONFLICT (server_id, kind, name) DO UPDATE SET pool = $4, verdict = $5, changed_at = $6",
             )
             .bind(server_id)
-            .bind(&kind)
+            .bind(pool.kind.as_str())
             .bind(&pool.name)
             .bind(json!(pool))
             .bind(pool.verdict.as_str())
@@ -219,7 +218,7 @@ async fn apply_change(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), 
         MonitoringEvent::PoolRemoved { at, kind, name } => {
             sqlx::query("DELETE FROM monitored_pools WHERE server_id = $1 AND kind = $2 AND name = $3")
                 .bind(server_id)
-                .bind(format!("{kind:?}").to_uppercase())
+                .bind(kind.as_str())
                 .bind(&name)
                 .execute(&mut *conn)
                 .await?;

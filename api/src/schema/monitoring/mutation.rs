@@ -74,24 +74,19 @@ pub async fn collect_now(ctx: &Context, _p: &Principal, server_id: ID) -> Result
     }
     let deadline = tokio::time::Instant::now() + ctx.state.config.ssh_wait;
     loop {
-        if let Some(row) = read::monitored_server(pool, server_id).await?.filter(|r| r.last_sample_at > before) {
-            let sample = row.last_sample.and_then(|s| serde_json::from_value::<HostSample>(s).ok()).unwrap_or_default();
+        let row = read::monitored_server(pool, server_id).await?;
+        if let Some(row) = row.as_ref().filter(|r| r.last_sample_at > before) {
+            let mut sample =
+                row.last_sample.clone().and_then(|s| serde_json::from_value::<HostSample>(s).ok()).unwrap_or_default();
+            monitoring::name_filesystems(&mut sample, row.facts.as_ref());
             return Ok(monitoring::Sample::new(row.last_sample_at.unwrap_or_default(), &sample));
         }
-        if let Some(error) = read::monitored_server(pool, server_id)
-            .await?
-            .filter(|r| r.failing_since.is_some())
-            .and_then(|r| r.last_error)
-        {
-            if tokio::time::Instant::now() + std::time::Duration::from_secs(1) > deadline {
-                return Err(ApiError::new(Code::Unavailable, format!("the server could not be polled: {error}")));
-            }
-        }
         if tokio::time::Instant::now() >= deadline {
-            return Err(ApiError::new(
-                Code::Unavailable,
-                "no sample within the wait; is a collectors process running?",
-            ));
+            let message = match row.filter(|r| r.failing_since.is_some()).and_then(|r| r.last_error) {
+                Some(error) => format!("the server could not be polled: {error}"),
+                None => "no sample within the wait; is a collectors process running?".into(),
+            };
+            return Err(ApiError::new(Code::Unavailable, message));
         }
         // The collectors write from another process: look again shortly, once the read models
         // have caught up with the log.

@@ -346,7 +346,7 @@ impl StorageDevice {
         Some(StorageDevice {
             id: ID::new(format!("{}/{}", row.server_id, row.serial)),
             name: d.name,
-            kind: format!("{:?}", d.kind).to_uppercase(),
+            kind: d.kind.as_str().to_string(),
             model: d.model,
             serial: d.serial,
             firmware: d.firmware,
@@ -423,7 +423,7 @@ pub struct Pool {
 impl From<domain::Pool> for Pool {
     fn from(p: domain::Pool) -> Pool {
         Pool {
-            kind: format!("{:?}", p.kind).to_uppercase(),
+            kind: p.kind.as_str().to_string(),
             name: p.name,
             state: p.state,
             verdict: p.verdict.as_str().to_string(),
