@@ -136,9 +136,12 @@ impl App {
     /// On an empty database, creates the user `admin`: with `UNITY_ADMIN_PASSWORD` if set,
     /// otherwise with a generated password, which is returned to be shown once.
     pub async fn ensure_first_admin(&self, identity: &IdentityCommands) -> Result<Option<String>> {
-        let any_user: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE stream_type = 'user')")
-            .fetch_one(self.pool())
-            .await?;
+        let any_user: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM event_log_permanent \
+                            WHERE stream_type = (SELECT key FROM stream_types WHERE name = 'user'))",
+        )
+        .fetch_one(self.pool())
+        .await?;
         if any_user {
             return Ok(None);
         }

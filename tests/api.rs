@@ -110,7 +110,9 @@ impl TestApp {
     /// Appends events of a non-identity stream type (what later domains will write), directly.
     pub(crate) async fn probe(&self, events: &[(&str, Value)]) {
         use unity_commands::store::{ExpectedVersion, NewEvent, StreamAppend};
-        let metadata = json!({ "actor": { "kind": "system", "id": null, "name": "test" }, "correlation_id": uuid::Uuid::now_v7(), "source": "test" });
+        let metadata = std::sync::Arc::new(
+            json!({ "actor": { "kind": "system", "id": null, "name": "test" }, "correlation_id": uuid::Uuid::now_v7(), "source": "test" }),
+        );
         let appends = events
             .iter()
             .map(|(event_type, payload)| StreamAppend {

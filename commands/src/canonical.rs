@@ -27,19 +27,29 @@ pub fn write_canonical(value: &Value, out: &mut String) {
             out.push(']');
         }
         Value::Object(fields) => {
-            let mut keys: Vec<&String> = fields.keys().collect();
-            keys.sort_unstable();
             out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(key, out);
-                out.push(':');
-                write_canonical(&fields[key], out);
+            // serde_json's map is a BTreeMap, already in key order, unless a dependency turns on
+            // its `preserve_order` feature: sort only then.
+            if fields.keys().zip(fields.keys().skip(1)).all(|(a, b)| a < b) {
+                write_fields(fields.iter(), out);
+            } else {
+                let mut sorted: Vec<(&String, &Value)> = fields.iter().collect();
+                sorted.sort_unstable_by_key(|(k, _)| *k);
+                write_fields(sorted.into_iter(), out);
             }
             out.push('}');
         }
+    }
+}
+
+fn write_fields<'a>(fields: impl Iterator<Item = (&'a String, &'a Value)>, out: &mut String) {
+    for (i, (key, value)) in fields.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(key, out);
+        out.push(':');
+        write_canonical(value, out);
     }
 }
 
@@ -64,27 +74,42 @@ fn write_number(n: &serde_json::Number, out: &mut String) {
 
 pub fn write_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    // Runs that need no escape are copied whole; only '"', '\\' and control characters are
+    // escaped (all ASCII, so a run never ends inside a multi-byte character).
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            out.push_str(&s[run..i]);
+            match b {
+                b'"' => out.push_str("\\\""),
+                b'\\' => out.push_str("\\\\"),
+                b => {
+                    let _ = write!(out, "\\u{b:04x}");
+                }
             }
-            c => out.push(c),
+            run = i + 1;
         }
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 
-/// JSONB cannot store the NUL character; reject it before the database does, with a clear reason.
-pub fn find_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(find_nul),
-        Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || find_nul(v)),
-        _ => false,
+/// Whether canonical text holds a NUL character (written `\u0000`), which JSONB cannot store.
+pub fn contains_nul(canonical: &str) -> bool {
+    let bytes = canonical.as_bytes();
+    let mut i = 0;
+    while let Some(at) = bytes[i..].iter().position(|b| *b == b'\\') {
+        let escape = i + at;
+        if bytes[escape + 1..].starts_with(b"u0000") {
+            return true;
+        }
+        // Past the escaped character, so that `\\u0000` (a backslash, then text) is no NUL.
+        i = escape + 2;
+        if i >= bytes.len() {
+            return false;
+        }
     }
+    false
 }
 
 #[cfg(test)]
@@ -122,5 +147,14 @@ mod tests {
     fn different_values_encode_differently() {
         assert_ne!(canonical(&json!({"a": "1"})), canonical(&json!({"a": 1})));
         assert_ne!(canonical(&json!({"a": 0.1})), canonical(&json!({"a": 0.10000000000000002})));
+    }
+
+    #[test]
+    fn a_nul_is_found_in_the_text_and_an_escaped_backslash_before_u0000_is_not_one() {
+        assert!(contains_nul(&canonical(&json!({"a": ["x", "y\u{0}z"]}))));
+        assert!(contains_nul(&canonical(&json!({"k\u{0}": 1}))));
+        assert!(!contains_nul(&canonical(&json!({"a": "\\u0000"}))));
+        assert!(!contains_nul(&canonical(&json!({"a": "ends with \\"}))));
+        assert!(!contains_nul(&canonical(&json!({"a": "\u{1}\t\"quoted\""}))));
     }
 }

@@ -57,7 +57,7 @@ pub async fn execute<D: Decider>(
         let append = StreamAppend {
             stream_id: stream_id.clone(),
             expected: if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exactly(version) },
-            events: events.iter().map(|e| NewEvent::from_domain(e, metadata)).collect(),
+            events: NewEvent::from_domain_events(&events, metadata),
         };
         match store.append(vec![append]).await {
             Ok(appended) => return Ok((events, Some(appended))),

@@ -20,7 +20,7 @@ use unity_domain::{
 
 use crate::{
     canonical,
-    store::{event_from_row, Cursor, StoreError, EVENT_COLUMNS, GENESIS_HASH, READABLE},
+    store::{event_from_row, Cursor, StoreError, EVENTS_NAMED, EVENT_COLUMNS, GENESIS_HASH, READABLE},
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -64,7 +64,7 @@ pub async fn seal(pool: &PgPool) -> Result<Option<Seal>, StoreError> {
     };
     let horizon = format!("(transaction_id, global_position) > ($1, $2) AND {READABLE}");
     let through = sqlx::query(AssertSqlSafe(format!(
-        "SELECT transaction_id, global_position FROM events WHERE {horizon} \
+        "SELECT transaction_id, global_position FROM event_log WHERE {horizon} \
          ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
     )))
     .bind(after.transaction_id)
@@ -75,9 +75,10 @@ pub async fn seal(pool: &PgPool) -> Result<Option<Seal>, StoreError> {
         return Ok(None);
     };
     let heads: Vec<SealedHead> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT DISTINCT ON (stream_id) stream_id, stream_version, hash FROM events \
+        "SELECT DISTINCT ON (e.stream_uuid, e.stream_type) st.name || '-' || e.stream_uuid, e.stream_version, e.hash \
+         FROM event_log e JOIN stream_types st ON st.key = e.stream_type \
          WHERE {horizon} AND (transaction_id, global_position) <= ($3, $4) \
-         ORDER BY stream_id, stream_version DESC"
+         ORDER BY e.stream_uuid, e.stream_type, e.stream_version DESC"
     )))
     .bind(after.transaction_id)
     .bind(after.global_position)
@@ -154,7 +155,7 @@ pub struct VerifyReport {
     pub seals_checked: u64,
     /// What retention removed, oldest record first: those streams are expected to be missing.
     pub removals: Vec<RecordedRemoval>,
-    /// In the order found: seals first, then streams in id order. Capped at [`MAX_BREAKS`].
+    /// In the order found: seals first, then stream by stream. Capped at [`MAX_BREAKS`].
     pub breaks: Vec<Break>,
 }
 
@@ -214,9 +215,11 @@ pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> Result<Veri
     drop(seals);
     let removed = recorded_removals(pool, &mut report).await?;
 
-    let mut events =
-        sqlx::query(AssertSqlSafe(format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY stream_id, stream_version")))
-            .fetch(pool);
+    // Stream by stream, in version order (the stream key's own order, index by index).
+    let mut events = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM {EVENTS_NAMED} ORDER BY e.stream_uuid, e.stream_type, e.stream_version"
+    )))
+    .fetch(pool);
     let mut current: Option<(String, i64, Vec<u8>)> = None; // stream, last version, last hash
     let mut seen_streams: HashSet<String> = HashSet::new();
     let mut broken_stream: Option<String> = None;
@@ -262,9 +265,8 @@ pub async fn verify(pool: &PgPool, mut progress: impl FnMut(u64)) -> Result<Veri
                     expected_version,
                     format!("version {expected_version} is missing (next found is {})", event.stream_version),
                 ))
-            } else if event.prev_hash != expected_prev {
-                Some((event.stream_version, "does not chain to the event before it".to_owned()))
-            } else if event.compute_hash().as_slice() != event.hash {
+            } else if event.compute_hash(&expected_prev).as_slice() != event.hash {
+                // Its contents changed, or the event before it did (with a hash made to match).
                 Some((event.stream_version, "was altered: its contents do not match its hash".to_owned()))
             } else if let Some((v, hash, number)) = sealed.get(&event.stream_id) {
                 (*v == event.stream_version && hex::encode(&event.hash) != *hash)
@@ -308,8 +310,8 @@ async fn recorded_removals(
     report: &mut VerifyReport,
 ) -> Result<HashMap<String, (i64, Vec<u8>)>, StoreError> {
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE retention_class = 0 AND stream_type = 'retention' \
-         ORDER BY transaction_id, global_position"
+        "SELECT {EVENT_COLUMNS} FROM {EVENTS_NAMED} WHERE e.retention_class = 0 AND st.name = 'retention' \
+         ORDER BY e.transaction_id, e.global_position"
     )))
     .fetch_all(pool)
     .await?;

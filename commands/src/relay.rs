@@ -184,19 +184,17 @@ impl NatsRelay {
         if last_sequence > 0 {
             match stream.get_raw_message(last_sequence).await {
                 Ok(message) => {
-                    let event_id =
-                        message.headers.get("Nats-Msg-Id").and_then(|v| v.as_str().parse::<uuid::Uuid>().ok());
-                    let Some(event_id) = event_id else {
+                    let header = |name: &str| message.headers.get(name).map(|v| v.as_str().to_owned());
+                    let event_id = header("Nats-Msg-Id").and_then(|v| v.parse::<uuid::Uuid>().ok());
+                    let stream_id = header("Unity-Stream-Id").and_then(|v| v.parse::<unity_domain::StreamId>().ok());
+                    let version = header("Unity-Stream-Version").and_then(|v| v.parse::<i64>().ok());
+                    let (Some(event_id), Some(stream_id), Some(version)) = (event_id, stream_id, version) else {
                         return Err(RelayError::Nats(format!(
-                            "the last message in stream {} is not a Unity event (no event id in Nats-Msg-Id); the stream must carry Unity's events only",
+                            "the last message in stream {} is not a Unity event (no event id, stream and version in its headers); the stream must carry Unity's events only",
                             self.config.stream_name
                         )));
                     };
-                    let cursor = sqlx::query("SELECT transaction_id, global_position FROM events WHERE event_id = $1")
-                        .bind(event_id)
-                        .fetch_optional(self.store.pool())
-                        .await?
-                        .map(|r| Cursor::from_leading_columns(&r));
+                    let cursor = self.store.cursor_of(&stream_id, version, event_id).await?;
                     if cursor.is_none() {
                         return Err(RelayError::Nats(format!(
                             "the last message in stream {} is event {event_id}, which this database does not hold: another Unity database publishes to the same stream",

@@ -32,8 +32,8 @@ use uuid::Uuid;
 use crate::{
     integrity::Break,
     store::{
-        event_from_row, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamAppend, EVENT_COLUMNS,
-        GENESIS_HASH,
+        event_from_row, partition_named, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+        StreamAppend, EVENTS_NAMED, EVENT_COLUMNS, GENESIS_HASH,
     },
 };
 
@@ -89,14 +89,14 @@ pub struct Removal {
 
 /// The partition that holds one bucket.
 pub fn bucket_table(class: RetentionClass, bucket: NaiveDate) -> String {
-    format!("events_{}_{}", class.name(), bucket.format("%Y%m%d"))
+    format!("event_log_{}_{}", class.name(), bucket.format("%Y%m%d"))
 }
 
 /// Every bucket that has a partition now, oldest first within each class.
 pub async fn buckets(pool: &PgPool) -> Result<Vec<(RetentionClass, NaiveDate)>, sqlx::Error> {
     let names: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname IN ('events_samples', 'events_summaries') \
+         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname IN ('event_log_samples', 'event_log_summaries') \
          ORDER BY 1",
     )
     .fetch_all(pool)
@@ -104,7 +104,7 @@ pub async fn buckets(pool: &PgPool) -> Result<Vec<(RetentionClass, NaiveDate)>, 
     Ok(names
         .iter()
         .filter_map(|name| {
-            let (class, day) = name.strip_prefix("events_")?.rsplit_once('_')?;
+            let (class, day) = name.strip_prefix("event_log_")?.rsplit_once('_')?;
             Some((RetentionClass::from_name(class)?, NaiveDate::parse_from_str(day, "%Y%m%d").ok()?))
         })
         .collect())
@@ -138,7 +138,9 @@ pub async fn describe(pool: &PgPool, class: RetentionClass, bucket: NaiveDate) -
     .fetch_one(pool)
     .await?;
     let mut streams: Vec<RemovedStream> = sqlx::query(AssertSqlSafe(format!(
-        "SELECT DISTINCT ON (stream_id) stream_id, stream_version, hash FROM {table} ORDER BY stream_id, stream_version DESC"
+        "SELECT DISTINCT ON (e.stream_uuid, e.stream_type) st.name || '-' || e.stream_uuid, e.stream_version, e.hash \
+         FROM {table} e JOIN stream_types st ON st.key = e.stream_type \
+         ORDER BY e.stream_uuid, e.stream_type, e.stream_version DESC"
     )))
     .fetch_all(pool)
     .await?
@@ -258,8 +260,9 @@ struct ArchivedEvent {
     hash: String,
 }
 
-impl From<&RecordedEvent> for ArchivedEvent {
-    fn from(e: &RecordedEvent) -> ArchivedEvent {
+impl ArchivedEvent {
+    /// An event as archived, with the hash of the event before it in its stream.
+    fn new(e: &RecordedEvent, prev_hash: &[u8]) -> ArchivedEvent {
         ArchivedEvent {
             global_position: e.global_position,
             transaction_id: e.transaction_id,
@@ -272,17 +275,16 @@ impl From<&RecordedEvent> for ArchivedEvent {
             payload: e.payload.clone(),
             metadata: e.metadata.clone(),
             recorded_at: e.recorded_at,
-            prev_hash: hex::encode(&e.prev_hash),
+            prev_hash: hex::encode(prev_hash),
             hash: hex::encode(&e.hash),
         }
     }
-}
 
-impl ArchivedEvent {
-    fn into_recorded(self) -> Result<RecordedEvent, String> {
+    /// The event, and the hash of the one before it.
+    fn into_recorded(self) -> Result<(RecordedEvent, Vec<u8>), String> {
         let hex = |s: &str| hex::decode(s).map_err(|_| format!("event {}: a hash is not hex", self.event_id));
-        Ok(RecordedEvent {
-            prev_hash: hex(&self.prev_hash)?,
+        let prev_hash = hex(&self.prev_hash)?;
+        let event = RecordedEvent {
             hash: hex(&self.hash)?,
             global_position: self.global_position,
             transaction_id: self.transaction_id,
@@ -295,7 +297,8 @@ impl ArchivedEvent {
             payload: self.payload,
             metadata: self.metadata,
             recorded_at: self.recorded_at,
-        })
+        };
+        Ok((event, prev_hash))
     }
 }
 
@@ -318,13 +321,26 @@ async fn write_archive(
 ) -> Result<PathBuf, RetentionError> {
     let path = dir.join(format!("{}-{}-{record}.jsonl.gz", class.name(), bucket.format("%Y-%m-%d")));
     let failed = |reason: String| RetentionError::Archive { path: path.clone(), reason };
-    let record_row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE retention_class = 0 AND bucket = '-infinity' AND event_id = $1"
+    let record = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM {EVENTS_NAMED} \
+         WHERE e.retention_class = 0 AND e.bucket = '-infinity' AND e.event_id = $1"
     )))
     .bind(record)
     .fetch_one(pool)
     .await?;
-    let header = ArchiveHeader { unity_archive: 1, record: ArchivedEvent::from(&event_from_row(&record_row)) };
+    let record = event_from_row(&record);
+    let record_prev: Vec<u8> = sqlx::query_scalar(
+        "SELECT coalesce((SELECT e.hash FROM event_log e JOIN stream_types st ON st.key = e.stream_type \
+                          WHERE e.retention_class = 0 AND e.bucket = '-infinity' AND e.stream_uuid = $1 \
+                            AND st.name = $2 AND e.stream_version = $3), $4)",
+    )
+    .bind(removal_stream(class, bucket).id())
+    .bind(removal_stream(class, bucket).stream_type())
+    .bind(record.stream_version - 1)
+    .bind(GENESIS_HASH.as_slice())
+    .fetch_one(pool)
+    .await?;
+    let header = ArchiveHeader { unity_archive: 1, record: ArchivedEvent::new(&record, &record_prev) };
     let (lines, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
     let partial = path.with_extension("gz.partial");
     std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
@@ -340,11 +356,18 @@ async fn write_archive(
     let mut chunk = serde_json::to_vec(&header).expect("header serializes");
     chunk.push(b'\n');
     let table = bucket_table(class, bucket);
-    let mut rows =
-        sqlx::query(AssertSqlSafe(format!("SELECT {EVENT_COLUMNS} FROM {table} ORDER BY global_position"))).fetch(pool);
+    let mut rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {EVENT_COLUMNS} FROM {} ORDER BY e.global_position",
+        partition_named(&table)
+    )))
+    .fetch(pool);
     let mut sent = Ok(());
+    // Each stream of an expiring class lives wholly in its bucket, from version 1.
+    let mut prev: HashMap<String, Vec<u8>> = HashMap::new();
     while let Some(row) = rows.try_next().await? {
-        serde_json::to_writer(&mut chunk, &ArchivedEvent::from(&event_from_row(&row))).expect("event serializes");
+        let event = event_from_row(&row);
+        let before = prev.insert(event.stream_id.clone(), event.hash.clone()).unwrap_or(GENESIS_HASH.to_vec());
+        serde_json::to_writer(&mut chunk, &ArchivedEvent::new(&event, &before)).expect("event serializes");
         chunk.push(b'\n');
         if chunk.len() > 1 << 20 {
             sent = lines.send(std::mem::take(&mut chunk)).await;
@@ -396,10 +419,10 @@ pub fn verify_archive(path: &Path) -> Result<ArchiveReport, String> {
     let not_archive = |why: &str| format!("{} is not a Unity retention archive: {why}", path.display());
     let first = lines.next().ok_or_else(|| not_archive("it is empty"))?.map_err(|e| not_archive(&e.to_string()))?;
     let header: ArchiveHeader = serde_json::from_str(&first).map_err(|_| not_archive("its first line is no header"))?;
-    let record = header.record.into_recorded().map_err(|e| not_archive(&e))?;
+    let (record, record_prev) = header.record.into_recorded().map_err(|e| not_archive(&e))?;
     let mut report =
         ArchiveReport { record: Some(record.event_id), record_hash: hex::encode(&record.hash), ..Default::default() };
-    if record.compute_hash().as_slice() != record.hash {
+    if record.compute_hash(&record_prev).as_slice() != record.hash {
         report.report(
             &record.stream_id,
             record.stream_version,
@@ -417,7 +440,7 @@ pub fn verify_archive(path: &Path) -> Result<ArchiveReport, String> {
     let mut last_position = i64::MIN;
     for (n, line) in lines.enumerate() {
         let line = line.map_err(|e| not_archive(&e.to_string()))?;
-        let event = serde_json::from_str::<ArchivedEvent>(&line)
+        let (event, prev_hash) = serde_json::from_str::<ArchivedEvent>(&line)
             .map_err(|_| not_archive(&format!("line {} is not an event", n + 2)))?
             .into_recorded()
             .map_err(|e| not_archive(&e))?;
@@ -440,9 +463,9 @@ pub fn verify_archive(path: &Path) -> Result<ArchiveReport, String> {
                 expected_version,
                 format!("version {expected_version} is missing (next found is {})", event.stream_version),
             );
-        } else if event.prev_hash != expected_prev {
+        } else if prev_hash != expected_prev {
             report.report(&event.stream_id, event.stream_version, "does not chain to the event before it");
-        } else if event.compute_hash().as_slice() != event.hash {
+        } else if event.compute_hash(&prev_hash).as_slice() != event.hash {
             report.report(&event.stream_id, event.stream_version, "was altered: its contents do not match its hash");
         }
         heads.insert(event.stream_id, (event.stream_version, event.hash));

@@ -207,7 +207,7 @@ async fn append_things(store: &EventStore, payloads: &[serde_json::Value]) -> Ve
             event_type: "ThingHappened".into(),
             schema_version: 1,
             payload: p.clone(),
-            metadata: serde_json::to_value(actor("test")).unwrap(),
+            metadata: serde_json::to_value(actor("test")).unwrap().into(),
         };
         ids.push(e.event_id);
         store

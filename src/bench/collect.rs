@@ -177,7 +177,9 @@ pub async fn run(settings: &Settings, load: Load) -> Result<Value> {
     let elapsed = started.elapsed().as_secs_f64();
     let (own1, busy1, total1) = cpu_ticks();
     let total_ticks = (total1 - total0).max(1) as f64;
-    let failed: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'CollectionFailed'")
+    let failed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM event_log WHERE event_type = (SELECT key FROM event_types WHERE name = 'CollectionFailed')",
+    )
         .fetch_one(&pool)
         .await?;
 
@@ -243,16 +245,19 @@ pub async fn run(settings: &Settings, load: Load) -> Result<Value> {
         result??;
     }
     let fill_seconds = fill_started.elapsed().as_secs_f64();
-    sqlx::query("VACUUM ANALYZE events").execute(&pool).await?;
+    sqlx::query("VACUUM ANALYZE event_log").execute(&pool).await?;
     let (sample_events, sample_bytes): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM events WHERE retention_class = 1), \
-                (SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint FROM pg_partition_tree('events_samples') WHERE isleaf)",
+        "SELECT (SELECT count(*) FROM event_log_samples), \
+                (SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint FROM pg_partition_tree('event_log_samples') WHERE isleaf)",
     )
     .fetch_one(&pool)
     .await?;
-    let payload_bytes: f64 = sqlx::query_scalar("SELECT avg(pg_column_size(payload))::float8 FROM events WHERE retention_class = 1 AND event_type = 'ServerSampled'")
-        .fetch_one(&pool)
-        .await?;
+    let payload_bytes: f64 = sqlx::query_scalar(
+        "SELECT avg(pg_column_size(payload))::float8 FROM event_log_samples \
+         WHERE event_type = (SELECT key FROM event_types WHERE name = 'ServerSampled')",
+    )
+    .fetch_one(&pool)
+    .await?;
     let per_sample = sample_bytes as f64 / sample_events.max(1) as f64;
 
     // 4. A day's chart for one server.

@@ -3,7 +3,7 @@
 //! `--against-delete`, the same rows removed by DELETE and VACUUM from one unpartitioned table of
 //! the same shape, in the same run, for the comparison that chose partitions.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use anyhow::{bail, Result};
 use chrono::{Days, NaiveDate, Utc};
@@ -43,10 +43,10 @@ fn sample(server: usize, minute: u64) -> Value {
     })
 }
 
-/// Bytes of `events` and all its partitions, indexes included.
+/// Bytes of `event_log` and all its partitions, indexes included.
 async fn events_bytes(pool: &PgPool) -> Result<i64> {
     Ok(sqlx::query_scalar(
-        "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::int8 FROM pg_partition_tree('events') WHERE isleaf",
+        "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::int8 FROM pg_partition_tree('event_log') WHERE isleaf",
     )
     .fetch_one(pool)
     .await?)
@@ -75,7 +75,7 @@ pub async fn run(pool: &PgPool, load: Load) -> Result<Value> {
                     event_type: "ThingChanged".into(),
                     schema_version: 1,
                     payload: json!({"i": i, "n": n}),
-                    metadata: serde_json::to_value(bench_metadata()).expect("metadata"),
+                    metadata: serde_json::to_value(bench_metadata()).expect("metadata").into(),
                 })
                 .collect(),
         })
@@ -88,7 +88,7 @@ pub async fn run(pool: &PgPool, load: Load) -> Result<Value> {
     let work: Vec<(NaiveDate, usize)> = days.iter().flat_map(|d| (0..load.servers).map(move |s| (*d, s))).collect();
     let chunks: Vec<Vec<(NaiveDate, usize)>> =
         work.chunks(work.len().div_ceil(load.writers)).map(<[_]>::to_vec).collect();
-    let metadata = serde_json::to_value(bench_metadata()).expect("metadata");
+    let metadata = Arc::new(serde_json::to_value(bench_metadata()).expect("metadata"));
     let mut writers = tokio::task::JoinSet::new();
     for chunk in chunks {
         let (store, metadata) = (store.clone(), metadata.clone());
@@ -117,7 +117,7 @@ pub async fn run(pool: &PgPool, load: Load) -> Result<Value> {
     let fill_seconds = started.elapsed().as_secs_f64();
     let samples = (load.days * load.servers) as u64 * per_day;
     while integrity::seal(pool).await?.is_some() {}
-    sqlx::query("VACUUM ANALYZE events").execute(pool).await?;
+    sqlx::query("VACUUM ANALYZE event_log").execute(pool).await?;
     let bytes_filled = events_bytes(pool).await?;
 
     // The comparison's copy is made now, from the very rows retention is about to remove.
@@ -176,29 +176,26 @@ pub async fn run(pool: &PgPool, load: Load) -> Result<Value> {
 
 const TABLE_SIZE: &str = "SELECT pg_total_relation_size('bench_unpartitioned')";
 
-/// The same month's sample rows, copied from the partitions into one plain table with the indexes
-/// `events` had before partitions: the alternative, filled with identical rows. Returns the
-/// table's size empty and filled.
+/// The same month's sample rows, copied from the partitions into one plain table with the log's
+/// indexes: the alternative, filled with identical rows. Returns the table's size empty and filled.
 async fn copy_unpartitioned(pool: &PgPool) -> Result<(i64, i64)> {
     sqlx::query("DROP TABLE IF EXISTS bench_unpartitioned").execute(pool).await?;
-    sqlx::query("CREATE TABLE bench_unpartitioned (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+    sqlx::query("CREATE TABLE bench_unpartitioned (LIKE event_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
         .execute(pool)
         .await?;
     for ddl in [
-        "ALTER TABLE bench_unpartitioned ADD PRIMARY KEY (event_id)",
-        "ALTER TABLE bench_unpartitioned ADD UNIQUE (stream_id, stream_version)",
+        "ALTER TABLE bench_unpartitioned ADD UNIQUE (stream_uuid, stream_type, stream_version)",
         "CREATE INDEX ON bench_unpartitioned (transaction_id, global_position)",
+        "CREATE INDEX ON bench_unpartitioned USING brin (event_id)",
         // Without partitions, removal by day needs its own index to find a day's rows.
         "CREATE INDEX ON bench_unpartitioned (bucket)",
     ] {
         sqlx::query(AssertSqlSafe(ddl)).execute(pool).await?;
     }
     let empty: i64 = sqlx::query_scalar(TABLE_SIZE).fetch_one(pool).await?;
-    sqlx::query(
-        "INSERT INTO bench_unpartitioned SELECT * FROM events WHERE retention_class = 1 ORDER BY global_position",
-    )
-    .execute(pool)
-    .await?;
+    sqlx::query("INSERT INTO bench_unpartitioned SELECT * FROM event_log_samples ORDER BY global_position")
+        .execute(pool)
+        .await?;
     sqlx::query("VACUUM ANALYZE bench_unpartitioned").execute(pool).await?;
     let filled: i64 = sqlx::query_scalar(TABLE_SIZE).fetch_one(pool).await?;
     Ok((empty, filled))

@@ -82,7 +82,7 @@ impl CredentialCommands {
             let append = StreamAppend {
                 stream_id: stream.clone(),
                 expected: ExpectedVersion::Exactly(version),
-                events: events.iter().map(|e| NewEvent::from_domain(e, metadata)).collect(),
+                events: NewEvent::from_domain_events(&events, metadata),
             };
             match self.store.append(vec![append]).await {
                 Ok(appended) => return Ok(SignedCertificate { serial, certificate: line, appended }),

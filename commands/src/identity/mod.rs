@@ -107,12 +107,12 @@ impl IdentityCommands {
                         } else {
                             ExpectedVersion::Exactly(version)
                         },
-                        events: reservation.iter().map(|e| NewEvent::from_domain(e, metadata)).collect(),
+                        events: NewEvent::from_domain_events(&reservation, metadata),
                     },
                     StreamAppend {
                         stream_id: user_stream.clone(),
                         expected: ExpectedVersion::NoStream,
-                        events: created.iter().map(|e| NewEvent::from_domain(e, metadata)).collect(),
+                        events: NewEvent::from_domain_events(&created, metadata),
                     },
                 ])
                 .await;
@@ -212,7 +212,7 @@ impl IdentityCommands {
             .append(vec![StreamAppend {
                 stream_id: stream,
                 expected: ExpectedVersion::Any,
-                events: events.iter().map(|e| NewEvent::from_domain(e, metadata)).collect(),
+                events: NewEvent::from_domain_events(&events, metadata),
             }])
             .await?;
         Ok(Some(appended))

@@ -99,7 +99,7 @@ impl MonitoringCommands {
                 appends.push(StreamAppend {
                     stream_id: stream.clone(),
                     expected: if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exactly(version) },
-                    events: changes.iter().map(|e| NewEvent::from_domain(e, metadata)).collect(),
+                    events: NewEvent::from_domain_events(&changes, metadata),
                 });
             }
             match self.store.append(appends).await {

@@ -2,35 +2,34 @@ use super::*;
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use ring::digest;
-use sqlx::Row;
+use sqlx::{encode::IsNull, error::BoxDynError, postgres::PgArgumentBuffer, Postgres, Row};
 use uuid::Uuid;
 
 use unity_domain::retention::{self, RetentionClass};
 
 use crate::canonical;
 
-/// Appends inside the caller's transaction (which commits, or not, as the caller decides). On a
-/// conflict the transaction is aborted, as any failed statement leaves it.
-pub async fn append_in(conn: &mut sqlx::PgConnection, appends: &[StreamAppend]) -> Result<Appended, StoreError> {
-    append_with_heads(conn, appends, vec![None; appends.len()]).await
-}
+/// A stream's last `(version, hash)`.
+pub(crate) type Head = (i64, [u8; 32]);
 
-/// [`append_in`], with the heads of some streams already known (`None`: look it up).
+/// [`EventStore::append_in`] with the names already interned and the heads of some streams
+/// already known (`None`: look it up).
 pub(crate) async fn append_with_heads(
     conn: &mut sqlx::PgConnection,
+    names: &Names,
     appends: &[StreamAppend],
-    known: Vec<Option<(i64, Vec<u8>)>>,
+    known: Vec<Option<Head>>,
 ) -> Result<Appended, StoreError> {
     validate(appends)?;
     let unknown: Vec<StreamId> =
         appends.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(a, _)| a.stream_id.clone()).collect();
     let mut looked_up = if unknown.is_empty() { Vec::new() } else { stream_heads(conn, &unknown).await? }.into_iter();
-    let heads: Vec<(i64, Vec<u8>)> = known
+    let heads: Vec<Head> = known
         .into_iter()
         .map(|k| k.unwrap_or_else(|| looked_up.next().expect("one head per unknown stream")))
         .collect();
-    let mut rows = Rows::with_capacity(appends.iter().map(|a| a.events.len()).sum());
-    let planned = plan(appends, heads, Utc::now().trunc_subsecs(6), &mut rows)?;
+    let mut rows = Rows::new(Utc::now().trunc_subsecs(6), appends.iter().map(|a| a.events.len()).sum());
+    let planned = plan(appends, heads, names, &mut rows)?;
     if rows.is_empty() {
         return Ok(planned.appended(&[]));
     }
@@ -38,19 +37,14 @@ pub(crate) async fn append_with_heads(
     Ok(planned.appended(&inserted))
 }
 
-/// Refuses what no head could make valid: a stream twice in one append, a NUL character, a
-/// stream of an expiring class whose id names no bucket.
+/// Refuses what no head could make valid: a stream twice in one append, a stream of an expiring
+/// class whose id names no bucket. (A NUL character is found while encoding, in [`plan`].)
 pub(crate) fn validate(appends: &[StreamAppend]) -> Result<(), StoreError> {
     let mut seen = std::collections::HashSet::new();
     for a in appends {
         placement(&a.stream_id)?;
         if !seen.insert(&a.stream_id) {
             return Err(StoreError::InvalidEvent(format!("stream {} appears twice in one append", a.stream_id)));
-        }
-        for e in &a.events {
-            if canonical::find_nul(&e.payload) || canonical::find_nul(&e.metadata) {
-                return Err(StoreError::InvalidEvent(format!("{} contains a NUL character", e.event_type)));
-            }
         }
     }
     Ok(())
@@ -61,7 +55,7 @@ pub(crate) fn validate(appends: &[StreamAppend]) -> Result<(), StoreError> {
 pub(crate) struct Planned {
     versions: Vec<(StreamId, i64)>,
     event_ids: Vec<Uuid>,
-    heads: Vec<(String, (i64, Vec<u8>))>,
+    heads: Vec<(StreamId, Head)>,
 }
 
 impl Planned {
@@ -76,23 +70,37 @@ impl Planned {
         Appended { last, versions: self.versions, event_ids: self.event_ids, heads: self.heads }
     }
 
-    pub(crate) fn heads(&self) -> &[(String, (i64, Vec<u8>))] {
+    pub(crate) fn heads(&self) -> &[(StreamId, Head)] {
         &self.heads
     }
 }
 
 /// Checks each stream's expected version against its head (`heads`, in the order of `appends`)
-/// and pushes the events' rows, chained from those heads and stamped `recorded_at`.
+/// and pushes the events' rows, chained from those heads and stamped with the rows' time. On a
+/// refusal nothing of this append stays in `rows`.
 pub(crate) fn plan(
     appends: &[StreamAppend],
-    heads: Vec<(i64, Vec<u8>)>,
-    recorded_at: DateTime<Utc>,
+    heads: Vec<Head>,
+    names: &Names,
+    rows: &mut Rows,
+) -> Result<Planned, StoreError> {
+    let start = rows.len();
+    let planned = plan_rows(appends, heads, names, rows);
+    if planned.is_err() {
+        rows.truncate(start);
+    }
+    planned
+}
+
+fn plan_rows(
+    appends: &[StreamAppend],
+    heads: Vec<Head>,
+    names: &Names,
     rows: &mut Rows,
 ) -> Result<Planned, StoreError> {
     let mut versions = Vec::with_capacity(appends.len());
     let mut new_heads = Vec::with_capacity(appends.len());
     let mut event_ids = Vec::new();
-    let start = rows.len();
     for (append, (version, head_hash)) in appends.iter().zip(heads) {
         let stream_id = append.stream_id.to_string();
         let (class, bucket) = placement(&append.stream_id)?;
@@ -102,16 +110,19 @@ pub(crate) fn plan(
             ExpectedVersion::Exactly(v) => version == v,
         };
         if !ok {
-            rows.truncate(start);
             return Err(StoreError::Conflict { stream_id, expected: append.expected, actual: version });
         }
+        let stream_type = names.stream_type(append.stream_id.stream_type());
         let mut prev = head_hash;
         let mut v = version;
         for event in &append.events {
             v += 1;
-            let (mut payload, mut metadata) = (String::with_capacity(256), String::with_capacity(256));
+            let mut payload = String::with_capacity(256);
             canonical::write_canonical(&event.payload, &mut payload);
-            canonical::write_canonical(&event.metadata, &mut metadata);
+            let metadata = rows.metadata_index(&event.metadata);
+            if canonical::contains_nul(&payload) || canonical::contains_nul(&rows.metadata[metadata].0) {
+                return Err(StoreError::InvalidEvent(format!("{} contains a NUL character", event.event_type)));
+            }
             let fields = HashedFields {
                 event_id: event.event_id,
                 stream_id: &stream_id,
@@ -119,43 +130,51 @@ pub(crate) fn plan(
                 stream_version: v,
                 event_type: &event.event_type,
                 schema_version: event.schema_version,
-                recorded_at,
+                recorded_at: rows.recorded_at,
             };
-            let hash = event_hash(&prev, &fields, &payload, &metadata);
-            rows.push(&fields, payload, metadata, prev, hash.to_vec());
+            let hash = event_hash(&prev, &fields, &payload, &rows.metadata[metadata].0);
+            rows.event_ids.push(event.event_id);
+            rows.stream_uuids.push(append.stream_id.id());
+            rows.stream_types.push(stream_type);
+            rows.versions.push(v);
+            rows.event_types.push(names.event_type(&event.event_type));
+            rows.schema_versions.push(event.schema_version);
+            rows.payloads.push(Jsonb(payload));
+            rows.metadata_of.push(metadata as i32 + 1);
+            rows.hashes.push(hash);
             rows.classes.push(class);
             rows.buckets.push(bucket);
             event_ids.push(event.event_id);
-            prev = hash.to_vec();
+            prev = hash;
         }
         versions.push((append.stream_id.clone(), v));
-        new_heads.push((stream_id, (v, prev)));
+        new_heads.push((append.stream_id.clone(), (v, prev)));
     }
     Ok(Planned { versions, event_ids, heads: new_heads })
 }
 
 /// Inserts the rows with one statement (atomic on its own) and returns each one's id and cursor.
+/// The rows go in the order of the arrays, so positions follow versions within a stream.
 pub(crate) async fn insert(conn: &mut sqlx::PgConnection, rows: &Rows) -> Result<Vec<(Uuid, Cursor)>, sqlx::Error> {
     ensure_buckets(conn, rows).await?;
     let inserted = sqlx::query(
-        "INSERT INTO events (event_id, stream_id, stream_type, stream_version, event_type, schema_version, \
-                             payload, metadata, recorded_at, prev_hash, hash, retention_class, bucket) \
-         SELECT e, s, t, v, et, sv, p::jsonb, m::jsonb, r, ph, h, c, coalesce(b, '-infinity') \
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::int2[], \
-                     $7::text[], $8::text[], $9::timestamptz[], $10::bytea[], $11::bytea[], $12::int2[], $13::date[]) \
-                AS u(e, s, t, v, et, sv, p, m, r, ph, h, c, b) \
+        "INSERT INTO event_log (event_id, stream_uuid, stream_type, stream_version, event_type, schema_version, \
+                                payload, metadata, recorded_at, hash, retention_class, bucket) \
+         SELECT e, s, t, v, et, sv, p, ($8::jsonb[])[m], $9, h, c, coalesce(b, '-infinity') \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::int2[], $4::int8[], $5::int2[], $6::int2[], $7::jsonb[], \
+                     $10::int4[], $11::bytea[], $12::int2[], $13::date[]) AS u(e, s, t, v, et, sv, p, m, h, c, b) \
          RETURNING transaction_id, global_position, event_id",
     )
     .bind(&rows.event_ids)
-    .bind(&rows.stream_ids)
+    .bind(&rows.stream_uuids)
     .bind(&rows.stream_types)
     .bind(&rows.versions)
     .bind(&rows.event_types)
     .bind(&rows.schema_versions)
     .bind(&rows.payloads)
     .bind(&rows.metadata)
-    .bind(&rows.recorded_at)
-    .bind(&rows.prev_hashes)
+    .bind(rows.recorded_at)
+    .bind(&rows.metadata_of)
     .bind(&rows.hashes)
     .bind(&rows.classes)
     .bind(&rows.buckets)
@@ -199,14 +218,14 @@ async fn ensure_buckets(conn: &mut sqlx::PgConnection, rows: &Rows) -> Result<()
 }
 
 /// A unique violation is another writer's append to one of these streams since their heads were
-/// read: a conflict. PostgreSQL says which: "Key (stream_id, stream_version)=(user-…, 3) already
-/// exists."
+/// read: a conflict. PostgreSQL names the stream by its UUID: "Key (stream_uuid, stream_type,
+/// stream_version, …)=(0193…, 4, 3, …) already exists."
 pub(crate) fn conflict_of(e: sqlx::Error, appends: &[StreamAppend]) -> StoreError {
     match e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             let detail =
                 db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().and_then(|e| e.detail()).unwrap_or_default();
-            let append = appends.iter().find(|a| detail.contains(&a.stream_id.to_string())).unwrap_or(&appends[0]);
+            let append = appends.iter().find(|a| detail.contains(&a.stream_id.id().to_string())).unwrap_or(&appends[0]);
             let expected_version = match append.expected {
                 ExpectedVersion::Exactly(v) => v,
                 _ => 0,
@@ -227,24 +246,29 @@ pub(crate) fn conflict_of(e: sqlx::Error, appends: &[StreamAppend]) -> StoreErro
 pub(crate) async fn stream_heads(
     conn: &mut sqlx::PgConnection,
     stream_ids: &[StreamId],
-) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
-    let mut ids = Vec::with_capacity(stream_ids.len());
-    let (mut classes, mut buckets) = (Vec::with_capacity(stream_ids.len()), Vec::with_capacity(stream_ids.len()));
+) -> Result<Vec<Head>, sqlx::Error> {
+    let n = stream_ids.len();
+    let (mut uuids, mut types, mut classes, mut buckets) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     for id in stream_ids {
         // Validated before any lookup; a stream that names no bucket has no events.
         let (class, bucket) = placement(id).unwrap_or((0, None));
-        ids.push(id.to_string());
+        uuids.push(id.id());
+        types.push(id.stream_type());
         classes.push(class);
         buckets.push(bucket);
     }
     let rows = sqlx::query(
         "SELECT s.ord, e.stream_version, e.hash \
-         FROM unnest($1::text[], $2::int2[], $3::date[]) WITH ORDINALITY AS s(id, c, b, ord) \
-         LEFT JOIN LATERAL (SELECT stream_version, hash FROM events \
-                            WHERE stream_id = s.id AND retention_class = s.c AND bucket = coalesce(s.b, '-infinity') \
+         FROM unnest($1::uuid[], $2::text[], $3::int2[], $4::date[]) WITH ORDINALITY AS s(u, t, c, b, ord) \
+         LEFT JOIN stream_types st ON st.name = s.t \
+         LEFT JOIN LATERAL (SELECT stream_version, hash FROM event_log \
+                            WHERE stream_uuid = s.u AND stream_type = st.key AND retention_class = s.c \
+                              AND bucket = coalesce(s.b, '-infinity') \
                             ORDER BY stream_version DESC LIMIT 1) e ON true ORDER BY s.ord",
     )
-    .bind(&ids)
+    .bind(&uuids)
+    .bind(&types)
     .bind(&classes)
     .bind(&buckets)
     .fetch_all(&mut *conn)
@@ -253,7 +277,7 @@ pub(crate) async fn stream_heads(
         .iter()
         .map(|r| match r.get::<Option<i64>, _>(1) {
             Some(v) => (v, r.get(2)),
-            None => (0, GENESIS_HASH.to_vec()),
+            None => (0, GENESIS_HASH),
         })
         .collect())
 }
@@ -273,15 +297,16 @@ pub(crate) struct HashedFields<'a> {
 /// metadata given in their canonical encoding (which is also what the insert sends, so each is
 /// encoded once).
 pub(crate) fn event_hash(prev_hash: &[u8], e: &HashedFields<'_>, payload: &str, metadata: &str) -> [u8; 32] {
+    use std::fmt::Write as _;
     let mut text = String::with_capacity(160);
-    text.push_str(&format!("[\"{}\",", e.event_id));
+    let _ = write!(text, "[\"{}\",", e.event_id);
     for field in [e.stream_id, e.stream_type] {
         canonical::write_string(field, &mut text);
         text.push(',');
     }
-    text.push_str(&format!("{},", e.stream_version));
+    let _ = write!(text, "{},", e.stream_version);
     canonical::write_string(e.event_type, &mut text);
-    text.push_str(&format!(",{},{},", e.schema_version, e.recorded_at.timestamp_micros()));
+    let _ = write!(text, ",{},{},", e.schema_version, e.recorded_at.timestamp_micros());
     let mut ctx = digest::Context::new(&digest::SHA256);
     ctx.update(prev_hash);
     ctx.update(text.as_bytes());
@@ -292,26 +317,74 @@ pub(crate) fn event_hash(prev_hash: &[u8], e: &HashedFields<'_>, payload: &str, 
     ctx.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
-#[derive(Default)]
+/// JSON text sent as JSONB (binary format: a version byte, then the text), which PostgreSQL
+/// parses once, when it binds the array.
+#[derive(Clone, Debug)]
+pub(crate) struct Jsonb(pub String);
+
+impl sqlx::Type<Postgres> for Jsonb {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_name("jsonb")
+    }
+}
+
+impl sqlx::postgres::PgHasArrayType for Jsonb {
+    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_name("_jsonb")
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for Jsonb {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        buf.push(1);
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+/// The columns of the rows one statement inserts, as arrays. Events of one command share their
+/// metadata: it is encoded, sent and parsed once, and each row points at it.
 pub(crate) struct Rows {
+    recorded_at: DateTime<Utc>,
     event_ids: Vec<Uuid>,
-    stream_ids: Vec<String>,
-    stream_types: Vec<String>,
+    stream_uuids: Vec<Uuid>,
+    stream_types: Vec<i16>,
     versions: Vec<i64>,
-    event_types: Vec<String>,
+    event_types: Vec<i16>,
     schema_versions: Vec<i16>,
-    /// Canonical JSON text, which PostgreSQL parses into JSONB: the encoding the hash covers,
-    /// made once per event and sent as it is.
-    payloads: Vec<String>,
-    metadata: Vec<String>,
-    recorded_at: Vec<DateTime<Utc>>,
-    prev_hashes: Vec<Vec<u8>>,
-    hashes: Vec<Vec<u8>>,
+    /// Canonical JSON text: the encoding the hash covers, made once per event and sent as it is.
+    payloads: Vec<Jsonb>,
+    /// Each row's metadata, as a 1-based index into `metadata`.
+    metadata_of: Vec<i32>,
+    metadata: Vec<Jsonb>,
+    /// The metadata value `metadata`'s last entry was encoded from.
+    last_metadata: Option<Arc<Value>>,
+    hashes: Vec<[u8; 32]>,
     classes: Vec<i16>,
     buckets: Vec<Option<NaiveDate>>,
 }
 
 impl Rows {
+    /// Empty rows, all to be stamped `recorded_at`.
+    pub(crate) fn new(recorded_at: DateTime<Utc>, capacity: usize) -> Rows {
+        Rows {
+            recorded_at,
+            event_ids: Vec::with_capacity(capacity),
+            stream_uuids: Vec::with_capacity(capacity),
+            stream_types: Vec::with_capacity(capacity),
+            versions: Vec::with_capacity(capacity),
+            event_types: Vec::with_capacity(capacity),
+            schema_versions: Vec::with_capacity(capacity),
+            payloads: Vec::with_capacity(capacity),
+            metadata_of: Vec::with_capacity(capacity),
+            metadata: Vec::new(),
+            last_metadata: None,
+            hashes: Vec::with_capacity(capacity),
+            classes: Vec::with_capacity(capacity),
+            buckets: Vec::with_capacity(capacity),
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.event_ids.len()
     }
@@ -320,52 +393,32 @@ impl Rows {
         self.event_ids.is_empty()
     }
 
+    /// The index of `metadata`'s canonical text in `self.metadata`: the last one when it is the
+    /// same value (as it is for every event of one command), else a new entry.
+    fn metadata_index(&mut self, metadata: &Arc<Value>) -> usize {
+        let same = self.last_metadata.as_ref().is_some_and(|last| Arc::ptr_eq(last, metadata) || last == metadata);
+        if !same {
+            let mut text = String::with_capacity(160);
+            canonical::write_canonical(metadata, &mut text);
+            self.metadata.push(Jsonb(text));
+            self.last_metadata = Some(metadata.clone());
+        }
+        self.metadata.len() - 1
+    }
+
     fn truncate(&mut self, n: usize) {
         self.event_ids.truncate(n);
-        self.stream_ids.truncate(n);
+        self.stream_uuids.truncate(n);
         self.stream_types.truncate(n);
         self.versions.truncate(n);
         self.event_types.truncate(n);
         self.schema_versions.truncate(n);
         self.payloads.truncate(n);
-        self.metadata.truncate(n);
-        self.recorded_at.truncate(n);
-        self.prev_hashes.truncate(n);
+        self.metadata_of.truncate(n);
         self.hashes.truncate(n);
         self.classes.truncate(n);
         self.buckets.truncate(n);
-    }
-
-    pub(crate) fn with_capacity(n: usize) -> Rows {
-        Rows {
-            event_ids: Vec::with_capacity(n),
-            stream_ids: Vec::with_capacity(n),
-            stream_types: Vec::with_capacity(n),
-            versions: Vec::with_capacity(n),
-            event_types: Vec::with_capacity(n),
-            schema_versions: Vec::with_capacity(n),
-            payloads: Vec::with_capacity(n),
-            metadata: Vec::with_capacity(n),
-            recorded_at: Vec::with_capacity(n),
-            prev_hashes: Vec::with_capacity(n),
-            hashes: Vec::with_capacity(n),
-            classes: Vec::with_capacity(n),
-            buckets: Vec::with_capacity(n),
-        }
-    }
-
-    fn push(&mut self, e: &HashedFields<'_>, payload: String, metadata: String, prev: Vec<u8>, hash: Vec<u8>) {
-        self.event_ids.push(e.event_id);
-        self.stream_ids.push(e.stream_id.to_owned());
-        self.stream_types.push(e.stream_type.to_owned());
-        self.versions.push(e.stream_version);
-        self.event_types.push(e.event_type.to_owned());
-        self.schema_versions.push(e.schema_version);
-        self.payloads.push(payload);
-        self.metadata.push(metadata);
-        self.recorded_at.push(e.recorded_at);
-        self.prev_hashes.push(prev);
-        self.hashes.push(hash);
+        // Entries of `metadata` no row points at any more are harmless.
     }
 }
 

@@ -47,7 +47,7 @@ impl Default for GroupCommit {
 
 struct Request {
     appends: Arc<Vec<StreamAppend>>,
-    known: Vec<Option<(i64, Vec<u8>)>>,
+    known: Vec<Option<Head>>,
     reply: oneshot::Sender<Result<Appended, StoreError>>,
 }
 
@@ -80,7 +80,7 @@ impl EventStore {
     pub(crate) async fn append_grouped(
         &self,
         appends: Arc<Vec<StreamAppend>>,
-        known: Vec<Option<(i64, Vec<u8>)>>,
+        known: Vec<Option<Head>>,
     ) -> Result<Appended, StoreError> {
         let (reply, mut outcome) = oneshot::channel();
         self.groups.queue.lock().expect("append queue lock").push(Request { appends, known, reply });
@@ -150,8 +150,8 @@ impl EventStore {
                 }
             }
             Err(failed) => {
-                let streams: Vec<String> =
-                    group.iter().flat_map(|r| r.appends.iter()).map(|a| a.stream_id.to_string()).collect();
+                let streams: Vec<StreamId> =
+                    group.iter().flat_map(|r| r.appends.iter()).map(|a| a.stream_id.clone()).collect();
                 self.heads.forget(&streams);
                 match failed {
                     Failed::Unknown(e) => {
@@ -185,13 +185,13 @@ impl EventStore {
         let mut conn = self.pool.acquire().await.map_err(not_written)?;
         // Every stream's head as the group goes: known, looked up once, then as earlier appends
         // of the group leave it.
-        let mut heads: HashMap<String, (i64, Vec<u8>)> = HashMap::new();
+        let mut heads: HashMap<StreamId, Head> = HashMap::new();
         let mut unknown = std::collections::BTreeSet::new();
         for request in group {
             for (append, known) in request.appends.iter().zip(&request.known) {
                 match known {
                     Some(head) => {
-                        heads.entry(append.stream_id.to_string()).or_insert_with(|| head.clone());
+                        heads.entry(append.stream_id.clone()).or_insert(*head);
                     }
                     None => {
                         unknown.insert(append.stream_id.clone());
@@ -199,18 +199,18 @@ impl EventStore {
                 }
             }
         }
-        let unknown: Vec<StreamId> = unknown.into_iter().filter(|id| !heads.contains_key(&id.to_string())).collect();
+        let unknown: Vec<StreamId> = unknown.into_iter().filter(|id| !heads.contains_key(id)).collect();
         if !unknown.is_empty() {
             let found = stream_heads(&mut conn, &unknown).await.map_err(not_written)?;
-            heads.extend(unknown.iter().map(StreamId::to_string).zip(found));
+            heads.extend(unknown.into_iter().zip(found));
         }
-        let recorded_at = Utc::now().trunc_subsecs(6);
-        let mut rows = Rows::with_capacity(group.iter().flat_map(|r| r.appends.iter()).map(|a| a.events.len()).sum());
+        let events = group.iter().flat_map(|r| r.appends.iter()).map(|a| a.events.len()).sum();
+        let mut rows = Rows::new(Utc::now().trunc_subsecs(6), events);
         let mut planned = Vec::with_capacity(group.len());
         for request in group {
             let outcome = validate(&request.appends).and_then(|()| {
-                let mine = request.appends.iter().map(|a| heads[&a.stream_id.to_string()].clone()).collect();
-                plan(&request.appends, mine, recorded_at, &mut rows)
+                let mine = request.appends.iter().map(|a| heads[&a.stream_id]).collect();
+                plan(&request.appends, mine, &self.names, &mut rows)
             });
             if let Ok(p) = &outcome {
                 heads.extend(p.heads().iter().cloned());

@@ -3,10 +3,12 @@
 
 mod append;
 mod group;
+mod names;
 mod read;
 
 pub use append::*;
 pub use group::GroupCommit;
+use names::Names;
 pub use read::*;
 
 use std::{
@@ -64,19 +66,31 @@ pub struct NewEvent {
     pub event_type: String,
     pub schema_version: i16,
     pub payload: Value,
-    pub metadata: Value,
+    /// Shared by the events of one command, which the store then encodes and sends once.
+    pub metadata: Arc<Value>,
 }
 
 impl NewEvent {
     /// A domain event at its type's current schema version.
     pub fn from_domain<E: DomainEvent>(event: &E, metadata: &EventMetadata) -> NewEvent {
+        NewEvent::with_metadata(event, Arc::new(serde_json::to_value(metadata).expect("metadata serializes")))
+    }
+
+    /// The domain events of one command, sharing its metadata.
+    pub fn from_domain_events<E: DomainEvent>(events: &[E], metadata: &EventMetadata) -> Vec<NewEvent> {
+        let metadata = Arc::new(serde_json::to_value(metadata).expect("metadata serializes"));
+        events.iter().map(|e| NewEvent::with_metadata(e, metadata.clone())).collect()
+    }
+
+    /// A domain event with metadata already serialized (and shared with others).
+    pub fn with_metadata<E: DomainEvent>(event: &E, metadata: Arc<Value>) -> NewEvent {
         let (event_type, payload) = event.to_parts();
         NewEvent {
             event_id: Uuid::now_v7(),
             event_type: event_type.to_owned(),
             schema_version: schema::current_version(event_type),
             payload,
-            metadata: serde_json::to_value(metadata).expect("metadata serializes"),
+            metadata,
         }
     }
 }
@@ -104,7 +118,8 @@ pub struct RecordedEvent {
     pub payload: Value,
     pub metadata: Value,
     pub recorded_at: DateTime<Utc>,
-    pub prev_hash: Vec<u8>,
+    /// The stream's hash chain at this event (the previous event's hash is not stored: it is
+    /// the hash of version − 1, or [`GENESIS_HASH`] before version 1).
     pub hash: Vec<u8>,
 }
 
@@ -121,8 +136,9 @@ impl RecordedEvent {
             .map_err(|e| DecodeError { event_id: self.event_id, reason: e.to_string() })
     }
 
-    /// What the hash chain covers, recomputed from the stored fields.
-    pub fn compute_hash(&self) -> [u8; 32] {
+    /// What the hash chain covers, recomputed from the stored fields and the hash of the event
+    /// before it in its stream.
+    pub fn compute_hash(&self, prev_hash: &[u8]) -> [u8; 32] {
         let (mut payload, mut metadata) = (String::new(), String::new());
         crate::canonical::write_canonical(&self.payload, &mut payload);
         crate::canonical::write_canonical(&self.metadata, &mut metadata);
@@ -135,7 +151,7 @@ impl RecordedEvent {
             schema_version: self.schema_version,
             recorded_at: self.recorded_at,
         };
-        event_hash(&self.prev_hash, &fields, &payload, &metadata)
+        event_hash(prev_hash, &fields, &payload, &metadata)
     }
 }
 
@@ -164,7 +180,7 @@ pub struct Appended {
     pub versions: Vec<(StreamId, i64)>,
     pub event_ids: Vec<Uuid>,
     /// Each stream's new `(version, hash)`.
-    heads: Vec<(String, (i64, Vec<u8>))>,
+    heads: Vec<(StreamId, Head)>,
 }
 
 #[derive(Clone)]
@@ -176,6 +192,7 @@ pub struct EventStore {
     appended_total: Arc<std::sync::atomic::AtomicU64>,
     groups: Arc<group::Groups>,
     group_commit: GroupCommit,
+    names: Arc<Names>,
 }
 
 /// The last `(version, hash)` of streams this process appended to, recorded after commit. An
@@ -184,17 +201,17 @@ pub struct EventStore {
 /// fresh lookup. So the cache saves the lookup without ever risking a broken chain.
 #[derive(Default)]
 struct HeadCache {
-    entries: Mutex<HashMap<String, (i64, Vec<u8>)>>,
+    entries: Mutex<HashMap<StreamId, Head>>,
 }
 
 impl HeadCache {
     const CAPACITY: usize = 100_000;
 
-    fn get(&self, stream_id: &str) -> Option<(i64, Vec<u8>)> {
-        self.entries.lock().expect("head cache lock").get(stream_id).cloned()
+    fn get(&self, stream_id: &StreamId) -> Option<Head> {
+        self.entries.lock().expect("head cache lock").get(stream_id).copied()
     }
 
-    fn record(&self, heads: impl IntoIterator<Item = (String, (i64, Vec<u8>))>) {
+    fn record(&self, heads: impl IntoIterator<Item = (StreamId, Head)>) {
         let mut entries = self.entries.lock().expect("head cache lock");
         if entries.len() > Self::CAPACITY {
             entries.clear();
@@ -202,7 +219,7 @@ impl HeadCache {
         entries.extend(heads);
     }
 
-    fn forget(&self, stream_ids: &[String]) {
+    fn forget(&self, stream_ids: &[StreamId]) {
         let mut entries = self.entries.lock().expect("head cache lock");
         for id in stream_ids {
             entries.remove(id);
@@ -210,9 +227,19 @@ impl HeadCache {
     }
 }
 
+/// What [`event_from_row`] reads, from [`EVENTS_NAMED`].
 pub(crate) const EVENT_COLUMNS: &str =
-    "global_position, transaction_id, event_id, stream_id, stream_type, stream_version, \
-     event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash";
+    "e.global_position, e.transaction_id, e.event_id, st.name, e.stream_uuid, e.stream_version, \
+     et.name, e.schema_version, e.payload, e.metadata, e.recorded_at, e.hash";
+
+/// `event_log` as `e`, with its stream and event types' names (`st.name`, `et.name`).
+pub(crate) const EVENTS_NAMED: &str =
+    "event_log e JOIN stream_types st ON st.key = e.stream_type JOIN event_types et ON et.key = e.event_type";
+
+/// [`EVENTS_NAMED`] for one partition of `event_log`.
+pub(crate) fn partition_named(partition: &str) -> String {
+    format!("{partition} e JOIN stream_types st ON st.key = e.stream_type JOIN event_types et ON et.key = e.event_type")
+}
 
 impl EventStore {
     pub fn new(pool: PgPool, wakeup: Wakeup) -> EventStore {
@@ -223,6 +250,7 @@ impl EventStore {
             appended_total: Arc::default(),
             groups: Arc::default(),
             group_commit: GroupCommit::default(),
+            names: Arc::default(),
         }
     }
 
@@ -249,6 +277,7 @@ impl EventStore {
     /// arrive while another is being written share the next statement (group commit), each still
     /// checked against its own expected versions and told its own outcome.
     pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<Appended, StoreError> {
+        self.names.intern(&self.pool, &appends).await?;
         let retry_races = appends.iter().all(|a| a.expected == ExpectedVersion::Any);
         let appends = Arc::new(appends);
         let mut attempts = 0;
@@ -267,39 +296,45 @@ impl EventStore {
         }
     }
 
+    /// Appends inside the caller's transaction (which commits, or not, as the caller decides). On
+    /// a conflict the transaction is aborted, as any failed statement leaves it.
+    pub async fn append_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        appends: &[StreamAppend],
+    ) -> Result<Appended, StoreError> {
+        // Names are given their keys outside the caller's transaction, which may roll back.
+        self.names.intern(&self.pool, appends).await?;
+        append_with_heads(conn, &self.names, appends, vec![None; appends.len()]).await
+    }
+
     /// The heads this process already knows, as far as each expected version lets them be used.
-    fn known_heads(&self, appends: &[StreamAppend]) -> Vec<Option<(i64, Vec<u8>)>> {
+    fn known_heads(&self, appends: &[StreamAppend]) -> Vec<Option<Head>> {
         appends
             .iter()
             .map(|a| match a.expected {
-                ExpectedVersion::Any => self.heads.get(&a.stream_id.to_string()),
+                ExpectedVersion::Any => self.heads.get(&a.stream_id),
                 // Nothing to look up: a stream that exists makes the insert conflict.
-                ExpectedVersion::NoStream => Some((0, GENESIS_HASH.to_vec())),
-                ExpectedVersion::Exactly(v) => {
-                    self.heads.get(&a.stream_id.to_string()).filter(|(cached, _)| *cached == v)
-                }
+                ExpectedVersion::NoStream => Some((0, GENESIS_HASH)),
+                ExpectedVersion::Exactly(v) => self.heads.get(&a.stream_id).filter(|(cached, _)| *cached == v),
             })
             .collect()
     }
 
     /// One append with a statement of its own.
-    async fn append_alone(
-        &self,
-        appends: &[StreamAppend],
-        known: Vec<Option<(i64, Vec<u8>)>>,
-    ) -> Result<Appended, StoreError> {
+    async fn append_alone(&self, appends: &[StreamAppend], known: Vec<Option<Head>>) -> Result<Appended, StoreError> {
         // No explicit transaction: the events go in with one INSERT statement, which is atomic on
         // its own, and the head lookup before it need not share its snapshot because the unique
         // (stream_id, stream_version) constraint is what guards against a racing writer. That
         // saves the BEGIN and COMMIT round trips on every append.
         let mut conn = self.pool.acquire().await?;
-        match append_with_heads(&mut conn, appends, known).await {
+        match append_with_heads(&mut conn, &self.names, appends, known).await {
             Ok(appended) => {
                 self.committed(std::iter::once(&appended));
                 Ok(appended)
             }
             Err(e) => {
-                let ids: Vec<String> = appends.iter().map(|a| a.stream_id.to_string()).collect();
+                let ids: Vec<StreamId> = appends.iter().map(|a| a.stream_id.clone()).collect();
                 self.heads.forget(&ids);
                 Err(e)
             }
@@ -330,20 +365,49 @@ impl EventStore {
         stream_id: &str,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        // Only the stream's own partition, when the id says which.
-        let (class, bucket) = stream_id.parse::<StreamId>().ok().and_then(|id| placement(&id).ok()).unzip();
+        // An id that is no `<type>-<uuid>` names no stream there could be.
+        let Ok(id) = stream_id.parse::<StreamId>() else { return Ok(Vec::new()) };
+        // Only the stream's own partition, which its id says.
+        let Ok((class, bucket)) = placement(&id) else { return Ok(Vec::new()) };
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND ($2::timestamptz IS NULL OR recorded_at <= $2) \
-               AND ($3::int2 IS NULL OR (retention_class = $3 AND bucket = coalesce($4, '-infinity'::date))) \
-             ORDER BY stream_version"
+            "SELECT {EVENT_COLUMNS} FROM {EVENTS_NAMED} \
+             WHERE e.stream_uuid = $1 AND st.name = $2 AND e.retention_class = $3 \
+               AND e.bucket = coalesce($4, '-infinity'::date) AND ($5::timestamptz IS NULL OR e.recorded_at <= $5) \
+             ORDER BY e.stream_version"
         )))
-        .bind(stream_id)
-        .bind(as_of)
+        .bind(id.id())
+        .bind(id.stream_type())
         .bind(class)
-        .bind(bucket.flatten())
+        .bind(bucket)
+        .bind(as_of)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(event_from_row).collect())
+    }
+
+    /// Where the event `event_id`, version `version` of `stream_id`, stands in the log (`None`:
+    /// the log does not hold it).
+    pub async fn cursor_of(
+        &self,
+        stream_id: &StreamId,
+        version: i64,
+        event_id: Uuid,
+    ) -> Result<Option<Cursor>, StoreError> {
+        let Ok((class, bucket)) = placement(stream_id) else { return Ok(None) };
+        let row = sqlx::query(
+            "SELECT e.transaction_id, e.global_position FROM event_log e JOIN stream_types st ON st.key = e.stream_type \
+             WHERE e.stream_uuid = $1 AND st.name = $2 AND e.retention_class = $3 \
+               AND e.bucket = coalesce($4, '-infinity'::date) AND e.stream_version = $5 AND e.event_id = $6",
+        )
+        .bind(stream_id.id())
+        .bind(stream_id.stream_type())
+        .bind(class)
+        .bind(bucket)
+        .bind(version)
+        .bind(event_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Cursor::from_leading_columns(&r)))
     }
 
     /// Up to `limit` events after `after`, in store order, none from a transaction that might
@@ -356,7 +420,7 @@ impl EventStore {
     /// The newest cursor a reader may reach now, and how many events lie beyond `from` up to it.
     pub async fn head(&self) -> Result<Cursor, StoreError> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT transaction_id, global_position FROM events WHERE {READABLE} \
+            "SELECT transaction_id, global_position FROM event_log WHERE {READABLE} \
              ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
         )))
         .fetch_optional(&self.pool)
@@ -368,7 +432,7 @@ impl EventStore {
     /// transaction may still be open): where "everything written so far" ends.
     pub async fn last_committed(&self) -> Result<Cursor, StoreError> {
         let row = sqlx::query(
-            "SELECT transaction_id, global_position FROM events ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+            "SELECT transaction_id, global_position FROM event_log ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -378,7 +442,7 @@ impl EventStore {
     /// How many readable events lie after `after` (for lag and progress).
     pub async fn count_after(&self, after: Cursor) -> Result<i64, StoreError> {
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT count(*) FROM events WHERE (transaction_id, global_position) > ($1, $2) AND {READABLE}"
+            "SELECT count(*) FROM event_log WHERE (transaction_id, global_position) > ($1, $2) AND {READABLE}"
         )))
         .bind(after.transaction_id)
         .bind(after.global_position)

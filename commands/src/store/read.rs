@@ -11,10 +11,10 @@ pub async fn read_after(
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
-         WHERE (transaction_id, global_position) > ($1, $2) \
+        "SELECT {EVENT_COLUMNS} FROM {EVENTS_NAMED} \
+         WHERE (e.transaction_id, e.global_position) > ($1, $2) \
            AND {READABLE} \
-         ORDER BY transaction_id, global_position LIMIT $3"
+         ORDER BY e.transaction_id, e.global_position LIMIT $3"
     )))
     .bind(after.transaction_id)
     .bind(after.global_position)
@@ -32,7 +32,7 @@ pub async fn read_positions_after(
     limit: i64,
 ) -> Result<Vec<(Cursor, Uuid)>, StoreError> {
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT transaction_id, global_position, event_id FROM events \
+        "SELECT transaction_id, global_position, event_id FROM event_log \
          WHERE (transaction_id, global_position) > ($1, $2) AND {READABLE} \
          ORDER BY transaction_id, global_position LIMIT $3"
     )))
@@ -53,7 +53,7 @@ pub async fn range_end_after(
 ) -> Result<Option<(Cursor, i64)>, StoreError> {
     let after_readable = format!("(transaction_id, global_position) > ($1, $2) AND {READABLE}");
     let nth = sqlx::query(AssertSqlSafe(format!(
-        "SELECT transaction_id, global_position FROM events WHERE {after_readable} \
+        "SELECT transaction_id, global_position FROM event_log WHERE {after_readable} \
          ORDER BY transaction_id, global_position OFFSET $3 LIMIT 1"
     )))
     .bind(after.transaction_id)
@@ -66,7 +66,7 @@ pub async fn range_end_after(
     }
     // Fewer than n left: the last of them, and their count.
     let rest = sqlx::query(AssertSqlSafe(format!(
-        "SELECT transaction_id, global_position, count(*) OVER () FROM events WHERE {after_readable} \
+        "SELECT transaction_id, global_position, count(*) OVER () FROM event_log WHERE {after_readable} \
          ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
     )))
     .bind(after.transaction_id)
@@ -86,10 +86,10 @@ pub async fn read_range(
     stream_types: Option<&[&str]>,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {EVENT_COLUMNS} FROM events \
-         WHERE (transaction_id, global_position) > ($1, $2) AND (transaction_id, global_position) <= ($3, $4) \
-           AND ($5::text[] IS NULL OR stream_type = ANY($5)) \
-         ORDER BY transaction_id, global_position"
+        "SELECT {EVENT_COLUMNS} FROM {EVENTS_NAMED} \
+         WHERE (e.transaction_id, e.global_position) > ($1, $2) AND (e.transaction_id, e.global_position) <= ($3, $4) \
+           AND ($5::text[] IS NULL OR st.name = ANY($5)) \
+         ORDER BY e.transaction_id, e.global_position"
     )))
     .bind(after.transaction_id)
     .bind(after.global_position)
@@ -101,20 +101,22 @@ pub async fn read_range(
     Ok(rows.iter().map(event_from_row).collect())
 }
 
+/// An event from a row of [`EVENT_COLUMNS`].
 pub(crate) fn event_from_row(row: &PgRow) -> RecordedEvent {
+    let stream_type: String = row.get(3);
+    let stream_uuid: Uuid = row.get(4);
     RecordedEvent {
         global_position: row.get(0),
         transaction_id: row.get(1),
         event_id: row.get(2),
-        stream_id: row.get(3),
-        stream_type: row.get(4),
+        stream_id: format!("{stream_type}-{stream_uuid}"),
+        stream_type,
         stream_version: row.get(5),
         event_type: row.get(6),
         schema_version: row.get(7),
         payload: row.get(8),
         metadata: row.get(9),
         recorded_at: row.get(10),
-        prev_hash: row.get(11),
-        hash: row.get(12),
+        hash: row.get(11),
     }
 }

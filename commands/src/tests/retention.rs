@@ -1,5 +1,5 @@
 //! Retention: recorded removal of expired buckets, the one privileged path, verify after a
-//! removal, archives, and the migration of a database from before partitioning.
+//! removal, archives, and the migration of databases from the log's older shapes.
 
 use std::io::{BufRead, Write};
 
@@ -135,15 +135,15 @@ async fn the_one_removal_path_refuses_the_unrecorded_the_permanent_and_the_chang
     collect(&store, &s, 3).await;
     // A bucket's partition is as append-only as the rest of the log.
     for statement in [
-        "DELETE FROM events_samples_20261001",
-        "TRUNCATE events_samples_20261001",
-        "UPDATE events_samples SET payload = '{}'",
+        "DELETE FROM event_log_samples_20261001",
+        "TRUNCATE event_log_samples_20261001",
+        "UPDATE event_log_samples SET payload = '{}'",
     ] {
         let err = sqlx::query(statement).execute(store.pool()).await.unwrap_err();
         assert!(err.to_string().contains("permission denied"), "{statement}: {err}");
     }
     let mut su = db.superuser().await;
-    for statement in ["DELETE FROM events_samples_20261001", "TRUNCATE events_samples_20261001"] {
+    for statement in ["DELETE FROM event_log_samples_20261001", "TRUNCATE event_log_samples_20261001"] {
         let err = sqlx::query(statement).execute(&mut su).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{statement}: {err}");
     }
@@ -315,14 +315,49 @@ async fn a_database_from_before_partitioning_migrates_with_every_event_intact() 
     // The events of an honest log, written by today's store…
     let db = TestDb::new().await;
     let (store, _) = seeded(&db).await;
-    let rows: Vec<(i64, i64, Uuid, i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT global_position, transaction_id, event_id, stream_version, hash FROM events ORDER BY global_position",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
-
     // …copied into a database at the migrations before partitioning, seals and all.
+    migrated_copy(&store, 20261202000001, (12, 3)).await.close().await;
+}
+
+#[tokio::test]
+async fn a_partitioned_log_with_buckets_and_removals_takes_the_lean_shape_intact() {
+    let db = TestDb::new().await;
+    let (store, _) = seeded(&db).await;
+    // Two buckets of samples (streams of two days), one of them removed by retention first.
+    for (on, n) in [(day(10, 1), 0), (day(10, 1), 1), (day(10, 2), 0)] {
+        collect(&store, &samples_on(on, n), 3).await;
+    }
+    let policy = RetentionPolicy { samples_days: 60, ..Default::default() };
+    let removed = retention::run(&store, &policy, day(12, 1), &meta()).await.unwrap();
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    seal_all(&store).await;
+    // Copied into a database at the partitioned shape, its bucket made there as it would have been.
+    let pool = migrated_copy(&store, 20261208000001, (17, 5)).await;
+    assert_eq!(buckets(&pool).await.unwrap(), [(RetentionClass::Samples, day(10, 2))]);
+    let report = verify(&pool, |_| {}).await.unwrap();
+    assert_eq!(report.removals.len(), 1, "the removal is still on the record");
+    // The removed bucket stays closed in the new shape.
+    let migrated_store = EventStore::new(pool.clone(), crate::wakeup::Wakeup::default());
+    let err = migrated_store
+        .append(append(
+            &samples_on(day(10, 1), 7),
+            ExpectedVersion::NoStream,
+            vec![event("SamplesCollected", json!({}))],
+        ))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("removed by retention"), "{err}");
+    pool.close().await;
+}
+
+/// Copies `store`'s log and seals into a new database migrated up to (not including)
+/// `before_version`, as that shape stored them; then migrates it to today's shape and checks that
+/// every event kept its id, position, transaction, version and hash, that verify passes with
+/// `(events, streams)` checked, and that new events continue the positions.
+async fn migrated_copy(store: &EventStore, before_version: i64, checked: (u64, u64)) -> sqlx::PgPool {
+    const ROWS: &str =
+        "SELECT global_position, transaction_id, event_id, stream_version, hash FROM events ORDER BY global_position";
+    let rows: Vec<(i64, i64, Uuid, i64, Vec<u8>)> = sqlx::query_as(ROWS).fetch_all(store.pool()).await.unwrap();
     let name = format!("unity_test_old_{}", Uuid::now_v7().simple());
     let mut admin = PgConnection::connect(&test_database_url()).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
@@ -330,18 +365,37 @@ async fn a_database_from_before_partitioning_migrates_with_every_event_intact() 
     let mut old = PgConnection::connect(&url).await.unwrap();
     let before = sqlx::migrate::Migrator {
         migrations: std::borrow::Cow::Owned(
-            crate::MIGRATOR.iter().filter(|m| m.version < 20261202000001).cloned().collect(),
+            crate::MIGRATOR.iter().filter(|m| m.version < before_version).cloned().collect(),
         ),
         ..sqlx::migrate::Migrator::DEFAULT
     };
     before.run(&mut old).await.unwrap();
+    // Every row as the older shapes held it: with its previous hash, and (partitioned) its class
+    // and bucket, whose partitions are made first.
     let dump: String = sqlx::query_scalar(
-        "SELECT json_agg(e ORDER BY global_position)::text FROM (SELECT global_position, transaction_id, event_id, stream_id, \
-         stream_type, stream_version, event_type, schema_version, payload, metadata, recorded_at, prev_hash, hash FROM events) e",
+        "SELECT json_agg(e ORDER BY global_position)::text FROM (SELECT global_position, transaction_id, event_id, \
+         stream_id, stream_type, stream_version, event_type, schema_version, payload, metadata, recorded_at, \
+         coalesce(lag(hash) OVER (PARTITION BY stream_id ORDER BY stream_version), decode(repeat('00', 32), 'hex')) \
+             AS prev_hash, hash, retention_class, bucket FROM events) e",
     )
     .fetch_one(store.pool())
     .await
     .unwrap();
+    if before_version > 20261202000001 {
+        let buckets: Vec<(i16, NaiveDate)> =
+            sqlx::query_as("SELECT DISTINCT retention_class, bucket FROM events WHERE retention_class <> 0")
+                .fetch_all(store.pool())
+                .await
+                .unwrap();
+        for (class, bucket) in buckets {
+            sqlx::query("SELECT unity_events_bucket($1, $2, 'retention-00000000-0000-0000-0000-000000000000')")
+                .bind(class)
+                .bind(bucket)
+                .execute(&mut old)
+                .await
+                .unwrap();
+        }
+    }
     sqlx::query(
         "INSERT INTO events OVERRIDING SYSTEM VALUE SELECT * FROM json_populate_recordset(NULL::events, $1::json)",
     )
@@ -360,16 +414,11 @@ async fn a_database_from_before_partitioning_migrates_with_every_event_intact() 
     crate::MIGRATOR.run(&mut old).await.unwrap();
     old.close().await.unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    let migrated: Vec<(i64, i64, Uuid, i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT global_position, transaction_id, event_id, stream_version, hash FROM events ORDER BY global_position",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let migrated: Vec<(i64, i64, Uuid, i64, Vec<u8>)> = sqlx::query_as(ROWS).fetch_all(&pool).await.unwrap();
     assert_eq!(migrated, rows, "ids, positions, transactions, versions and hashes kept");
     let report = verify(&pool, |_| {}).await.unwrap();
     assert!(report.ok(), "{:?}", report.breaks);
-    assert_eq!((report.events_checked, report.streams_checked), (12, 3));
+    assert_eq!((report.events_checked, report.streams_checked), checked);
     assert!(report.seals_checked > 0);
     // New events continue the positions.
     let migrated_store = EventStore::new(pool.clone(), crate::wakeup::Wakeup::default());
@@ -379,5 +428,5 @@ async fn a_database_from_before_partitioning_migrates_with_every_event_intact() 
         .await
         .unwrap();
     assert!(appended.last.global_position > rows.last().unwrap().0);
-    pool.close().await;
+    pool
 }

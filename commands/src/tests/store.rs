@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::{
     handler::load,
     integrity::{seal, verify},
-    store::{append_in, Cursor, EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend},
+    store::{Cursor, EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend},
     testing::eventually,
     testing::TestDb,
 };
@@ -25,7 +25,7 @@ pub(crate) fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {
         event_type: event_type.into(),
         schema_version: 1,
         payload,
-        metadata: serde_json::to_value(crate::metadata(Actor::system("test"), "test")).unwrap(),
+        metadata: serde_json::to_value(crate::metadata(Actor::system("test"), "test")).unwrap().into(),
     }
 }
 
@@ -44,8 +44,9 @@ async fn count(store: &EventStore) -> i64 {
 /// Every event in store order, read directly: after the fact, with no horizon to wait for.
 async fn read_all(store: &EventStore) -> Vec<crate::store::RecordedEvent> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM events ORDER BY transaction_id, global_position",
-        crate::store::EVENT_COLUMNS
+        "SELECT {} FROM {} ORDER BY e.transaction_id, e.global_position",
+        crate::store::EVENT_COLUMNS,
+        crate::store::EVENTS_NAMED
     )))
     .fetch_all(store.pool())
     .await
@@ -149,7 +150,7 @@ async fn a_polling_reader_never_skips_events_committed_out_of_order() {
                 let mut conn = sqlx::PgConnection::connect(&db_url(&store)).await.unwrap();
                 let mut tx = conn.begin().await.unwrap();
                 let events = (0..EVENTS_EACH).map(|i| event("LoadRecorded", json!({"writer": w, "i": i}))).collect();
-                append_in(&mut tx, &append(&s, ExpectedVersion::NoStream, events)).await.unwrap();
+                store.append_in(&mut tx, &append(&s, ExpectedVersion::NoStream, events)).await.unwrap();
                 let released = release.notified();
                 start.wait().await;
                 released.await;
@@ -222,14 +223,29 @@ async fn events_cannot_be_updated_or_deleted() {
     let s = stream("thing");
     store.append(append(&s, ExpectedVersion::NoStream, vec![event("ThingMade", json!({"n": 1}))])).await.unwrap();
     // The application's own role lacks the privilege…
-    for statement in ["UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events", "DELETE FROM seals"]
-    {
+    for statement in [
+        "UPDATE event_log SET payload = '{}'",
+        "DELETE FROM event_log",
+        "TRUNCATE event_log",
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "DELETE FROM seals",
+        "UPDATE stream_types SET name = 'x'",
+        "DELETE FROM event_types",
+    ] {
         let err = sqlx::query(statement).execute(store.pool()).await.unwrap_err();
         assert!(err.to_string().contains("permission denied"), "{statement}: {err}");
     }
     // …and even a superuser meets the trigger.
     let mut su = db.superuser().await;
-    for statement in ["UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events"] {
+    for statement in [
+        "UPDATE event_log SET payload = '{}'",
+        "DELETE FROM event_log",
+        "TRUNCATE event_log",
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "UPDATE stream_types SET name = 'x'",
+    ] {
         let err = sqlx::query(statement).execute(&mut su).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{statement}: {err}");
     }
@@ -380,9 +396,10 @@ async fn verify_notices_a_rewritten_chain_that_the_seal_contradicts() {
     // A careful attacker changes the last event and recomputes its hash: the chain is whole
     // again, but the seal remembers the old head.
     let mut events = store.read_stream(&streams[0].to_string(), None).await.unwrap();
+    let before = events[events.len() - 2].hash.clone();
     let last = events.last_mut().unwrap();
     last.payload["zeta"] = json!(1000);
-    let forged = last.compute_hash();
+    let forged = last.compute_hash(&before);
     let mut su = db.superuser().await;
     sqlx::query("SET session_replication_role = replica").execute(&mut su).await.unwrap();
     sqlx::query("UPDATE events SET payload = $1, hash = $2 WHERE event_id = $3")

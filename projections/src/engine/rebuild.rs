@@ -39,7 +39,8 @@ impl ProjectionEngine {
         let Some(event_id) = poison else {
             return Ok(None);
         };
-        let row = sqlx::query("SELECT transaction_id, global_position FROM events WHERE event_id = $1")
+        // By its id: a BRIN scan, for an operator's action.
+        let row = sqlx::query("SELECT transaction_id, global_position FROM event_log WHERE event_id = $1")
             .bind(event_id)
             .fetch_one(&mut *tx)
             .await?;
@@ -149,12 +150,13 @@ impl ProjectionEngine {
                     .await?;
             }
             sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut *tx).await?;
-            let handled: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM events WHERE (transaction_id, global_position) <= ($1, $2)")
-                    .bind(last.transaction_id)
-                    .bind(last.global_position)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let handled: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM event_log WHERE (transaction_id, global_position) <= ($1, $2)",
+            )
+            .bind(last.transaction_id)
+            .bind(last.global_position)
+            .fetch_one(&mut *tx)
+            .await?;
             sqlx::query(
                 "UPDATE checkpoints SET transaction_id = $2, global_position = $3, events_handled = $4, model_version = $5, \
                  state = 'running', error = NULL, error_event_id = NULL, error_at = NULL, updated_at = now() WHERE name = $1",
@@ -236,11 +238,14 @@ async fn build_fresh(
 /// live projection did.
 async fn skipped_events(conn: &mut PgConnection, name: &str) -> Result<Vec<Cursor>, EngineError> {
     let rows = sqlx::query(
-        "SELECT e.transaction_id, e.global_position FROM events s \
-         JOIN events e ON e.event_id = (s.payload->>'event_id')::uuid \
-         WHERE s.stream_type = 'projection' AND s.event_type = 'ProjectionEventSkipped' AND s.payload->>'projection' = $1",
+        "SELECT e.transaction_id, e.global_position FROM event_log_permanent s \
+         JOIN event_log e ON e.event_id = (s.payload->>'event_id')::uuid \
+         WHERE s.stream_uuid = $2 AND s.stream_type = (SELECT key FROM stream_types WHERE name = 'projection') \
+           AND s.event_type = (SELECT key FROM event_types WHERE name = 'ProjectionEventSkipped') \
+           AND s.payload->>'projection' = $1",
     )
     .bind(name)
+    .bind(super::projection_stream(name).id())
     .fetch_all(&mut *conn)
     .await?;
     let mut cursors: Vec<Cursor> = rows.iter().map(Cursor::from_leading_columns).collect();

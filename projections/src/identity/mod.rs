@@ -89,16 +89,19 @@ async fn apply(conn: &mut PgConnection, batch: &Batch<'_>) -> Result<(), ApplyEr
             _ => {}
         }
     }
-    // Logins folded per user: one UPDATE per batch, however many attempts it holds. Reads
+    // Logins folded per user: one UPDATE per batch, however many attempts it holds (attempts
+    // with no user_id, for unknown usernames, group under NULL, which matches no user). Reads
     // `LoginSucceeded`/`LoginFailed` at schema version 1 (their only version so far); a new
     // version needs its shape handled here too.
     let [a, b, c, d] = batch.bounds();
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE users u SET last_login_at = greatest(u.last_login_at, t.last_success), failed_logins = u.failed_logins + t.failures \
          FROM (SELECT (payload->>'user_id')::uuid AS id, \
-                      max(recorded_at) FILTER (WHERE event_type = 'LoginSucceeded') AS last_success, \
-                      count(*) FILTER (WHERE event_type = 'LoginFailed') AS failures \
-               FROM events WHERE stream_type = '{login}' AND {IN_BATCH} AND payload->>'user_id' IS NOT NULL \
+                      max(recorded_at) FILTER (WHERE event_type = (SELECT key FROM event_types WHERE name = 'LoginSucceeded')) \
+                          AS last_success, \
+                      count(*) FILTER (WHERE event_type = (SELECT key FROM event_types WHERE name = 'LoginFailed')) AS failures \
+               FROM event_log_permanent \
+               WHERE stream_type = (SELECT key FROM stream_types WHERE name = '{login}') AND {IN_BATCH} \
                GROUP BY 1) t \
          WHERE u.id = t.id",
         login = LoginEvent::STREAM_TYPE

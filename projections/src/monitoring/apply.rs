@@ -21,7 +21,8 @@ pub(super) async fn apply(conn: &mut PgConnection, batch: &Batch<'_>) -> Result<
          SELECT DISTINCT ON (server_id) server_id, 'OK', at, sample FROM ( \
              SELECT (payload->>'server_id')::uuid AS server_id, (payload->>'at')::timestamptz AS at, payload->'sample' AS sample, \
                     transaction_id, global_position \
-             FROM events WHERE stream_type = 'host_samples' AND event_type = 'ServerSampled' AND {IN_BATCH}) s \
+             FROM event_log_samples WHERE stream_type = (SELECT key FROM stream_types WHERE name = 'host_samples') \
+               AND event_type = (SELECT key FROM event_types WHERE name = 'ServerSampled') AND {IN_BATCH}) s \
          ORDER BY server_id, transaction_id DESC, global_position DESC \
          ON CONFLICT (server_id) DO UPDATE SET last_sample_at = excluded.last_sample_at, last_sample = excluded.last_sample, \
              status = CASE WHEN m.status = 'UNKNOWN' THEN 'OK' ELSE m.status END \
@@ -40,8 +41,9 @@ pub(super) async fn apply(conn: &mut PgConnection, batch: &Batch<'_>) -> Result<
              SELECT DISTINCT ON (server_id, serial) server_id, serial, device, at FROM ( \
                  SELECT (payload->>'server_id')::uuid AS server_id, (payload->>'at')::timestamptz AS at, d AS device, \
                         d->>'serial' AS serial, transaction_id, global_position \
-                 FROM events, jsonb_array_elements(payload->'devices') d \
-                 WHERE stream_type = 'host_samples' AND event_type = 'DevicesRead' AND {IN_BATCH}) x \
+                 FROM event_log_samples, jsonb_array_elements(payload->'devices') d \
+                 WHERE stream_type = (SELECT key FROM stream_types WHERE name = 'host_samples') \
+                   AND event_type = (SELECT key FROM event_types WHERE name = 'DevicesRead') AND {IN_BATCH}) x \
              ORDER BY server_id, serial, transaction_id DESC, global_position DESC) r \
          WHERE m.server_id = r.server_id AND m.serial = r.serial AND m.read_at <= r.at"
     )))

@@ -133,11 +133,13 @@ pub async fn samples(
         days.push(day);
         day = day.succ_opt().unwrap_or(day);
     }
-    let streams: Vec<String> = days.iter().map(|d| samples_stream(server_id, *d).to_string()).collect();
+    let streams: Vec<Uuid> = days.iter().map(|d| samples_stream(server_id, *d).id()).collect();
     // The sample as JSON text, parsed straight into its type (no intermediate JSON tree).
     let rows: Vec<(Option<DateTime<Utc>>, Option<String>)> = sqlx::query_as(
-        "SELECT (payload->>'at')::timestamptz, (payload->'sample')::text FROM events \
-         WHERE retention_class = $1 AND bucket = ANY($2) AND stream_id = ANY($3) AND event_type = 'ServerSampled' \
+        "SELECT (payload->>'at')::timestamptz, (payload->'sample')::text FROM event_log \
+         WHERE retention_class = $1 AND bucket = ANY($2) AND stream_uuid = ANY($3) \
+           AND stream_type = (SELECT key FROM stream_types WHERE name = 'host_samples') \
+           AND event_type = (SELECT key FROM event_types WHERE name = 'ServerSampled') \
          ORDER BY bucket, stream_version",
     )
     .bind(RetentionClass::Samples.code())
