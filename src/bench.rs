@@ -75,6 +75,10 @@ pub enum BenchCommand {
         /// Append to the existing bench database instead of starting afresh.
         #[arg(long)]
         keep: bool,
+        /// Rounds of the whole measurement (the append, then the ceiling and the peer), one after
+        /// the other, so that the machine's drift touches every figure alike; medians are printed.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         #[arg(long)]
         json: bool,
     },
@@ -201,10 +205,11 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
             against_ceiling,
             peer,
             keep,
+            rounds,
             json,
         } => {
-            if events == 0 || streams == 0 || writers == 0 || batch == 0 {
-                bail!("--events, --streams, --writers and --batch must all be at least 1");
+            if events == 0 || streams == 0 || writers == 0 || batch == 0 || rounds == 0 {
+                bail!("--events, --streams, --writers, --batch and --rounds must all be at least 1");
             }
             if streams < writers {
                 bail!("--streams ({streams}) must be at least --writers ({writers}): each writer owns its streams");
@@ -215,47 +220,28 @@ pub async fn run(command: BenchCommand, settings: Settings) -> Result<()> {
                 max_wait: group_wait_us.map_or(settings.append_group_wait, Duration::from_micros),
                 ..GroupCommit::default()
             };
-            let mut result = append(&pool, events, streams, writers, batch, group).await?;
-            if against_ceiling {
-                let shapes = ceiling::ceiling(&pool, events, batch, streams).await?;
-                let share = result["events_per_second"].as_f64().unwrap_or(0.0)
-                    / shapes["event_log"]["events_per_second"].as_f64().unwrap_or(f64::INFINITY);
-                result["ceiling"] = shapes;
-                result["share_of_ceiling"] = json!(share);
+            let mut measured = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                let mut result = append(&pool, events, streams, writers, batch, group).await?;
+                if against_ceiling {
+                    let shapes = ceiling::ceiling(&pool, events, batch, streams).await?;
+                    let share = result["events_per_second"].as_f64().unwrap_or(0.0)
+                        / shapes["event_log"]["events_per_second"].as_f64().unwrap_or(f64::INFINITY);
+                    result["ceiling"] = shapes;
+                    result["share_of_ceiling"] = json!(share);
+                }
+                if peer {
+                    result["peer"] = peer_run(&settings, &pool, events, streams, writers, batch).await?;
+                }
+                if rounds > 1 && !json {
+                    println!("round {}: {}", measured.len() + 1, append_line(&result));
+                }
+                measured.push(result);
             }
-            if peer {
-                result["peer"] = peer_run(&settings, &pool, events, streams, writers, batch).await?;
-            }
-            print(&result, json, |r| {
-                let ceiling = match r.get("ceiling") {
-                    Some(c) => format!(
-                        "\nceiling (the same rows by INSERT … SELECT in batches of {}): {:.0} events/s into event_log's shape, {:.0} into the shape before it, {:.0} with no indexes; this append reached {:.0} % of event_log's",
-                        r["batch"], c["event_log"]["events_per_second"].as_f64().unwrap_or(0.0),
-                        c["before_lean"]["events_per_second"].as_f64().unwrap_or(0.0),
-                        c["no_indexes"]["events_per_second"].as_f64().unwrap_or(0.0),
-                        100.0 * r["share_of_ceiling"].as_f64().unwrap_or(0.0),
-                    ),
-                    None => String::new(),
-                };
-                let peer = match r.get("peer") {
-                    Some(p) => format!(
-                        "\npeer {}: {:.0} events/s, commit p50 {:.2} ms, p99 {:.2} ms; Unity/peer = {:.2}",
-                        p["peer"].as_str().unwrap_or("?"),
-                        p["events_per_second"].as_f64().unwrap_or(0.0),
-                        p["append_latency_ms"]["p50"].as_f64().unwrap_or(0.0),
-                        p["append_latency_ms"]["p99"].as_f64().unwrap_or(0.0),
-                        r["events_per_second"].as_f64().unwrap_or(0.0)
-                            / p["events_per_second"].as_f64().unwrap_or(f64::INFINITY),
-                    ),
-                    None => String::new(),
-                };
-                format!(
-                    "append: {} events in {:.2} s = {:.0} events/s; commit latency p50 {:.2} ms, p99 {:.2} ms ({} writer(s), batches of {}, {} streams, group commit {} (wait {} µs), fsync={}, synchronous_commit={})",
-                    r["events"], r["seconds"].as_f64().unwrap_or(0.0), r["events_per_second"].as_f64().unwrap_or(0.0),
-                    r["append_latency_ms"]["p50"].as_f64().unwrap_or(0.0), r["append_latency_ms"]["p99"].as_f64().unwrap_or(0.0),
-                    r["writers"], r["batch"], r["streams"], if r["group_commit"] == true { "on" } else { "off" }, r["group_wait_us"],
-                    r["fsync"].as_str().unwrap_or("?"), r["synchronous_commit"].as_str().unwrap_or("?"),
-                ) + &ceiling + &peer
+            let result = if rounds == 1 { measured.remove(0) } else { append_medians(measured) };
+            print(&result, json, |r| match r.get("median_of_rounds") {
+                Some(n) => format!("median of {n} rounds: {}", append_line(r)),
+                None => append_line(r),
             });
         }
         BenchCommand::Retention { servers, days, interval_secs, writers, archive, against_delete, json } => {
@@ -472,6 +458,73 @@ fn print(result: &serde_json::Value, json: bool, text: impl Fn(&serde_json::Valu
     } else {
         println!("{}", text(result));
     }
+}
+
+/// `unity bench append`'s report of one measurement (or of the medians of several).
+fn append_line(r: &serde_json::Value) -> String {
+    let ceiling = match r.get("ceiling") {
+                    Some(c) => format!(
+                        "\nceiling (the same rows by INSERT … SELECT in batches of {}): {:.0} events/s into event_log's shape, {:.0} into the shape before it, {:.0} with no indexes; this append reached {:.0} % of event_log's",
+                        r["batch"], c["event_log"]["events_per_second"].as_f64().unwrap_or(0.0),
+                        c["before_lean"]["events_per_second"].as_f64().unwrap_or(0.0),
+                        c["no_indexes"]["events_per_second"].as_f64().unwrap_or(0.0),
+                        100.0 * r["share_of_ceiling"].as_f64().unwrap_or(0.0),
+                    ),
+                    None => String::new(),
+                };
+    let peer = match r.get("peer") {
+        Some(p) => format!(
+            "\npeer {}: {:.0} events/s, commit p50 {:.2} ms, p99 {:.2} ms; Unity/peer = {:.2}",
+            p["peer"].as_str().unwrap_or("?"),
+            p["events_per_second"].as_f64().unwrap_or(0.0),
+            p["append_latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+            p["append_latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+            r["events_per_second"].as_f64().unwrap_or(0.0) / p["events_per_second"].as_f64().unwrap_or(f64::INFINITY),
+        ),
+        None => String::new(),
+    };
+    format!(
+                    "append: {} events in {:.2} s = {:.0} events/s; commit latency p50 {:.2} ms, p99 {:.2} ms ({} writer(s), batches of {}, {} streams, group commit {} (wait {} µs), fsync={}, synchronous_commit={})",
+                    r["events"], r["seconds"].as_f64().unwrap_or(0.0), r["events_per_second"].as_f64().unwrap_or(0.0),
+                    r["append_latency_ms"]["p50"].as_f64().unwrap_or(0.0), r["append_latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+                    r["writers"], r["batch"], r["streams"], if r["group_commit"] == true { "on" } else { "off" }, r["group_wait_us"],
+                    r["fsync"].as_str().unwrap_or("?"), r["synchronous_commit"].as_str().unwrap_or("?"),
+                ) + &ceiling + &peer
+}
+
+/// The median of every figure of several rounds of `unity bench append`, with each round's own.
+fn append_medians(rounds: Vec<serde_json::Value>) -> serde_json::Value {
+    fn median(rounds: &[serde_json::Value], path: &[&str]) -> Option<f64> {
+        let mut values: Vec<f64> = rounds
+            .iter()
+            .filter_map(|r| path.iter().try_fold(r, |v, key| v.get(*key)).and_then(serde_json::Value::as_f64))
+            .collect();
+        values.sort_by(f64::total_cmp);
+        (!values.is_empty()).then(|| values[values.len() / 2])
+    }
+    let mut result = rounds[0].clone();
+    for path in [
+        &["seconds"][..],
+        &["events_per_second"],
+        &["append_latency_ms", "p50"],
+        &["append_latency_ms", "p99"],
+        &["share_of_ceiling"],
+        &["ceiling", "event_log", "events_per_second"],
+        &["ceiling", "before_lean", "events_per_second"],
+        &["ceiling", "no_indexes", "events_per_second"],
+        &["peer", "events_per_second"],
+        &["peer", "append_latency_ms", "p50"],
+        &["peer", "append_latency_ms", "p99"],
+    ] {
+        if let Some(m) = median(&rounds, path) {
+            if let Some(slot) = path.iter().try_fold(&mut result, |v, key| v.get_mut(*key)) {
+                *slot = json!(m);
+            }
+        }
+    }
+    result["median_of_rounds"] = json!(rounds.len());
+    result["rounds"] = serde_json::Value::Array(rounds);
+    result
 }
 
 #[cfg(feature = "testbeds")]

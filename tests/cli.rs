@@ -118,11 +118,13 @@ async fn a_tampered_log_fails_verify_naming_the_stream_and_version() {
     .unwrap();
     let mut su = db.superuser().await;
     sqlx::query("SET session_replication_role = replica").execute(&mut su).await.unwrap();
-    sqlx::query("UPDATE events SET payload = jsonb_set(payload, '{role}', '\"ADMIN\"') WHERE stream_id = $1")
-        .bind(&stream)
-        .execute(&mut su)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE events SET payload = jsonb_set(payload::jsonb, '{role}', '\"ADMIN\"')::json WHERE stream_id = $1",
+    )
+    .bind(&stream)
+    .execute(&mut su)
+    .await
+    .unwrap();
     let broken = unity(&db, &key, &["audit", "verify"], &[], "");
     assert_eq!(broken.status.code(), Some(2));
     assert!(text(&broken.stdout).contains(&format!("BROKEN: {stream} version 1")), "{}", text(&broken.stdout));

@@ -32,7 +32,7 @@ const SHAPES: &[Shape] = &[
                  (LIKE event_log INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS INCLUDING INDEXES)",
         insert: "INSERT INTO bench_ceiling (event_id, stream_uuid, stream_type, stream_version, event_type, schema_version, \
                                             payload, metadata, recorded_at, hash) \
-                 SELECT {id}, {stream}, $3, g / $5 + 1, $4, 1, $6, $7, now(), $8 FROM generate_series($1::int8, $2::int8) AS g",
+                 SELECT {id}, {stream}, $3, g / $5 + 1, $4, 1, $6::json, $7, now(), $8 FROM generate_series($1::int8, $2::int8) AS g",
     },
     // The log before its lean shape (migration 20261208000001): what the change bought.
     Shape {
@@ -56,7 +56,7 @@ const SHAPES: &[Shape] = &[
         create: "CREATE TABLE bench_ceiling (LIKE event_log INCLUDING DEFAULTS INCLUDING IDENTITY)",
         insert: "INSERT INTO bench_ceiling (event_id, stream_uuid, stream_type, stream_version, event_type, schema_version, \
                                             payload, metadata, recorded_at, hash) \
-                 SELECT {id}, {stream}, $3, g / $5 + 1, $4, 1, $6, $7, now(), $8 FROM generate_series($1::int8, $2::int8) AS g",
+                 SELECT {id}, {stream}, $3, g / $5 + 1, $4, 1, $6::json, $7, now(), $8 FROM generate_series($1::int8, $2::int8) AS g",
     },
 ];
 

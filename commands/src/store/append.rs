@@ -2,7 +2,7 @@ use super::*;
 
 use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use ring::digest;
-use sqlx::{encode::IsNull, error::BoxDynError, postgres::PgArgumentBuffer, Postgres, Row};
+use sqlx::{encode::IsNull, error::BoxDynError, postgres::PgArgumentBuffer, AssertSqlSafe, Postgres, Row};
 use uuid::Uuid;
 
 use unity_domain::retention::{self, RetentionClass};
@@ -33,8 +33,9 @@ pub(crate) async fn append_with_heads(
     if rows.is_empty() {
         return Ok(planned.appended(&[]));
     }
-    let inserted = insert(conn, &rows).await.map_err(|e| conflict_of(e, appends))?;
-    Ok(planned.appended(&inserted))
+    // Every row is this append's: only the last one's cursor is needed back.
+    let last = insert(conn, &rows, Returning::Last).await.map_err(|e| conflict_of(e, appends))?;
+    Ok(planned.appended_through(last.into_iter().next().map(|(_, c)| c).unwrap_or_default()))
 }
 
 /// Refuses what no head could make valid: a stream twice in one append, a stream of an expiring
@@ -67,6 +68,11 @@ impl Planned {
             let mine: std::collections::HashSet<&Uuid> = self.event_ids.iter().collect();
             inserted.iter().filter(|(id, _)| mine.contains(id)).map(|(_, c)| *c).max().unwrap_or_default()
         };
+        Appended { last, versions: self.versions, event_ids: self.event_ids, heads: self.heads }
+    }
+
+    /// The outcome, when this append's last event is at `last`.
+    pub(crate) fn appended_through(self, last: Cursor) -> Appended {
         Appended { last, versions: self.versions, event_ids: self.event_ids, heads: self.heads }
     }
 
@@ -139,7 +145,7 @@ fn plan_rows(
             rows.versions.push(v);
             rows.event_types.push(names.event_type(&event.event_type));
             rows.schema_versions.push(event.schema_version);
-            rows.payloads.push(Jsonb(payload));
+            rows.payloads.push(Json(payload));
             rows.metadata_of.push(metadata as i32 + 1);
             rows.hashes.push(hash);
             rows.classes.push(class);
@@ -153,33 +159,55 @@ fn plan_rows(
     Ok(Planned { versions, event_ids, heads: new_heads })
 }
 
-/// Inserts the rows with one statement (atomic on its own) and returns each one's id and cursor.
-/// The rows go in the order of the arrays, so positions follow versions within a stream.
-pub(crate) async fn insert(conn: &mut sqlx::PgConnection, rows: &Rows) -> Result<Vec<(Uuid, Cursor)>, sqlx::Error> {
+/// What [`insert`] tells of the rows it wrote.
+pub(crate) enum Returning {
+    /// Each row's id and cursor (rows of several appends).
+    Each,
+    /// The last row's cursor only (its id is nil).
+    Last,
+}
+
+/// Inserts the rows with one statement (atomic on its own) and returns their ids and cursors, as
+/// `returning` asks. The rows go in the order of the arrays, so positions follow versions within
+/// a stream.
+pub(crate) async fn insert(
+    conn: &mut sqlx::PgConnection,
+    rows: &Rows,
+    returning: Returning,
+) -> Result<Vec<(Uuid, Cursor)>, sqlx::Error> {
     ensure_buckets(conn, rows).await?;
-    let inserted = sqlx::query(
+    let insert =
         "INSERT INTO event_log (event_id, stream_uuid, stream_type, stream_version, event_type, schema_version, \
                                 payload, metadata, recorded_at, hash, retention_class, bucket) \
          SELECT e, s, t, v, et, sv, p, ($8::jsonb[])[m], $9, h, c, coalesce(b, '-infinity') \
-         FROM UNNEST($1::uuid[], $2::uuid[], $3::int2[], $4::int8[], $5::int2[], $6::int2[], $7::jsonb[], \
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::int2[], $4::int8[], $5::int2[], $6::int2[], $7::json[], \
                      $10::int4[], $11::bytea[], $12::int2[], $13::date[]) AS u(e, s, t, v, et, sv, p, m, h, c, b) \
-         RETURNING transaction_id, global_position, event_id",
-    )
-    .bind(&rows.event_ids)
-    .bind(&rows.stream_uuids)
-    .bind(&rows.stream_types)
-    .bind(&rows.versions)
-    .bind(&rows.event_types)
-    .bind(&rows.schema_versions)
-    .bind(&rows.payloads)
-    .bind(&rows.metadata)
-    .bind(rows.recorded_at)
-    .bind(&rows.metadata_of)
-    .bind(&rows.hashes)
-    .bind(&rows.classes)
-    .bind(&rows.buckets)
-    .fetch_all(&mut *conn)
-    .await?;
+         RETURNING transaction_id, global_position, event_id";
+    // One statement either way; a thousand rows sent back cost more than the aggregate.
+    let query = match returning {
+        Returning::Each => insert.to_owned(),
+        Returning::Last => format!(
+            "WITH inserted AS ({insert}) \
+             SELECT transaction_id, global_position, '00000000-0000-0000-0000-000000000000'::uuid FROM inserted \
+             ORDER BY transaction_id DESC, global_position DESC LIMIT 1"
+        ),
+    };
+    let inserted = sqlx::query(AssertSqlSafe(query))
+        .bind(&rows.event_ids)
+        .bind(&rows.stream_uuids)
+        .bind(&rows.stream_types)
+        .bind(&rows.versions)
+        .bind(&rows.event_types)
+        .bind(&rows.schema_versions)
+        .bind(&rows.payloads)
+        .bind(&rows.metadata)
+        .bind(rows.recorded_at)
+        .bind(&rows.metadata_of)
+        .bind(&rows.hashes)
+        .bind(&rows.classes)
+        .bind(&rows.buckets)
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(inserted.iter().map(|r| (r.get(2), Cursor::from_leading_columns(r))).collect())
 }
 
@@ -317,6 +345,29 @@ pub(crate) fn event_hash(prev_hash: &[u8], e: &HashedFields<'_>, payload: &str, 
     ctx.finish().as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
+/// JSON text sent as `json` (whose binary format is the text itself).
+#[derive(Clone, Debug)]
+pub(crate) struct Json(pub String);
+
+impl sqlx::Type<Postgres> for Json {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_name("json")
+    }
+}
+
+impl sqlx::postgres::PgHasArrayType for Json {
+    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_name("_json")
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for Json {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
 /// JSON text sent as JSONB (binary format: a version byte, then the text), which PostgreSQL
 /// parses once, when it binds the array.
 #[derive(Clone, Debug)]
@@ -352,8 +403,9 @@ pub(crate) struct Rows {
     versions: Vec<i64>,
     event_types: Vec<i16>,
     schema_versions: Vec<i16>,
-    /// Canonical JSON text: the encoding the hash covers, made once per event and sent as it is.
-    payloads: Vec<Jsonb>,
+    /// Canonical JSON text: the encoding the hash covers, made once per event, sent and stored
+    /// as it is (a `json` column).
+    payloads: Vec<Json>,
     /// Each row's metadata, as a 1-based index into `metadata`.
     metadata_of: Vec<i32>,
     metadata: Vec<Jsonb>,

@@ -185,7 +185,7 @@ impl EventStore {
         let mut conn = self.pool.acquire().await.map_err(not_written)?;
         // Every stream's head as the group goes: known, looked up once, then as earlier appends
         // of the group leave it.
-        let mut heads: HashMap<StreamId, Head> = HashMap::new();
+        let mut heads: HashMap<StreamId, Head, foldhash::fast::RandomState> = HashMap::default();
         let mut unknown = std::collections::BTreeSet::new();
         for request in group {
             for (append, known) in request.appends.iter().zip(&request.known) {
@@ -220,7 +220,7 @@ impl EventStore {
         let inserted = match rows.is_empty() {
             true => Vec::new(),
             // The server refused the statement (a unique key, say): it wrote nothing.
-            false => insert(&mut conn, &rows).await.map_err(|e| match e {
+            false => insert(&mut conn, &rows, Returning::Each).await.map_err(|e| match e {
                 e @ sqlx::Error::Database(_) => not_written(e),
                 e => Failed::Unknown(e),
             })?,

@@ -197,11 +197,11 @@ pub struct EventStore {
 
 /// The last `(version, hash)` of streams this process appended to, recorded after commit. An
 /// entry can only lag behind the truth (versions only grow); a lagging one makes the insert hit
-/// the unique `(stream_id, stream_version)` constraint, which is a conflict and a retry with a
+/// the unique `(stream, stream_version)` key, which is a conflict and a retry with a
 /// fresh lookup. So the cache saves the lookup without ever risking a broken chain.
 #[derive(Default)]
 struct HeadCache {
-    entries: Mutex<HashMap<StreamId, Head>>,
+    entries: Mutex<HashMap<StreamId, Head, foldhash::fast::RandomState>>,
 }
 
 impl HeadCache {

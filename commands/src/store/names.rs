@@ -12,10 +12,12 @@ use sqlx::{AssertSqlSafe, PgPool};
 
 use super::{StoreError, StreamAppend};
 
+type Keys = HashMap<String, i16, foldhash::fast::RandomState>;
+
 #[derive(Default)]
 pub(crate) struct Names {
-    stream_types: RwLock<HashMap<String, i16>>,
-    event_types: RwLock<HashMap<String, i16>>,
+    stream_types: RwLock<Keys>,
+    event_types: RwLock<Keys>,
 }
 
 impl Names {
@@ -59,7 +61,7 @@ impl Names {
     }
 }
 
-fn read(map: &RwLock<HashMap<String, i16>>) -> std::sync::RwLockReadGuard<'_, HashMap<String, i16>> {
+fn read(map: &RwLock<Keys>) -> std::sync::RwLockReadGuard<'_, Keys> {
     map.read().expect("names lock")
 }
 

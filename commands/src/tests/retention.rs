@@ -207,7 +207,7 @@ async fn after_a_removal_verify_still_names_every_kind_of_tampering() {
 
     tamper(
         &db,
-        "UPDATE events SET payload = jsonb_set(payload, '{zeta}', '99') WHERE stream_id = $1 AND stream_version = 2",
+        "UPDATE events SET payload = jsonb_set(payload::jsonb, '{zeta}', '99')::json WHERE stream_id = $1 AND stream_version = 2",
         &permanent[0],
     )
     .await;

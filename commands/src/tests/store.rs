@@ -339,7 +339,7 @@ async fn verify_names_a_changed_payload() {
     let (store, streams) = seeded(&db).await;
     tamper(
         &db,
-        r#"UPDATE events SET payload = jsonb_set(payload, '{zeta}', '99') WHERE stream_id = $1 AND stream_version = 2"#,
+        r#"UPDATE events SET payload = jsonb_set(payload::jsonb, '{zeta}', '99')::json WHERE stream_id = $1 AND stream_version = 2"#,
         &streams[1],
     )
     .await;

@@ -19,7 +19,7 @@ pub(super) async fn apply(conn: &mut PgConnection, batch: &Batch<'_>) -> Result<
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO monitored_servers AS m (server_id, status, last_sample_at, last_sample) \
          SELECT DISTINCT ON (server_id) server_id, 'OK', at, sample FROM ( \
-             SELECT (payload->>'server_id')::uuid AS server_id, (payload->>'at')::timestamptz AS at, payload->'sample' AS sample, \
+             SELECT (payload->>'server_id')::uuid AS server_id, (payload->>'at')::timestamptz AS at, (payload->'sample')::jsonb AS sample, \
                     transaction_id, global_position \
              FROM event_log_samples WHERE stream_type = (SELECT key FROM stream_types WHERE name = 'host_samples') \
                AND event_type = (SELECT key FROM event_types WHERE name = 'ServerSampled') AND {IN_BATCH}) s \
@@ -39,9 +39,9 @@ pub(super) async fn apply(conn: &mut PgConnection, batch: &Batch<'_>) -> Result<
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE monitored_devices m SET device = r.device, read_at = r.at FROM ( \
              SELECT DISTINCT ON (server_id, serial) server_id, serial, device, at FROM ( \
-                 SELECT (payload->>'server_id')::uuid AS server_id, (payload->>'at')::timestamptz AS at, d AS device, \
+                 SELECT (payload->>'server_id')::uuid AS server_id, (payload->>'at')::timestamptz AS at, d::jsonb AS device, \
                         d->>'serial' AS serial, transaction_id, global_position \
-                 FROM event_log_samples, jsonb_array_elements(payload->'devices') d \
+                 FROM event_log_samples, json_array_elements(payload->'devices') d \
                  WHERE stream_type = (SELECT key FROM stream_types WHERE name = 'host_samples') \
                    AND event_type = (SELECT key FROM event_types WHERE name = 'DevicesRead') AND {IN_BATCH}) x \
              ORDER BY server_id, serial, transaction_id DESC, global_position DESC) r \
