@@ -388,3 +388,79 @@ async fn two_collectors_share_a_fleet_keep_their_sessions_and_take_over_from_eac
     .await;
     assert!(state.last_error.as_deref().unwrap().contains("not the pinned"), "{state:?}");
 }
+
+#[actix_rt::test]
+async fn history_outlives_the_raw_samples_as_hourly_summaries() {
+    use chrono::{Duration as Span, Utc};
+    use unity_commands::retention::{self, RetentionPolicy};
+    use unity_domain::monitoring::{HostSample, MonitoringCommand};
+
+    // No collectors role: the polls are recorded here, as a collector would record them.
+    let app = spawn_app_roles(&[Role::Api, Role::Projections], &[]).await;
+    let admin = app.admin().await;
+    let login = app
+        .ok(
+            Some(&admin),
+            "mutation($i: GenerateSshKeyInput!) { generateSshKey(input: $i) { id } }",
+            serde_json::json!({ "i": { "name": "unity-monitoring", "algorithm": "ED25519" } }),
+        )
+        .await["generateSshKey"]
+        .clone();
+    let server: Uuid = app
+        .ok(
+            Some(&admin),
+            "mutation($i: RegisterServerInput!) { registerServer(input: $i) { id } }",
+            serde_json::json!({ "i": {
+                "name": "old-timer", "address": "127.0.0.1", "port": 9, "username": "root",
+                "authentication": { "sshKeyId": login["id"] },
+            } }),
+        )
+        .await["registerServer"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let commands = app.commands().await;
+    let meta = unity_commands::metadata(unity_domain::Actor::system("collector"), "test");
+    let poll = |load: u32| HostSample { uptime_secs: 600, load: [load, 0, 0], ..HostSample::default() };
+    let observe = |at| MonitoringCommand::Observe { at, facts: Default::default(), pools: vec![], arrays: vec![] };
+    // Polls every ten minutes from 02:00 to 03:50 forty days ago (load 0, 0.1, … 1.1), and now.
+    let now = Utc::now();
+    let old = (now - Span::days(40)).date_naive().and_hms_opt(2, 0, 0).unwrap().and_utc();
+    for n in 0..12 {
+        let at = old + Span::minutes(10 * n);
+        commands.monitoring.record_poll(server, at, poll(10 * n as u32), observe(at), &meta).await.unwrap();
+    }
+    commands.monitoring.record_poll(server, now, poll(500), observe(now), &meta).await.unwrap();
+
+    // The old hours are summarized; then retention removes their day's raw samples.
+    let summarized = commands.monitoring.summarize(server, now, Span::days(60), &meta).await.unwrap();
+    assert_eq!(summarized, 2, "the two old hours (now's hour is not finished)");
+    let removed = retention::run(commands.monitoring.store(), &RetentionPolicy::default(), now.date_naive(), &meta)
+        .await
+        .unwrap();
+    assert!(removed.iter().any(|r| r.bucket == old.date_naive()), "{removed:?}");
+    let raw = read::samples(&app.db.pool, server, old, old + Span::hours(2)).await.unwrap();
+    assert!(raw.is_empty(), "the raw samples are gone");
+
+    // A chart over 41 days at an hourly step: the old hours' means from their summaries, then now.
+    app.create_user(&admin, "watcher", "VIEWER").await;
+    let viewer = app.login("watcher", crate::api::ADMIN_PASSWORD).await;
+    let query = "query($id: ID!, $from: DateTime!, $to: DateTime!, $step: Int) { server(id: $id) { monitoring { \
+        metrics(from: $from, to: $to, step: $step) { at load1 } \
+        hourly(from: $from, to: $to) { hour polls load1 { min mean max } } } } }";
+    let vars = |step: Option<i32>| serde_json::json!({ "id": server, "from": now - Span::days(41), "to": now + Span::minutes(1), "step": step });
+    let monitoring = app.ok(Some(&viewer), query, vars(Some(3600))).await["server"]["monitoring"].clone();
+    let loads: Vec<f64> =
+        monitoring["metrics"].as_array().unwrap().iter().map(|s| s["load1"].as_f64().unwrap()).collect();
+    assert_eq!(loads, [0.25, 0.85, 5.0], "{monitoring}");
+    let hourly = monitoring["hourly"].as_array().unwrap();
+    assert_eq!(hourly.len(), 2, "{hourly:?}");
+    assert_eq!(hourly[0]["hour"].as_str().unwrap().parse::<chrono::DateTime<Utc>>().unwrap(), old);
+    assert_eq!(hourly[1]["polls"], 6);
+    assert_eq!(hourly[1]["load1"], serde_json::json!({ "min": 0.6, "mean": 0.85, "max": 1.1 }));
+
+    // Every poll of so long a range is too much; an hourly step or the summaries are not.
+    let refused = app.graphql(Some(&viewer), query, vars(None)).await;
+    assert_eq!(code(&refused), Some("BAD_USER_INPUT"), "{refused}");
+}

@@ -1,6 +1,7 @@
 //! Monitoring commands: a poll recorded as one transaction (its sample on the server's stream of
 //! the day, and whatever changed on its `server_monitoring` stream), SMART rounds, failures,
-//! configuration and overrides; and `schedule`, which collectors process polls which server.
+//! configuration and overrides; hourly summaries (`summaries`); and `schedule`, which
+//! collectors process polls which server.
 
 use chrono::{DateTime, Utc};
 use unity_domain::{
@@ -13,6 +14,9 @@ use unity_domain::{
 use uuid::Uuid;
 
 pub mod schedule;
+mod summaries;
+
+pub use summaries::SETTLE;
 
 use crate::{
     handler::{execute, load, stream_of, CommandError, MAX_ATTEMPTS},

@@ -111,3 +111,8 @@ pub async fn holders(pool: &PgPool) -> Result<Vec<(Uuid, Option<Uuid>)>, sqlx::E
         .fetch_all(pool)
         .await
 }
+
+/// Every monitored server, held or not.
+pub async fn servers(pool: &PgPool) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT server_id FROM monitoring_schedule ORDER BY server_id").fetch_all(pool).await
+}

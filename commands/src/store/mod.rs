@@ -367,22 +367,38 @@ impl EventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         // An id that is no `<type>-<uuid>` names no stream there could be.
         let Ok(id) = stream_id.parse::<StreamId>() else { return Ok(Vec::new()) };
+        self.stream_events(&id, as_of, None).await
+    }
+
+    /// The last event of one stream (`None`: the stream has none).
+    pub async fn last_event(&self, stream_id: &StreamId) -> Result<Option<RecordedEvent>, StoreError> {
+        Ok(self.stream_events(stream_id, None, Some(1)).await?.pop())
+    }
+
+    /// A stream's events in version order: all of them up to `as_of`, or the `last` few.
+    async fn stream_events(
+        &self,
+        id: &StreamId,
+        as_of: Option<DateTime<Utc>>,
+        last: Option<i64>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         // Only the stream's own partition, which its id says.
-        let Ok((class, bucket)) = placement(&id) else { return Ok(Vec::new()) };
+        let Ok((class, bucket)) = placement(id) else { return Ok(Vec::new()) };
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM {EVENTS_NAMED} \
              WHERE e.stream_uuid = $1 AND st.name = $2 AND e.retention_class = $3 \
                AND e.bucket = coalesce($4, '-infinity'::date) AND ($5::timestamptz IS NULL OR e.recorded_at <= $5) \
-             ORDER BY e.stream_version"
+             ORDER BY e.stream_version DESC LIMIT $6"
         )))
         .bind(id.id())
         .bind(id.stream_type())
         .bind(class)
         .bind(bucket)
         .bind(as_of)
+        .bind(last)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(event_from_row).collect())
+        Ok(rows.iter().rev().map(event_from_row).collect())
     }
 
     /// Where the event `event_id`, version `version` of `stream_id`, stands in the log (`None`:

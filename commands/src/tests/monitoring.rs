@@ -107,3 +107,53 @@ async fn two_collectors_never_claim_one_server_in_a_cycle_and_one_takes_over_whe
     schedule::sync(pool, &wanted[..3]).await.unwrap();
     assert_eq!(schedule::holders(pool).await.unwrap().len(), 3, "servers no longer monitored leave the schedule");
 }
+
+#[tokio::test]
+async fn finished_hours_are_summarized_once_in_order_across_days_and_months() {
+    use chrono::Duration;
+    use unity_domain::monitoring::{summaries_stream, HostSummariesEvent};
+
+    let db = TestDb::new().await;
+    let store = db.store();
+    let commands = MonitoringCommands::new(store.clone());
+    let server = Uuid::now_v7();
+    // Polls every 20 minutes from 22:00 on the last day of November to 01:40 on 1 December,
+    // none in the hour from 23:00, load rising by 10 a poll.
+    let start = Utc.with_ymd_and_hms(2026, 11, 30, 22, 0, 0).unwrap();
+    for n in 0..12 {
+        let at = start + Duration::minutes(20 * n);
+        if at.format("%H").to_string() == "23" {
+            continue;
+        }
+        let sample = HostSample { uptime_secs: 100, load: [10 * n as u32, 0, 0], ..HostSample::default() };
+        let (_, observe) = observe(0, "b1");
+        commands.record_poll(server, at, sample, observe, &meta()).await.unwrap();
+    }
+    let summarized = |month: (i32, u32)| {
+        let store = store.clone();
+        async move {
+            let stream = summaries_stream(server, chrono::NaiveDate::from_ymd_opt(month.0, month.1, 1).unwrap());
+            let events = store.read_stream(&stream.to_string(), None).await.unwrap();
+            events
+                .iter()
+                .map(|e| match e.decode::<HostSummariesEvent>().unwrap() {
+                    HostSummariesEvent::HourSummarized { hour, summary, .. } => (hour, summary.polls, summary.load1),
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // At 01:30 the hours up to 00:00 are finished; 01:00 is not. 23:00 had no polls.
+    let now = Utc.with_ymd_and_hms(2026, 12, 1, 1, 30, 0).unwrap();
+    let lookback = Duration::days(30);
+    assert_eq!(commands.summarize(server, now, lookback, &meta()).await.unwrap(), 2);
+    let hour = |d: u32, h: u32| Utc.with_ymd_and_hms(2026, if d == 30 { 11 } else { 12 }, d, h, 0, 0).unwrap();
+    assert_eq!(summarized((2026, 11)).await, [(hour(30, 22), 3, [0, 10, 20])], "November's hours on November's stream");
+    assert_eq!(summarized((2026, 12)).await, [(hour(1, 0), 3, [60, 70, 80])]);
+    assert_eq!(commands.summarize(server, now, lookback, &meta()).await.unwrap(), 0, "nothing twice");
+
+    // Two minutes after 02:00, 01:00 is settled and is summarized next, after 00:00.
+    let later = Utc.with_ymd_and_hms(2026, 12, 1, 2, 2, 0).unwrap();
+    assert_eq!(commands.summarize(server, later, lookback, &meta()).await.unwrap(), 1);
+    assert_eq!(summarized((2026, 12)).await[1], (hour(1, 1), 3, [90, 100, 110]));
+}

@@ -284,3 +284,70 @@ fn a_sample_is_stored_as_arrays_and_reads_back_the_same() {
     assert_eq!(serde_json::from_value::<HostSample>(json.clone()).unwrap(), sample);
     assert!(json.to_string().len() < 260, "{} bytes: {json}", json.to_string().len());
 }
+
+/// A poll with `busy` hundredths of a percent of busy CPU (none: no CPU shares yet), `used` MiB
+/// of memory, load `load` and `rx` bytes/s on eth0 (none: no rates yet).
+fn poll(busy: Option<u16>, used: u64, load: u32, fs_used: u64, rx: Option<u64>) -> HostSample {
+    HostSample {
+        uptime_secs: 1000 + used,
+        cpu: busy.map(|b| CpuShares { user: b, idle: 10_000 - b, ..CpuShares::default() }),
+        memory: Memory { total: 4096 << 20, used: used << 20, available: (4096 - used) << 20, ..Memory::default() },
+        load: [load, load / 2, load / 4],
+        filesystems: vec![FilesystemUsage {
+            mount: "/".into(),
+            size: 100 << 30,
+            used: fs_used << 30,
+            available: (95 - fs_used) << 30,
+            inodes_used: Some(fs_used * 10),
+            ..FilesystemUsage::default()
+        }],
+        interfaces: vec![InterfaceRates {
+            name: "eth0".into(),
+            rx_bytes: rx,
+            tx_bytes: rx.map(|r| r / 2),
+            errors: rx.map(|_| 1),
+            ..InterfaceRates::default()
+        }],
+    }
+}
+
+#[test]
+fn an_hour_rolls_up_into_minimum_mean_and_maximum() {
+    let polls = [
+        poll(None, 1000, 100, 40, None),
+        poll(Some(2000), 1500, 300, 41, Some(1000)),
+        poll(Some(4000), 1100, 200, 42, Some(3000)),
+    ];
+    let summary = HourSummary::of(&polls).unwrap();
+    assert_eq!(summary.polls, 3);
+    assert_eq!(summary.cpu_busy, Some([2000, 3000, 4000]), "only polls with CPU shares count");
+    assert_eq!(summary.cpu.unwrap().user, 3000);
+    assert_eq!(summary.memory_used, [1000 << 20, 1200 << 20, 1500 << 20]);
+    assert_eq!(summary.load1, [100, 200, 300]);
+    assert_eq!(summary.load5, 100);
+    assert_eq!(summary.filesystems[0].used, [40 << 30, 41 << 30, 42 << 30]);
+    assert_eq!(summary.filesystems[0].inodes_used, Some(420));
+    assert_eq!(summary.interfaces[0].rx_bytes, [2000, 3000], "mean and peak of the polls with rates");
+    assert_eq!(summary.interfaces[0].tx_bytes, [1000, 1500]);
+    assert_eq!(HourSummary::of(&[]), None);
+
+    // The hour's means, as one sample for a chart, and the payload reads back the same.
+    let mean = summary.mean_sample();
+    assert_eq!((mean.memory.used, mean.load[0], mean.filesystems[0].used), (1200 << 20, 200, 41 << 30));
+    assert_eq!(mean.interfaces[0].rx_bytes, Some(2000));
+    let event = HostSummariesEvent::HourSummarized { server_id: Uuid::now_v7(), hour: at(0), summary };
+    let (event_type, payload) = event.to_parts();
+    assert_eq!(HostSummariesEvent::from_parts(event_type, payload).unwrap(), event);
+}
+
+#[test]
+fn a_servers_summaries_of_one_month_are_one_stream_in_that_months_bucket() {
+    let server = Uuid::now_v7();
+    let (first, late) = (NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(), NaiveDate::from_ymd_opt(2026, 12, 31).unwrap());
+    let stream = summaries_stream(server, late);
+    assert_eq!(stream, summaries_stream(server, first), "one stream for the whole month");
+    assert_ne!(stream, summaries_stream(server, NaiveDate::from_ymd_opt(2027, 1, 1).unwrap()));
+    assert_ne!(stream, samples_stream(server, first), "not the samples stream of the month's first day");
+    assert_eq!(RetentionClass::of(stream.stream_type()), RetentionClass::Summaries);
+    assert_eq!(RetentionClass::Summaries.bucket_of(&stream).unwrap(), Some(first));
+}

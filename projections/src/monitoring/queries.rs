@@ -1,10 +1,10 @@
 //! The reads the API and the collectors use.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde_json::Value;
 use sqlx::{FromRow, PgPool};
 use unity_domain::{
-    monitoring::{samples_stream, HostSample},
+    monitoring::{samples_stream, summaries_stream, HostSample, HourSummary},
     retention::RetentionClass,
 };
 use uuid::Uuid;
@@ -119,6 +119,36 @@ pub async fn monitoring_changes(
     .await
 }
 
+/// A server's hourly summaries of the hours starting in `[from, to]`, oldest first, read from
+/// its monthly summaries streams (each one index range of its month's partition).
+pub async fn summaries(
+    pool: &PgPool,
+    server_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, HourSummary)>, sqlx::Error> {
+    let mut months: Vec<NaiveDate> = Vec::new();
+    let mut month = from.date_naive().with_day(1).unwrap_or(from.date_naive());
+    while month <= to.date_naive() && months.len() < 1200 {
+        months.push(month);
+        month = month.checked_add_months(chrono::Months::new(1)).unwrap_or(month);
+    }
+    let streams: Vec<Uuid> = months.iter().map(|m| summaries_stream(server_id, *m).id()).collect();
+    let rows = payloads(pool, RetentionClass::Summaries, &months, &streams, "host_summaries", "HourSummarized").await?;
+    /// What a chart reads of an `HourSummarized` (v1) payload.
+    #[derive(serde::Deserialize)]
+    struct Summarized {
+        hour: DateTime<Utc>,
+        summary: HourSummary,
+    }
+    Ok(rows
+        .iter()
+        .filter_map(|text| serde_json::from_str::<Summarized>(text).ok())
+        .filter(|s| s.hour >= from && s.hour <= to)
+        .map(|s| (s.hour, s.summary))
+        .collect())
+}
+
 /// A server's raw samples in `[from, to]`, oldest first, read from its daily samples streams
 /// (each one index range of its day's partition). Days already removed by retention give none.
 pub async fn samples(
@@ -134,20 +164,7 @@ pub async fn samples(
         day = day.succ_opt().unwrap_or(day);
     }
     let streams: Vec<Uuid> = days.iter().map(|d| samples_stream(server_id, *d).id()).collect();
-    // The payload as stored (`json`: its text), parsed straight into its type in one pass (no
-    // intermediate JSON tree, no field extraction in SQL, which would parse each text again).
-    let rows: Vec<String> = sqlx::query_scalar(
-        "SELECT payload::text FROM event_log \
-         WHERE retention_class = $1 AND bucket = ANY($2) AND stream_uuid = ANY($3) \
-           AND stream_type = (SELECT key FROM stream_types WHERE name = 'host_samples') \
-           AND event_type = (SELECT key FROM event_types WHERE name = 'ServerSampled') \
-         ORDER BY bucket, stream_version",
-    )
-    .bind(RetentionClass::Samples.code())
-    .bind(&days)
-    .bind(&streams)
-    .fetch_all(pool)
-    .await?;
+    let rows = payloads(pool, RetentionClass::Samples, &days, &streams, "host_samples", "ServerSampled").await?;
     /// What the chart reads of a `ServerSampled` (v1) payload.
     #[derive(serde::Deserialize)]
     struct Sampled {
@@ -163,4 +180,32 @@ pub async fn samples(
         }
     }
     Ok(samples)
+}
+
+/// The payloads of the events of one type in some streams (by UUID) of one type, in their
+/// buckets, in bucket and version order: as stored (`json`: its text), so that each is parsed
+/// straight into its type in one pass (no intermediate JSON tree, no field extraction in SQL,
+/// which would parse each text again).
+async fn payloads(
+    pool: &PgPool,
+    class: RetentionClass,
+    buckets: &[NaiveDate],
+    streams: &[Uuid],
+    stream_type: &str,
+    event_type: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT payload::text FROM event_log \
+         WHERE retention_class = $1 AND bucket = ANY($2) AND stream_uuid = ANY($3) \
+           AND stream_type = (SELECT key FROM stream_types WHERE name = $4) \
+           AND event_type = (SELECT key FROM event_types WHERE name = $5) \
+         ORDER BY bucket, stream_version",
+    )
+    .bind(class.code())
+    .bind(buckets)
+    .bind(streams)
+    .bind(stream_type)
+    .bind(event_type)
+    .fetch_all(pool)
+    .await
 }

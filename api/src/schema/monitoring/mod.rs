@@ -1,6 +1,6 @@
 //! The monitoring part of the schema: a server's `monitoring` (configuration, status, facts,
-//! the latest sample, series, disks, pools, arrays, changes) and the mutations that configure
-//! it, poll now, and override a SMART attribute.
+//! the latest sample, series and hourly summaries, disks, pools, arrays, changes) and the
+//! mutations that configure it, poll now, and override a SMART attribute.
 
 use chrono::{DateTime, Duration, Utc};
 use unity_domain::monitoring::HostSample;
@@ -9,9 +9,11 @@ use uuid::Uuid;
 
 use crate::{errors::ApiError, schema::Context};
 
+mod hourly;
 mod mutation;
 mod types;
 
+pub use hourly::*;
 pub use mutation::*;
 pub use types::*;
 
@@ -20,10 +22,24 @@ pub async fn monitoring_of(ctx: &Context, server_id: Uuid) -> Result<ServerMonit
     Ok(ServerMonitoring { server_id, row: read::monitored_server(ctx.state.store.pool(), server_id).await? })
 }
 
+/// The longest range of polls one query reads, and of hours.
 const MAX_RANGE_DAYS: i64 = 31;
+const MAX_HOURLY_RANGE_DAYS: i64 = 400;
+
+/// Refuses a range that ends before it starts or spans more than `max_days`.
+fn check_range(from: DateTime<Utc>, to: DateTime<Utc>, max_days: i64) -> Result<(), ApiError> {
+    if to <= from {
+        return Err(ApiError::bad_input("`to` must be after `from`"));
+    }
+    if to - from > Duration::days(max_days) {
+        return Err(ApiError::bad_input(format!("at most {max_days} days at a time")));
+    }
+    Ok(())
+}
 
 /// Samples in `[from, to]`: each one (no `step`), or averaged per `step` seconds (CPU, memory
-/// and load averaged; filesystems and interfaces the last sample's of each step).
+/// and load averaged; filesystems and interfaces the last sample's of each step). Where the raw
+/// samples have expired, each hour's summary stands for its polls (its means, at the hour).
 pub async fn metrics(
     ctx: &Context,
     server_id: Uuid,
@@ -31,16 +47,23 @@ pub async fn metrics(
     to: DateTime<Utc>,
     step: Option<i32>,
 ) -> Result<Vec<Sample>, ApiError> {
-    if to <= from {
-        return Err(ApiError::bad_input("`to` must be after `from`"));
-    }
-    if to - from > Duration::days(MAX_RANGE_DAYS) {
-        return Err(ApiError::bad_input(format!("at most {MAX_RANGE_DAYS} days at a time")));
-    }
+    let hourly = step.is_some_and(|s| s >= 3600);
+    check_range(from, to, if hourly { MAX_HOURLY_RANGE_DAYS } else { MAX_RANGE_DAYS })?;
     if step.is_some_and(|s| !(15..=86_400).contains(&s)) {
         return Err(ApiError::bad_input("step must be between 15 and 86400 seconds"));
     }
     let mut samples = read::samples(ctx.state.store.pool(), server_id, from, to).await?;
+    // Before the first raw sample (expired, or never taken): the summaries, if any.
+    let first_raw = samples.first().map_or(to, |(at, _)| *at);
+    if first_raw - from >= Duration::hours(1) {
+        let summaries = read::summaries(ctx.state.store.pool(), server_id, from, first_raw).await?;
+        let older: Vec<(DateTime<Utc>, HostSample)> = summaries
+            .iter()
+            .filter(|(hour, _)| *hour + Duration::hours(1) <= first_raw)
+            .map(|(hour, summary)| (*hour, summary.mean_sample()))
+            .collect();
+        samples.splice(0..0, older);
+    }
     let facts = read::monitored_server(ctx.state.store.pool(), server_id).await?.and_then(|r| r.facts);
     for (_, sample) in &mut samples {
         name_filesystems(sample, facts.as_ref());
@@ -98,4 +121,16 @@ fn average(start: DateTime<Utc>, samples: &[(DateTime<Utc>, HostSample)]) -> Sam
         });
     }
     Sample::new(start, &merged)
+}
+
+/// The hourly summaries of the hours starting in `[from, to]` (at most 400 days).
+pub async fn hourly(
+    ctx: &Context,
+    server_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<HourlySummary>, ApiError> {
+    check_range(from, to, MAX_HOURLY_RANGE_DAYS)?;
+    let summaries = read::summaries(ctx.state.store.pool(), server_id, from, to).await?;
+    Ok(summaries.iter().map(|(hour, summary)| HourlySummary::new(*hour, summary)).collect())
 }

@@ -125,8 +125,10 @@ impl ServerMonitoring {
         name_filesystems(&mut sample, row.facts.as_ref());
         Some(Sample::new(row.last_sample_at?, &sample))
     }
-    /// Samples in `[from, to]` (at most 31 days): every poll, or averaged over `step` seconds
-    /// (15 to 86400). Raw samples exist for the retention period (`UNITY_METRICS_RETENTION_DAYS`).
+    /// Samples in `[from, to]` (at most 31 days, or 400 with a step of an hour or more): every
+    /// poll, or averaged over `step` seconds (15 to 86400). Raw samples exist for the retention
+    /// period (`UNITY_METRICS_RETENTION_DAYS`); before it, each hour's summary stands for its
+    /// polls, at the hour.
     async fn metrics(
         &self,
         ctx: &Context,
@@ -135,6 +137,16 @@ impl ServerMonitoring {
         step: Option<i32>,
     ) -> Result<Vec<Sample>, ApiError> {
         super::metrics(ctx, self.server_id, from, to, step).await
+    }
+    /// The hourly summaries (least, mean and most of each measure) of the hours starting in
+    /// `[from, to]` (at most 400 days), kept for `UNITY_SUMMARY_RETENTION_DAYS`.
+    async fn hourly(
+        &self,
+        ctx: &Context,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<super::HourlySummary>, ApiError> {
+        super::hourly(ctx, self.server_id, from, to).await
     }
     async fn storage_devices(&self, ctx: &Context) -> Result<Vec<StorageDevice>, ApiError> {
         let rows = read::monitored_devices(ctx.state.store.pool(), self.server_id).await?;
