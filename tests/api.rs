@@ -306,6 +306,7 @@ fn access_table(user_id: &str, key_id: &str) -> Vec<(&'static str, Option<&'stat
         ("Mutation.createDnsProvider", Some("ADMIN"), "mutation { createDnsProvider(input: {name: \"d\"}) { id } }".into()),
         ("Mutation.deleteDnsProvider", Some("ADMIN"), "mutation { deleteDnsProvider(id: \"x\") }".into()),
         ("Subscription.events", Some("VIEWER"), "subscription { events { eventType } }".into()),
+        ("Subscription.serverSamples", Some("VIEWER"), "subscription { serverSamples(serverIds: [\"x\"]) { serverId } }".into()),
     ]
 }
 
@@ -397,7 +398,7 @@ async fn subscribe_once(app: &TestApp, token: Option<&str>, query: &str) -> Valu
     panic!("the subscription never answered");
 }
 
-async fn connect_ws(app: &TestApp, token: Option<&str>) -> Ws {
+pub(crate) async fn connect_ws(app: &TestApp, token: Option<&str>) -> Ws {
     let mut ws = open(app, "graphql-transport-ws").await;
     let payload = token.map_or(json!({}), |t| json!({ "Authorization": format!("Bearer {t}") }));
     send(&mut ws, json!({ "type": "connection_init", "payload": payload })).await;
@@ -407,7 +408,7 @@ async fn connect_ws(app: &TestApp, token: Option<&str>) -> Ws {
 }
 
 /// The next message, or `{"type": "closed", "reason": …}` when the server closes.
-async fn receive(ws: &mut Ws) -> Value {
+pub(crate) async fn receive(ws: &mut Ws) -> Value {
     match next(ws, Duration::from_secs(20)).await.expect("a WebSocket message in time") {
         Received::Message(message) => message,
         Received::Closed(code, reason) => json!({ "type": "closed", "reason": format!("{code} {reason}") }),

@@ -390,7 +390,7 @@ async fn two_collectors_share_a_fleet_keep_their_sessions_and_take_over_from_eac
 }
 
 #[actix_rt::test]
-async fn history_outlives_the_raw_samples_as_hourly_summaries() {
+async fn history_outlives_the_raw_samples_as_hourly_summaries_and_new_samples_reach_subscribers() {
     use chrono::{Duration as Span, Utc};
     use unity_commands::retention::{self, RetentionPolicy};
     use unity_domain::monitoring::{HostSample, MonitoringCommand};
@@ -463,4 +463,33 @@ async fn history_outlives_the_raw_samples_as_hourly_summaries() {
     // Every poll of so long a range is too much; an hourly step or the summaries are not.
     let refused = app.graphql(Some(&viewer), query, vars(None)).await;
     assert_eq!(code(&refused), Some("BAD_USER_INPUT"), "{refused}");
+
+    // A subscriber sees each new sample of the servers it follows as its poll is recorded, and
+    // no other server's.
+    let mut ws = crate::api::connect_ws(&app, Some(&viewer)).await;
+    let subscribe = "subscription($ids: [ID!]!) { serverSamples(serverIds: $ids) { serverId sample { at load1 } } }";
+    crate::websocket::send(
+        &mut ws,
+        serde_json::json!({ "id": "1", "type": "subscribe", "payload": { "query": subscribe, "variables": { "ids": [server] } } }),
+    )
+    .await;
+    let other = Uuid::now_v7();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let received = loop {
+        assert!(std::time::Instant::now() < deadline, "no sample came on the subscription");
+        // A poll recorded before the subscription started is not delivered: poll until one is.
+        let at = Utc::now();
+        commands.monitoring.record_poll(other, at, poll(900), observe(at), &meta).await.unwrap();
+        commands.monitoring.record_poll(server, at, poll(700), observe(at), &meta).await.unwrap();
+        if let Some(crate::websocket::Received::Message(m)) =
+            crate::websocket::next(&mut ws, Duration::from_millis(500)).await
+        {
+            if m["type"] == "next" {
+                break m;
+            }
+        }
+    };
+    let delivered = &received["payload"]["data"]["serverSamples"];
+    assert_eq!(delivered["serverId"], server.to_string(), "{received}");
+    assert_eq!(delivered["sample"]["load1"], 7.0, "{received}");
 }

@@ -2,12 +2,27 @@
 //! the latest sample, series and hourly summaries, disks, pools, arrays, changes) and the
 //! mutations that configure it, poll now, and override a SMART attribute.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
-use unity_domain::monitoring::HostSample;
+use futures::StreamExt;
+use juniper::{GraphQLObject, ID};
+use unity_domain::{
+    monitoring::{HostSample, HostSamplesEvent},
+    DomainEvent,
+};
 use unity_projections::monitoring as read;
 use uuid::Uuid;
 
-use crate::{errors::ApiError, schema::Context};
+use crate::{
+    auth::Principal,
+    errors::ApiError,
+    schema::{
+        common::{id, parse_id},
+        subscription::{live, Live},
+        Context,
+    },
+};
 
 mod hourly;
 mod mutation;
@@ -133,4 +148,45 @@ pub async fn hourly(
     check_range(from, to, MAX_HOURLY_RANGE_DAYS)?;
     let summaries = read::summaries(ctx.state.store.pool(), server_id, from, to).await?;
     Ok(summaries.iter().map(|(hour, summary)| HourlySummary::new(*hour, summary)).collect())
+}
+
+#[derive(GraphQLObject)]
+/// A sample of one server, as its poll is recorded.
+pub struct ServerSample {
+    pub server_id: ID,
+    pub sample: Sample,
+}
+
+/// The most servers one `serverSamples` subscription follows.
+const MAX_FOLLOWED: usize = 100;
+
+/// Each sample of `server_ids` recorded from now on.
+pub async fn server_samples(
+    ctx: &Context,
+    principal: &Principal,
+    server_ids: Vec<ID>,
+) -> Result<Live<ServerSample>, ApiError> {
+    if server_ids.is_empty() || server_ids.len() > MAX_FOLLOWED {
+        return Err(ApiError::bad_input(format!("name 1 to {MAX_FOLLOWED} servers")));
+    }
+    let ids: Vec<Uuid> = server_ids.iter().map(|i| parse_id("server id", i)).collect::<Result<_, _>>()?;
+    // Filesystems are named from each server's facts as they are when the subscription starts.
+    let mut facts = HashMap::new();
+    for &server in &ids {
+        facts.insert(server, read::monitored_server(ctx.state.store.pool(), server).await?.and_then(|r| r.facts));
+    }
+    let stream = live(ctx, principal.role).filter_map(move |(e, _)| {
+        let sampled = (e.stream_type == HostSamplesEvent::STREAM_TYPE)
+            .then(|| HostSamplesEvent::from_parts(&e.event_type, e.payload).ok())
+            .flatten();
+        let sample = match sampled {
+            Some(HostSamplesEvent::ServerSampled { server_id, at, mut sample }) if ids.contains(&server_id) => {
+                name_filesystems(&mut sample, facts.get(&server_id).and_then(Option::as_ref));
+                Some(Ok(ServerSample { server_id: id(server_id), sample: Sample::new(at, &sample) }))
+            }
+            _ => None,
+        };
+        futures::future::ready(sample)
+    });
+    Ok(Box::pin(stream))
 }
