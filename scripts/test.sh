@@ -5,10 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/provision.sh
 # What only the tests need: Chromium (GraphiQL offline), promtool (package prometheus, /metrics in
-# the classic format), Prometheus' Python client (its OpenMetrics parser) and Python's gql.
+# the classic format), the monitoring plugins, Prometheus' Python client (its OpenMetrics parser)
+# and Python's gql.
 test_packages=()
 [ -x /usr/bin/chromium ] || test_packages+=(chromium)
 command -v promtool >/dev/null 2>&1 || test_packages+=(prometheus)
+# The real Nagios plugins the checks tests run over SSH.
+[ -x /usr/lib/nagios/plugins/check_disk ] || test_packages+=(monitoring-plugins-basic)
 if [ ${#test_packages[@]} -gt 0 ]; then
   say "installing ${test_packages[*]} for the tests"
   apt-get update -qq

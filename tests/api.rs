@@ -305,6 +305,9 @@ fn access_table(user_id: &str, key_id: &str) -> Vec<(&'static str, Option<&'stat
         ("Mutation.requestAcmeCertificate", Some("OPERATOR"), "mutation { requestAcmeCertificate(input: {accountId: \"x\", domains: [\"a.example\"]}) { id } }".into()),
         ("Mutation.createDnsProvider", Some("ADMIN"), "mutation { createDnsProvider(input: {name: \"d\"}) { id } }".into()),
         ("Mutation.deleteDnsProvider", Some("ADMIN"), "mutation { deleteDnsProvider(id: \"x\") }".into()),
+        ("Query.checks", Some("VIEWER"), "{ checks { id } }".into()),
+        ("Mutation.createCheck", Some("ADMIN"), "mutation { createCheck(input: {name: \"c\", command: \"true\"}) { id } }".into()),
+        ("Mutation.deleteCheck", Some("ADMIN"), "mutation { deleteCheck(id: \"x\") }".into()),
         ("Subscription.events", Some("VIEWER"), "subscription { events { eventType } }".into()),
         ("Subscription.serverSamples", Some("VIEWER"), "subscription { serverSamples(serverIds: [\"x\"]) { serverId } }".into()),
     ]

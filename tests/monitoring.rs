@@ -493,3 +493,133 @@ async fn history_outlives_the_raw_samples_as_hourly_summaries_and_new_samples_re
     assert_eq!(delivered["serverId"], server.to_string(), "{received}");
     assert_eq!(delivered["sample"]["load1"], 7.0, "{received}");
 }
+
+const PLUGINS: &str = "/usr/lib/nagios/plugins";
+
+#[actix_rt::test]
+async fn checks_run_real_plugins_over_ssh_and_a_change_of_status_is_recorded_once() {
+    use unity_collectors::testing::sshd::Sshd;
+
+    let app = spawn_app_roles(&[Role::Api, Role::Projections], &[]).await;
+    let admin = app.admin().await;
+    let login = app
+        .ok(
+            Some(&admin),
+            "mutation($i: GenerateSshKeyInput!) { generateSshKey(input: $i) { id publicKey } }",
+            serde_json::json!({ "i": { "name": "unity-checks", "algorithm": "ED25519" } }),
+        )
+        .await["generateSshKey"]
+        .clone();
+    let sshd = Sshd::start(&temp_dir("checks")).unwrap();
+    std::fs::write(sshd.authorized_keys(), format!("{}\n", login["publicKey"].as_str().unwrap())).unwrap();
+    let server: Uuid = app
+        .ok(
+            Some(&admin),
+            "mutation($i: RegisterServerInput!) { registerServer(input: $i) { id } }",
+            serde_json::json!({ "i": {
+                "name": "web-1", "address": "127.0.0.1", "port": sshd.port, "username": "root",
+                "authentication": { "sshKeyId": login["id"] }, "tags": ["web"],
+            } }),
+        )
+        .await["registerServer"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    app.ok(
+        Some(&admin),
+        "mutation($i: ConfigureMonitoringInput!) { configureMonitoring(input: $i) { enabled } }",
+        serde_json::json!({ "i": { "serverId": server, "enabled": true, "smart": { "enabled": false } } }),
+    )
+    .await;
+    let create = "mutation($i: CreateCheckInput!) { createCheck(input: $i) { id name serverId tag intervalSeconds } }";
+    let mut ids = Vec::new();
+    for input in [
+        serde_json::json!({ "name": "root disk", "tag": "web", "command": format!("{PLUGINS}/check_disk -w 10% -c 5% -p /") }),
+        serde_json::json!({ "name": "broken", "serverId": server, "command": format!("{PLUGINS}/check_dummy 2 'something broke'") }),
+        serde_json::json!({ "name": "missing", "serverId": server, "command": format!("{PLUGINS}/check_nothing_here") }),
+        serde_json::json!({ "name": "db only", "tag": "db", "command": "true" }),
+    ] {
+        let check = app.ok(Some(&admin), create, serde_json::json!({ "i": input })).await["createCheck"].clone();
+        assert_eq!(check["intervalSeconds"], 300, "{check}");
+        ids.push(check["id"].as_str().unwrap().to_owned());
+    }
+    let refused = app
+        .graphql(
+            Some(&admin),
+            create,
+            serde_json::json!({ "i": { "name": "two lines", "tag": "web", "command": "true\nfalse" } }),
+        )
+        .await;
+    assert_eq!(code(&refused), Some("BAD_USER_INPUT"), "{refused}");
+    let neither =
+        app.graphql(Some(&admin), create, serde_json::json!({ "i": { "name": "n", "command": "true" } })).await;
+    assert_eq!(code(&neither), Some("BAD_USER_INPUT"), "{neither}");
+
+    // One poll: the sample, then the checks that apply to the server, over the same session.
+    let commands = app.commands().await;
+    let pool = app.db.store().pool().clone();
+    eventually(Duration::from_secs(20), "monitoring enabled in the read model", || async {
+        (read::enabled_servers(&pool).await.unwrap().len() == 1).then_some(())
+    })
+    .await;
+    let collector = Arc::new(Collector::new(
+        commands.monitoring.clone(),
+        commands.credentials.clone(),
+        commands.certificates.clone(),
+        CollectorConfig::default(),
+    ));
+    collector.sync().await.unwrap();
+    schedule::due_now(&pool, server, false).await.unwrap();
+    assert_eq!(collector.tick().await.unwrap(), 1);
+
+    let query = "query($id: ID!) { server(id: $id) { monitoring { \
+        checks { check { name tag } status exitStatus output perfdata { label value uom warn crit min max } lastRunAt statusSince } \
+        changes(first: 20) { kind subject verdict summary } } } }";
+    let vars = serde_json::json!({ "id": server });
+    let monitoring = eventually(Duration::from_secs(20), "three checks' results", || async {
+        let m = app.ok(Some(&admin), query, vars.clone()).await["server"]["monitoring"].clone();
+        (m["checks"].as_array().unwrap().iter().filter(|c| c["status"].is_string()).count() == 3).then_some(m)
+    })
+    .await;
+    let checks = monitoring["checks"].as_array().unwrap();
+    let by_name =
+        |name: &str| checks.iter().find(|c| c["check"]["name"] == name).unwrap_or_else(|| panic!("{name}: {checks:?}"));
+    assert_eq!(checks.len(), 3, "the db-only check is not this server's: {checks:?}");
+    let broken = by_name("broken");
+    assert_eq!((broken["status"].as_str(), broken["exitStatus"].as_i64()), (Some("CRITICAL"), Some(2)));
+    assert_eq!(broken["output"], "CRITICAL: something broke");
+    let disk = by_name("root disk");
+    assert_eq!(disk["status"], "OK", "{disk}");
+    let root = &disk["perfdata"][0];
+    assert_eq!((root["label"].as_str(), root["uom"].as_str()), (Some("/"), Some("B")), "{disk}");
+    assert!(root["value"].as_f64().unwrap() > 0.0 && root["max"].as_f64().unwrap() > root["value"].as_f64().unwrap());
+    let missing = by_name("missing");
+    assert_eq!((missing["status"].as_str(), missing["exitStatus"].as_i64()), (Some("UNKNOWN"), Some(127)), "{missing}");
+    let check_changes =
+        |m: &serde_json::Value| m["changes"].as_array().unwrap().iter().filter(|c| c["kind"] == "CHECK").count();
+    assert_eq!(check_changes(&monitoring), 3, "each check's first status is a change: {monitoring}");
+
+    // Due again (as an interval later), the same statuses are runs, not changes; a deleted check
+    // runs no more.
+    app.ok(Some(&admin), "mutation($id: ID!) { deleteCheck(id: $id) }", serde_json::json!({ "id": ids[2] })).await;
+    sqlx::query("UPDATE monitored_checks SET ran_at = ran_at - interval '1 hour'").execute(&pool).await.unwrap();
+    let runs_before: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'CheckRan'").fetch_one(&pool).await.unwrap();
+    schedule::due_now(&pool, server, false).await.unwrap();
+    assert_eq!(collector.tick().await.unwrap(), 1);
+    let runs: i64 = eventually(Duration::from_secs(20), "the second round of runs", || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'CheckRan'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (n > runs_before).then_some(n)
+    })
+    .await;
+    assert_eq!(runs - runs_before, 2, "the two remaining checks ran again");
+    let monitoring = app.ok(Some(&admin), query, vars.clone()).await["server"]["monitoring"].clone();
+    assert_eq!(monitoring["checks"].as_array().unwrap().len(), 2, "{monitoring}");
+    assert_eq!(check_changes(&monitoring), 3, "no status changed: nothing more recorded: {monitoring}");
+    let all = app.ok(Some(&admin), "{ checks { name } }", serde_json::json!({})).await;
+    assert_eq!(all["checks"].as_array().unwrap().len(), 3, "{all}");
+}

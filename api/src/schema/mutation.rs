@@ -189,6 +189,21 @@ impl Mutation {
         monitoring::configure_monitoring(ctx, ctx.require(Role::Operator)?, input).await
     }
 
+    /// Makes a check: a Nagios-compatible plugin (any command) run over SSH on a server or on
+    /// every server with a tag. ADMIN: it runs commands of your choosing on servers.
+    async fn create_check(
+        ctx: &Context,
+        #[graphql(description = "What to run, where and how often.")] input: monitoring::CreateCheckInput,
+    ) -> Result<monitoring::Check, ApiError> {
+        monitoring::create_check(ctx, ctx.require(Role::Admin)?, input).await
+    }
+
+    /// Removes a check; it runs no more, and its results leave the servers' monitoring (the
+    /// runs stay in the log).
+    async fn delete_check(ctx: &Context, #[graphql(description = "The check's id.")] id: ID) -> Result<bool, ApiError> {
+        monitoring::delete_check(ctx, ctx.require(Role::Admin)?, id).await
+    }
+
     /// Polls a monitored server now (through the collectors) and returns the sample.
     async fn collect_now(
         ctx: &Context,

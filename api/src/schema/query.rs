@@ -4,7 +4,7 @@
 use juniper::{graphql_object, ID};
 use unity_domain::identity::Role;
 
-use super::{acme, audit, certificates, credentials, identity, servers, Context};
+use super::{acme, audit, certificates, credentials, identity, monitoring, servers, Context};
 use crate::errors::ApiError;
 
 pub struct Query;
@@ -202,6 +202,11 @@ impl Query {
     async fn dns_providers(ctx: &Context) -> Result<Vec<acme::DnsProvider>, ApiError> {
         ctx.require(Role::Viewer)?;
         acme::dns_providers(ctx).await
+    }
+
+    /// Every check (Nagios-compatible plugins run over SSH), oldest first.
+    async fn checks(ctx: &Context) -> Result<Vec<monitoring::Check>, ApiError> {
+        monitoring::checks(ctx, ctx.require(Role::Viewer)?).await
     }
 
     /// The audit log, oldest first. Non-admins do not see identity and secret events.

@@ -30,6 +30,7 @@ use unity_domain::{
 use uuid::Uuid;
 
 use super::{
+    checks,
     collect::{self, CollectError},
     rates::Counters,
     smart::{Context, Reading},
@@ -163,7 +164,13 @@ impl Collector {
         let started = Utc::now();
         let result = tokio::time::timeout(self.config.poll_timeout, self.collect(&due)).await;
         let failure = match result {
-            Ok(Ok(())) => return,
+            Ok(Ok(Some((server, session)))) => {
+                // Checks run after the poll is recorded, each under its own timeout, so a slow
+                // plugin never costs the poll.
+                self.run_checks(&server, &session).await;
+                return;
+            }
+            Ok(Ok(None)) => return,
             Ok(Err(PollError::Unreachable(error))) => (Failure::Unreachable, error),
             Ok(Err(PollError::Collection(error))) => (Failure::Collection, error),
             Ok(Err(PollError::Store(error))) => {
@@ -222,12 +229,14 @@ impl Collector {
         }
     }
 
-    async fn collect(&self, due: &Due) -> Result<(), PollError> {
+    /// One poll (and SMART when due); the server and its session afterwards (`None`: the
+    /// server was deleted since the schedule was read).
+    async fn collect(&self, due: &Due) -> Result<Option<(ServerData, Arc<SshSession>)>, PollError> {
         let server_id = due.server_id;
         let ServerState::Active(server) =
             self.servers.server(server_id).await.map_err(|e| PollError::Store(e.to_string()))?
         else {
-            return Ok(()); // deleted since the schedule was read
+            return Ok(None);
         };
         let max_gap_ms = 3 * 1000 * i64::from(due.interval_secs);
         let previous = self.counters.lock().expect("not poisoned").get(&server_id).cloned();
@@ -259,7 +268,43 @@ impl Collector {
         if due.smart_due {
             self.read_smart(server_id, &session).await?;
         }
-        Ok(())
+        Ok(Some((*server, session)))
+    }
+
+    /// Runs the server's checks that are due (never run, or last run an interval ago or more),
+    /// one after the other, and records each result.
+    async fn run_checks(&self, server: &ServerData, session: &SshSession) {
+        let server_id = server.server_id;
+        let checks = match unity_projections::monitoring::server_checks(self.pool(), server_id, &server.spec.tags).await
+        {
+            Ok(checks) => checks,
+            Err(e) => {
+                tracing::warn!(%server_id, error = %e, "The server's checks could not be read.");
+                return;
+            }
+        };
+        let now = Utc::now();
+        for c in checks {
+            let due = c.ran_at.is_none_or(|at| now - at >= chrono::Duration::seconds(i64::from(c.check.interval_secs)));
+            if !due {
+                continue;
+            }
+            let limit = Duration::from_secs(u64::from(checks::CHECK_TIMEOUT_SECS) + 5);
+            let result = match tokio::time::timeout(limit, checks::run(session, &c.check.command)).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(e)) => {
+                    // The session is gone: the next poll opens another; the check runs then.
+                    tracing::info!(%server_id, check = %c.check.name, error = %e, "A check could not be run.");
+                    self.sessions.lock().expect("not poisoned").open.remove(&server_id);
+                    return;
+                }
+                Err(_) => checks::result(137, ""),
+            };
+            let at = Utc::now();
+            if let Err(e) = self.monitoring.record_check(server_id, c.check.check_id, at, result, &metadata()).await {
+                tracing::warn!(%server_id, check = %c.check.name, error = %e, "A check's result could not be recorded.");
+            }
+        }
     }
 
     async fn read_smart(&self, server_id: Uuid, session: &SshSession) -> Result<(), PollError> {

@@ -1,7 +1,8 @@
 //! Monitoring's adapters: the poll script run over SSH and the pure parsers that turn what it
-//! prints into samples and storage state. Each parser is tested against the real outputs in
+//! prints into samples and storage state, and checks (Nagios-compatible plugins). Each parser is tested against the real outputs in
 //! `../shared/fixtures` (proc, mdstat, mdadm, zfs, smartctl) and the project's own samples.
 
+pub mod checks;
 pub mod collect;
 pub mod collector;
 pub mod mdadm;

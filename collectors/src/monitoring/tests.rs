@@ -533,3 +533,63 @@ fn seagate_188_is_decoded_and_values_outside_every_bucket_are_not_alarms() {
     assert_eq!(attribute(&disk, "188").raw, 6);
     assert_eq!(disk.verdict, Verdict::Passed, "{:?}", disk.reasons);
 }
+
+/// Outputs of the real plugins of Debian's monitoring-plugins-basic 2.3.3 (check_disk,
+/// check_load, check_dummy), as they printed them here, and the plugin guidelines' examples.
+#[test]
+fn plugin_output_splits_into_text_status_and_performance_data() {
+    use super::checks::{parse_perfdata, result};
+    use unity_domain::monitoring::CheckStatus;
+
+    let disk = result(
+        0,
+        "DISK OK - free space: / 53173MiB (57% inode=97%);| /=41815113728B;243497277849;257024904396;0;270552530944\n",
+    );
+    assert_eq!((disk.status, disk.exit), (CheckStatus::Ok, Some(0)));
+    assert_eq!(disk.output, "DISK OK - free space: / 53173MiB (57% inode=97%);");
+    let root = &disk.perfdata[0];
+    assert_eq!((root.label.as_str(), root.value, root.uom.as_str()), ("/", 41815113728.0, "B"));
+    assert_eq!((root.warn.as_deref(), root.crit.as_deref()), (Some("243497277849"), Some("257024904396")));
+    assert_eq!((root.min, root.max), (Some(0.0), Some(270552530944.0)));
+
+    let load = result(
+        1,
+        "LOAD WARNING - total load average: 1.02, 1.30, 1.59|load1=1.020;5.000;10.000;0; load5=1.300;4.000;8.000;0; load15=1.590;3.000;6.000;0; \n",
+    );
+    assert_eq!(load.status, CheckStatus::Warning);
+    let labels: Vec<(&str, f64)> = load.perfdata.iter().map(|p| (p.label.as_str(), p.value)).collect();
+    assert_eq!(labels, [("load1", 1.02), ("load5", 1.3), ("load15", 1.59)]);
+    assert_eq!(load.perfdata[2].max, None, "an empty field is no bound");
+
+    let dummy = result(2, "CRITICAL: something broke\n");
+    assert_eq!(
+        (dummy.status, dummy.output.as_str(), dummy.perfdata.len()),
+        (CheckStatus::Critical, "CRITICAL: something broke", 0)
+    );
+    assert_eq!(result(3, "UNKNOWN: no such thing").status, CheckStatus::Unknown);
+    assert_eq!(result(42, "odd").status, CheckStatus::Unknown, "any other status is unknown");
+    let killed = result(137, "");
+    assert_eq!((killed.status, killed.exit), (CheckStatus::Unknown, None));
+    assert!(killed.output.starts_with("timed out"));
+    assert_eq!(result(127, "sh: 1: check_nothing: not found").status, CheckStatus::Unknown);
+
+    // The guidelines' long output: text on later lines, performance data after `|` on any.
+    let long = result(
+        0,
+        "DISK OK - free space: / 3326 MB (56%); | /=2643MB;5948;5958;0;5968\n/ 15272 MB (77%);\n/boot 68 MB (69%); | /boot=68MB;88;93;0;98\n",
+    );
+    assert_eq!(long.output, "DISK OK - free space: / 3326 MB (56%);\n/ 15272 MB (77%);\n/boot 68 MB (69%);");
+    assert_eq!(long.perfdata.iter().map(|p| p.label.as_str()).collect::<Vec<_>>(), ["/", "/boot"]);
+
+    let quoted = parse_perfdata("'my disk'=10%;80:;@90:95 'it''s'=3c time=0.5s broken= =1 x=NaN rate=1e3");
+    let got: Vec<(&str, f64, &str)> = quoted.iter().map(|p| (p.label.as_str(), p.value, p.uom.as_str())).collect();
+    assert_eq!(got, [("my disk", 10.0, "%"), ("it's", 3.0, "c"), ("time", 0.5, "s"), ("rate", 1000.0, "")]);
+    assert_eq!((quoted[0].warn.as_deref(), quoted[0].crit.as_deref()), (Some("80:"), Some("@90:95")));
+
+    let noisy = result(0, &format!("OK {}", "x".repeat(5000)));
+    assert_eq!(
+        noisy.output.len(),
+        unity_domain::monitoring::MAX_OUTPUT_LEN,
+        "the output is cut, not the event bloated"
+    );
+}

@@ -6,8 +6,9 @@
 use chrono::{DateTime, Utc};
 use unity_domain::{
     monitoring::{
-        samples_stream, HostSample, HostSamplesEvent, Monitoring, MonitoringCommand, MonitoringError, MonitoringEvent,
-        MonitoringState, StorageDevice,
+        samples_stream, Check, CheckCommand, CheckDefinition, CheckError, CheckEvent, CheckResult, HostSample,
+        HostSamplesEvent, Monitoring, MonitoringCommand, MonitoringError, MonitoringEvent, MonitoringState,
+        StorageDevice,
     },
     Decider, EventMetadata,
 };
@@ -79,6 +80,40 @@ impl MonitoringCommands {
         let observe = MonitoringCommand::ObserveDevices { at, devices: devices.clone(), asleep };
         let read = HostSamplesEvent::DevicesRead { server_id, at, devices };
         self.record_with(server_id, samples_stream(server_id, at.date_naive()), read, observe, metadata).await
+    }
+
+    /// One run of a check: the result as a sample, and a change of its status on the server's
+    /// stream, in one transaction.
+    pub async fn record_check(
+        &self,
+        server_id: Uuid,
+        check_id: Uuid,
+        at: DateTime<Utc>,
+        result: CheckResult,
+        metadata: &EventMetadata,
+    ) -> Result<(Vec<MonitoringEvent>, Appended)> {
+        let observe =
+            MonitoringCommand::ObserveCheck { at, check_id, status: result.status, output: result.output.clone() };
+        let ran = HostSamplesEvent::CheckRan { server_id, check_id, at, result };
+        self.record_with(server_id, samples_stream(server_id, at.date_naive()), ran, observe, metadata).await
+    }
+
+    /// Creates a check (its id is in the definition).
+    pub async fn create_check(
+        &self,
+        definition: CheckDefinition,
+        metadata: &EventMetadata,
+    ) -> std::result::Result<Option<Appended>, CommandError<CheckError>> {
+        let stream = stream_of::<CheckEvent>(definition.check_id);
+        Ok(execute::<Check>(&self.store, &stream, &CheckCommand::Create(definition), metadata).await?.1)
+    }
+
+    pub async fn delete_check(
+        &self,
+        check_id: Uuid,
+        metadata: &EventMetadata,
+    ) -> std::result::Result<Option<Appended>, CommandError<CheckError>> {
+        Ok(execute::<Check>(&self.store, &stream_of::<CheckEvent>(check_id), &CheckCommand::Delete, metadata).await?.1)
     }
 
     async fn record_with(

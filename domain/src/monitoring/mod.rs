@@ -4,14 +4,17 @@
 //! retention class) and `samples` its stream, one per server per day; `summaries` rolls each
 //! hour of samples up into the longer-lived summaries class; `storage` is the state of
 //! disks, pools and arrays, and `watch` the per-server aggregate that records how a server is
-//! watched and each change seen in it, once.
+//! watched and each change seen in it, once; `checks` are the Nagios-compatible plugins Unity
+//! runs on servers.
 
+mod checks;
 mod sample;
 mod samples;
 mod storage;
 mod summaries;
 mod watch;
 
+pub use checks::*;
 pub use sample::*;
 pub use samples::*;
 pub use storage::*;

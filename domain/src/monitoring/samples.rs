@@ -5,21 +5,23 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{HostSample, StorageDevice};
+use super::{CheckResult, HostSample, StorageDevice};
 use crate::StreamId;
 
 pub const HOST_SAMPLES: &str = "host_samples";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "payload")]
 pub enum HostSamplesEvent {
     /// One poll: every number it read. `at` is when Unity read the output.
     ServerSampled { server_id: Uuid, at: DateTime<Utc>, sample: HostSample },
     /// One SMART round: each awake disk as read (temperatures, counters), on SMART's own cadence.
     DevicesRead { server_id: Uuid, at: DateTime<Utc>, devices: Vec<StorageDevice> },
+    /// One run of a check on the server, on the check's own cadence.
+    CheckRan { server_id: Uuid, check_id: Uuid, at: DateTime<Utc>, result: CheckResult },
 }
 
-crate::domain_event!(HostSamplesEvent, "host_samples", [ServerSampled, DevicesRead]);
+crate::domain_event!(HostSamplesEvent, "host_samples", [ServerSampled, DevicesRead, CheckRan]);
 
 /// The stream of `server_id`'s samples on `day`: a UUIDv7 whose time is the day's first
 /// millisecond (so retention files it under that day) and whose other bits are the server id's

@@ -351,3 +351,52 @@ fn a_servers_summaries_of_one_month_are_one_stream_in_that_months_bucket() {
     assert_eq!(RetentionClass::of(stream.stream_type()), RetentionClass::Summaries);
     assert_eq!(RetentionClass::Summaries.bucket_of(&stream).unwrap(), Some(first));
 }
+
+#[test]
+fn a_check_is_validated_made_once_and_deleted_once() {
+    let definition = |name: &str, command: &str, interval_secs: u32, target: CheckTarget| CheckDefinition {
+        check_id: Uuid::from_u128(7),
+        name: name.into(),
+        target,
+        command: command.into(),
+        interval_secs,
+    };
+    let ok = definition(" disk ", " check_disk -w 10% ", 60, CheckTarget::Tag("web".into()));
+    let created = CheckEvent::CheckCreated(definition("disk", "check_disk -w 10%", 60, CheckTarget::Tag("web".into())));
+    given::<Check>(&[]).when(CheckCommand::Create(ok.clone())).then(&[created.clone()]);
+    given::<Check>(&[created.clone()]).when(CheckCommand::Create(ok)).then_error(CheckError::Exists);
+    for (bad, error) in [
+        (definition("", "true", 60, CheckTarget::Server(Uuid::nil())), CheckError::NoName),
+        (definition("x", " ", 60, CheckTarget::Server(Uuid::nil())), CheckError::NoCommand),
+        (definition("x", "true\nrm -rf /", 60, CheckTarget::Server(Uuid::nil())), CheckError::CommandNotOneLine),
+        (
+            definition("x", &"y".repeat(MAX_COMMAND_LEN + 1), 60, CheckTarget::Server(Uuid::nil())),
+            CheckError::CommandTooLong,
+        ),
+        (definition("x", "true", 5, CheckTarget::Server(Uuid::nil())), CheckError::IntervalOutOfRange),
+        (definition("x", "true", 60, CheckTarget::Tag(" ".into())), CheckError::EmptyTag),
+    ] {
+        given::<Check>(&[]).when(CheckCommand::Create(bad)).then_error(error);
+    }
+    let deleted = CheckEvent::CheckDeleted { check_id: Uuid::from_u128(7) };
+    given::<Check>(&[created.clone()]).when(CheckCommand::Delete).then(&[deleted.clone()]);
+    given::<Check>(&[created, deleted]).when(CheckCommand::Delete).then_error(CheckError::NotFound);
+    assert!(CheckTarget::Tag("web".into()).applies_to(Uuid::nil(), &["db".into(), "web".into()]));
+    assert!(!CheckTarget::Server(Uuid::from_u128(1)).applies_to(Uuid::nil(), &[]));
+}
+
+#[test]
+fn a_checks_status_is_recorded_when_it_changes_only() {
+    let check_id = Uuid::from_u128(9);
+    let observe =
+        |minute, status| MonitoringCommand::ObserveCheck { at: at(minute), check_id, status, output: "o".into() };
+    let changed =
+        |minute, status| MonitoringEvent::CheckStatusChanged { at: at(minute), check_id, status, output: "o".into() };
+    given::<Monitoring>(&[]).when(observe(0, CheckStatus::Ok)).then(&[changed(0, CheckStatus::Ok)]);
+    given::<Monitoring>(&[changed(0, CheckStatus::Ok)]).when(observe(1, CheckStatus::Ok)).then(&[]);
+    given::<Monitoring>(&[changed(0, CheckStatus::Ok)])
+        .when(observe(2, CheckStatus::Critical))
+        .then(&[changed(2, CheckStatus::Critical)]);
+    assert_eq!(CheckStatus::from_exit(2), CheckStatus::Critical);
+    assert_eq!(CheckStatus::from_exit(255), CheckStatus::Unknown);
+}

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Array, HostFacts, Pool, PoolKind, StorageDevice, Verdict};
+use super::{Array, CheckStatus, HostFacts, Pool, PoolKind, StorageDevice, Verdict};
 use crate::{decider::Decider, Refusal, Refuse};
 
 pub const MIN_INTERVAL_SECS: u32 = 15;
@@ -119,6 +119,13 @@ pub enum MonitoringEvent {
         at: DateTime<Utc>,
         name: String,
     },
+    /// A check's first result on this server, or a result of another status than the last.
+    CheckStatusChanged {
+        at: DateTime<Utc>,
+        check_id: uuid::Uuid,
+        status: CheckStatus,
+        output: String,
+    },
 }
 
 crate::domain_event!(
@@ -137,6 +144,7 @@ crate::domain_event!(
         PoolRemoved,
         ArrayChanged,
         ArrayRemoved,
+        CheckStatusChanged,
     ]
 );
 
@@ -160,6 +168,13 @@ pub enum MonitoringCommand {
         at: DateTime<Utc>,
         failure: Failure,
         error: String,
+    },
+    /// What a check's run said: a change of status is recorded, the same status again is not.
+    ObserveCheck {
+        at: DateTime<Utc>,
+        check_id: uuid::Uuid,
+        status: CheckStatus,
+        output: String,
     },
     /// `current_value`: the attribute's raw value in the disk's latest reading (`None`: the disk
     /// has no such attribute).
@@ -191,6 +206,8 @@ pub struct MonitoringState {
     pub pools: BTreeMap<(PoolKind, String), Pool>,
     pub arrays: BTreeMap<String, Array>,
     pub devices: BTreeMap<String, DeviceState>,
+    /// Each check's last status on this server.
+    pub checks: BTreeMap<uuid::Uuid, CheckStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -312,6 +329,18 @@ impl Decider for Monitoring {
             } else {
                 vec![E::CollectionFailed { at: *at, failure: *failure, error: error.clone() }]
             }),
+            MonitoringCommand::ObserveCheck { at, check_id, status, output } => {
+                Ok(if state.checks.get(check_id) == Some(status) {
+                    vec![]
+                } else {
+                    vec![E::CheckStatusChanged {
+                        at: *at,
+                        check_id: *check_id,
+                        status: *status,
+                        output: output.clone(),
+                    }]
+                })
+            }
             MonitoringCommand::OverrideAttribute { serial, attribute_id, action, current_value } => {
                 let device = state.devices.get(serial).ok_or_else(|| MonitoringError::UnknownDevice(serial.clone()))?;
                 let value = *current_value;
@@ -392,6 +421,9 @@ impl Decider for Monitoring {
             }
             E::ArrayRemoved { name, .. } => {
                 state.arrays.remove(name);
+            }
+            E::CheckStatusChanged { check_id, status, .. } => {
+                state.checks.insert(*check_id, *status);
             }
         }
         state

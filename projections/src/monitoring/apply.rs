@@ -4,15 +4,24 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, PgConnection};
 use unity_commands::store::RecordedEvent;
-use unity_domain::monitoring::{Failure, MonitoringEvent, OverrideAction};
+use unity_domain::{
+    monitoring::{CheckEvent, CheckStatus, Failure, MonitoringEvent, OverrideAction},
+    DomainEvent,
+};
 use uuid::Uuid;
 
+use super::checks;
 use crate::engine::{ApplyError, Batch, IN_BATCH};
 
 pub(super) async fn apply(conn: &mut PgConnection, batch: &Batch<'_>) -> Result<(), ApplyError> {
     for e in batch.events {
-        apply_change(conn, e).await?;
+        if e.stream_type == CheckEvent::STREAM_TYPE {
+            checks::apply_definition(conn, e).await?;
+        } else {
+            apply_change(conn, e).await?;
+        }
     }
+    checks::apply_runs(conn, batch).await?;
     let [a, b, c, d] = batch.bounds();
     // The latest sample of each server in the batch (ServerSampled v1: server_id, at, sample).
     // A first sample makes an UNKNOWN server OK; failures and recoveries are events of their own.
@@ -255,6 +264,22 @@ async fn apply_change(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), 
                 .execute(&mut *conn)
                 .await?;
             change(conn, e, server_id, at, ("ARRAY_REMOVED", &name, None, "no longer found".into())).await?;
+        }
+        MonitoringEvent::CheckStatusChanged { at, check_id, status, output } => {
+            checks::status_changed(conn, server_id, check_id, at, status, &output).await?;
+            let verdict = match status {
+                CheckStatus::Ok => "passed",
+                CheckStatus::Warning => "warning",
+                CheckStatus::Critical => "failed",
+                CheckStatus::Unknown => "unknown",
+            };
+            let name: Option<String> = sqlx::query_scalar("SELECT name FROM monitoring_checks WHERE check_id = $1")
+                .bind(check_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let subject = name.unwrap_or_else(|| check_id.to_string());
+            change(conn, e, server_id, at, ("CHECK", &subject, Some(verdict), format!("{} {output}", status.as_str())))
+                .await?;
         }
     }
     Ok(())

@@ -2,19 +2,24 @@
 //! sample; per disk, pool and array its latest state; and the history of changes.
 //!
 //! The raw time series is not copied: a day of one server's samples is one `host_samples`
-//! stream, which `queries::samples` reads by the store's `(stream_id, stream_version)` key.
+//! stream, which `queries::samples` reads by the log's stream key.
 //! A copy would double the bytes of every sample for the same numbers (ARCHITECTURE.md,
 //! "Monitoring"). Samples are folded here in SQL, one statement per batch (the latest sample
 //! per server, the latest reading per disk); the rare state changes are applied in Rust.
 
 mod apply;
+mod checks;
 mod queries;
 
+pub use checks::{check, checks, perfdata, server_checks, CheckRow, ServerCheck};
 pub use queries::*;
 
 use futures::future::BoxFuture;
 use sqlx::PgConnection;
-use unity_domain::{monitoring::MonitoringEvent, DomainEvent};
+use unity_domain::{
+    monitoring::{CheckEvent, MonitoringEvent},
+    DomainEvent,
+};
 
 use crate::engine::{ApplyError, Batch, Projection};
 
@@ -26,11 +31,20 @@ impl Projection for MonitoringProjection {
     }
 
     fn model_version(&self) -> i32 {
-        1
+        // 2: checks (their definitions, each server's latest result).
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["monitored_servers", "monitored_devices", "monitored_pools", "monitored_arrays", "monitoring_changes"]
+        &[
+            "monitored_servers",
+            "monitored_devices",
+            "monitored_pools",
+            "monitored_arrays",
+            "monitoring_changes",
+            "monitoring_checks",
+            "monitored_checks",
+        ]
     }
 
     fn create_tables(&self) -> &'static [&'static str] {
@@ -77,6 +91,8 @@ impl Projection for MonitoringProjection {
                 subject         text        NOT NULL,
                 verdict         text,
                 summary         text        NOT NULL)",
+            checks::TABLES[0],
+            checks::TABLES[1],
         ]
     }
 
@@ -85,7 +101,7 @@ impl Projection for MonitoringProjection {
     }
 
     fn stream_types(&self) -> Option<&'static [&'static str]> {
-        Some(&[MonitoringEvent::STREAM_TYPE])
+        Some(&[MonitoringEvent::STREAM_TYPE, CheckEvent::STREAM_TYPE])
     }
 
     fn apply<'a>(&'a self, conn: &'a mut PgConnection, batch: &'a Batch<'a>) -> BoxFuture<'a, Result<(), ApplyError>> {

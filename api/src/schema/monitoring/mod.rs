@@ -1,6 +1,7 @@
 //! The monitoring part of the schema: a server's `monitoring` (configuration, status, facts,
-//! the latest sample, series and hourly summaries, disks, pools, arrays, changes) and the
-//! mutations that configure it, poll now, and override a SMART attribute.
+//! the latest sample, series and hourly summaries, disks, pools, arrays, checks, changes) and
+//! the mutations that configure it, poll now, override a SMART attribute, and make or remove
+//! checks.
 
 use std::collections::HashMap;
 
@@ -24,10 +25,12 @@ use crate::{
     },
 };
 
+mod checks;
 mod hourly;
 mod mutation;
 mod types;
 
+pub use checks::*;
 pub use hourly::*;
 pub use mutation::*;
 pub use types::*;

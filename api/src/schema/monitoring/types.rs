@@ -148,6 +148,10 @@ impl ServerMonitoring {
     ) -> Result<Vec<super::HourlySummary>, ApiError> {
         super::hourly(ctx, self.server_id, from, to).await
     }
+    /// The checks that run on this server (its own and its tags'), each with its latest result.
+    async fn checks(&self, ctx: &Context) -> Result<Vec<super::ServerCheckResult>, ApiError> {
+        super::server_checks(ctx, self.server_id).await
+    }
     async fn storage_devices(&self, ctx: &Context) -> Result<Vec<StorageDevice>, ApiError> {
         let rows = read::monitored_devices(ctx.state.store.pool(), self.server_id).await?;
         Ok(rows.into_iter().filter_map(StorageDevice::from_row).collect())
