@@ -2,9 +2,11 @@
 //! prints into samples and storage state, and checks (Nagios-compatible plugins). Each parser is tested against the real outputs in
 //! `../shared/fixtures` (proc, mdstat, mdadm, zfs, smartctl) and the project's own samples.
 
+pub mod btrfs;
 pub mod checks;
 pub mod collect;
 pub mod collector;
+pub mod lvm;
 pub mod mdadm;
 pub mod poll;
 pub mod proc;

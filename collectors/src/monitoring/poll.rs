@@ -18,19 +18,23 @@ use super::{
     ParseError,
 };
 
-/// Bumped whenever the script's sections or their meaning change.
-pub const SCRIPT_VERSION: u32 = 1;
+/// Bumped whenever the script's sections or their meaning change (2: LVM and btrfs).
+pub const SCRIPT_VERSION: u32 = 2;
 
 /// The script as sent: `SCRIPT` with the storage tools' column lists filled in.
 pub fn script() -> String {
-    SCRIPT.replace("ZPOOL_LIST", super::zfs::ZPOOL_LIST).replace("ZFS_LIST", super::zfs::ZFS_LIST)
+    SCRIPT
+        .replace("ZPOOL_LIST", super::zfs::ZPOOL_LIST)
+        .replace("ZFS_LIST", super::zfs::ZFS_LIST)
+        .replace("VGS", super::lvm::VGS)
+        .replace("LVS", super::lvm::LVS)
 }
 
 const SCRIPT: &str = r#"LC_ALL=C; export LC_ALL
 t() { if command -v timeout >/dev/null 2>&1; then timeout -s KILL 5 "$@"; else "$@"; fi; }
 s() { n=$1; shift; echo "@@$n"; "$@" 2>/dev/null; r=$?; echo; echo "@@/ $r"; }
 f() { echo "@@$1"; if [ -r "$2" ]; then while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$2"; r=0; else r=1; fi; echo; echo "@@/ $r"; }
-echo "@@unity-poll 1"
+echo "@@unity-poll 2"
 s stat cat /proc/stat
 s meminfo cat /proc/meminfo
 f loadavg /proc/loadavg
@@ -56,6 +60,21 @@ if command -v zpool >/dev/null 2>&1; then
   s zpool_status t zpool status -p
   s zpool_list t ZPOOL_LIST
   s zfs_list t ZFS_LIST
+fi
+if command -v vgs >/dev/null 2>&1; then
+  s vgs t VGS
+  s lvs t LVS
+fi
+if command -v btrfs >/dev/null 2>&1; then
+  seen=
+  while read -r dev mnt typ rest; do
+    [ "$typ" = btrfs ] || continue
+    case " $seen " in *" $dev "*) continue;; esac
+    seen="$seen $dev"
+    m=$(printf '%b' "$mnt")
+    s "btrfs_usage $m" t btrfs filesystem usage -b "$m"
+    s "btrfs_stats $m" t btrfs device stats "$m"
+  done < /proc/mounts
 fi
 echo "@@end"
 "#;
@@ -111,7 +130,8 @@ pub struct Reading {
     pub sample: HostSample,
     pub facts: HostFacts,
     pub counters: Counters,
-    /// ZFS pools and md arrays, judged; empty where the server has none.
+    /// ZFS pools, LVM volume groups, btrfs filesystems and md arrays, judged; empty where the
+    /// server has none.
     pub pools: Vec<Pool>,
     pub arrays: Vec<Array>,
     /// Sections that could not be read (a missing command, a df killed by its timeout).
@@ -204,7 +224,9 @@ pub fn parse(output: &str, at_ms: i64, previous: Option<&Counters>, max_gap_ms: 
     Ok(Reading { sample, facts, counters, pools, arrays, missing })
 }
 
-/// The storage sections: md arrays (mdstat, with `mdadm --detail` where it ran) and ZFS pools.
+/// The storage sections: md arrays (mdstat, with `mdadm --detail` where it ran), ZFS pools, LVM
+/// volume groups (with their logical volumes) and btrfs filesystems (one per device, whichever
+/// of its mounts came first).
 fn storage(sections: &BTreeMap<String, Section>) -> Result<(Vec<Pool>, Vec<Array>), ParseError> {
     let ok = |name: &str| sections.get(name).filter(|s| s.status == 0).map(|s| s.text.as_str());
     let mut arrays = ok("mdstat").map(super::mdadm::parse_mdstat).transpose()?.unwrap_or_default();
@@ -223,5 +245,16 @@ fn storage(sections: &BTreeMap<String, Section>) -> Result<(Vec<Pool>, Vec<Array
         super::zfs::apply_datasets(&mut pools, list);
     }
     pools.iter_mut().for_each(super::zfs::judge);
+    if let Some(vgs) = ok("vgs") {
+        let mut groups = super::lvm::parse_vgs(vgs)?;
+        if let Some(lvs) = ok("lvs") {
+            super::lvm::apply_lvs(&mut groups, lvs)?;
+        }
+        pools.extend(groups);
+    }
+    for (name, _) in sections.iter().filter(|(name, _)| name.starts_with("btrfs_usage ")) {
+        let mount = &name["btrfs_usage ".len()..];
+        pools.push(super::btrfs::parse(mount, ok(name), ok(&format!("btrfs_stats {mount}")))?);
+    }
     Ok((pools, arrays))
 }

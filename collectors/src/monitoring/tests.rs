@@ -184,7 +184,7 @@ fn mounts_of_the_df_fixture() -> String {
 fn poll_output(stat: &str, uptime: &str, boot: &str, df_status: i32) -> String {
     let section = |name: &str, text: &str, status: i32| format!("@@{name}\n{text}\n\n@@/ {status}\n");
     [
-        "@@unity-poll 1\n".to_string(),
+        format!("@@unity-poll {}\n", poll::SCRIPT_VERSION),
         section("stat", stat, 0),
         section("meminfo", &fixture("proc/jc_proc_meminfo_with_memavailable"), 0),
         section("loadavg", &fixture("proc/jc_proc_loadavg"), 0),
@@ -592,4 +592,82 @@ fn plugin_output_splits_into_text_status_and_performance_data() {
         unity_domain::monitoring::MAX_OUTPUT_LEN,
         "the output is cut, not the event bloated"
     );
+}
+
+/// The project's own samples of LVM and btrfs output (`samples/README.md` says where each
+/// comes from).
+fn sample(name: &str) -> &'static str {
+    match name {
+        "vgs-ok.json" => include_str!("samples/vgs-ok.json"),
+        "vgs-partial.json" => include_str!("samples/vgs-partial.json"),
+        "lvs.json" => include_str!("samples/lvs.json"),
+        "btrfs-usage.txt" => include_str!("samples/btrfs-usage.txt"),
+        "btrfs-stats.txt" => include_str!("samples/btrfs-stats.txt"),
+        "btrfs-usage-degraded.txt" => include_str!("samples/btrfs-usage-degraded.txt"),
+        "btrfs-stats-errors.txt" => include_str!("samples/btrfs-stats-errors.txt"),
+        _ => panic!("no sample {name}"),
+    }
+}
+
+#[test]
+fn lvm_groups_and_volumes_are_judged_by_their_attributes_and_thin_pools_by_their_fill() {
+    use super::lvm::{apply_lvs, parse_vgs};
+    use unity_domain::monitoring::PoolKind;
+
+    let ok = parse_vgs(sample("vgs-ok.json")).unwrap();
+    assert_eq!(ok.len(), 1);
+    assert_eq!((ok[0].kind, ok[0].name.as_str(), ok[0].verdict), (PoolKind::Lvm, "vgtest", Verdict::Passed));
+    assert_eq!(
+        (ok[0].size_bytes, ok[0].free_bytes, ok[0].allocated_bytes),
+        (Some(1065353216), Some(1065353216), Some(0))
+    );
+    let partial = parse_vgs(sample("vgs-partial.json")).unwrap();
+    assert_eq!(partial[0].verdict, Verdict::Failed, "{:?}", partial[0].reasons);
+    assert!(partial[0].reasons[0].contains("1 physical volume(s) missing"));
+
+    // The groups lvs.json's volumes belong to.
+    let groups = r#"{"report": [{"vg": [
+        {"vg_name":"vg0", "vg_attr":"wz--n-", "vg_size":"1000000000000", "vg_free":"400000000000", "vg_missing_pv_count":"0"},
+        {"vg_name":"vg1", "vg_attr":"wz--n-", "vg_size":"214748364800", "vg_free":"0", "vg_missing_pv_count":"0"}]}]}"#;
+    let mut pools = parse_vgs(groups).unwrap();
+    apply_lvs(&mut pools, sample("lvs.json")).unwrap();
+    let vg0 = &pools[0];
+    assert_eq!(vg0.volumes.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["root", "thin", "vms"]);
+    let thin = &vg0.volumes[1];
+    assert_eq!(
+        (thin.data_percent, thin.metadata_percent, thin.used_bytes),
+        (Some(9651), Some(1207), Some(214748364800))
+    );
+    assert_eq!(vg0.verdict, Verdict::Warning, "a thin pool 96 % full of data: {:?}", vg0.reasons);
+    assert_eq!(vg0.reasons, ["thin pool thin is 96% full of data"]);
+    assert_eq!(pools[1].verdict, Verdict::Failed, "a partial RAID volume: {:?}", pools[1].reasons);
+    assert!(parse_vgs("WARNING: Running as a non-root user.").unwrap_err().to_string().starts_with("vgs: "));
+}
+
+#[test]
+fn btrfs_filesystems_show_space_a_missing_device_and_error_counters() {
+    use super::btrfs::parse;
+    use unity_domain::monitoring::PoolKind;
+
+    let healthy = parse("/srv", Some(sample("btrfs-usage.txt")), Some(sample("btrfs-stats.txt"))).unwrap();
+    assert_eq!((healthy.kind, healthy.name.as_str(), healthy.state.as_str()), (PoolKind::Btrfs, "/srv", "ok"));
+    assert_eq!(
+        (healthy.size_bytes, healthy.allocated_bytes, healthy.free_bytes),
+        (Some(1073741824), Some(249954304), Some(928645120))
+    );
+    assert_eq!((healthy.verdict, healthy.members.len()), (Verdict::Passed, 1));
+    assert_eq!(healthy.members[0].name, "/dev/loop0");
+
+    let degraded =
+        parse("/data", Some(sample("btrfs-usage-degraded.txt")), Some(sample("btrfs-stats-errors.txt"))).unwrap();
+    assert_eq!((degraded.state.as_str(), degraded.verdict), ("degraded", Verdict::Failed), "{:?}", degraded.reasons);
+    let sdb = &degraded.members[0];
+    assert_eq!((sdb.read_errors, sdb.write_errors, sdb.checksum_errors), (3, 1, 12));
+    assert_eq!(degraded.members[1].state, "missing");
+    assert!(degraded.reasons.iter().any(|r| r.contains("/dev/sdb has 16 errors")), "{:?}", degraded.reasons);
+
+    // Usage read as non-root fails its section: its counters are unknown, not zero.
+    let unread = parse("/srv", None, None).unwrap();
+    assert_eq!((unread.verdict, unread.size_bytes), (Verdict::Unknown, None));
+    assert!(parse("/srv", Some("ERROR: not a btrfs filesystem"), None).is_err());
 }
