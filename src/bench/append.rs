@@ -56,7 +56,7 @@ pub async fn run(
     for _ in 0..rounds {
         let mut result = append(&pool, events, streams, writers, batch, group).await?;
         if beside.ceiling {
-            let shapes = ceiling::ceiling(&pool, events, batch, streams).await?;
+            let shapes = ceiling::ceiling(&pool, events, batch, streams, writers).await?;
             let share = result["events_per_second"].as_f64().unwrap_or(0.0)
                 / shapes["event_log"]["events_per_second"].as_f64().unwrap_or(f64::INFINITY);
             result["ceiling"] = shapes;
@@ -106,8 +106,8 @@ async fn peer_run(_: &Settings, _: &PgPool, _: usize, _: usize, _: usize, _: usi
 fn append_line(r: &serde_json::Value) -> String {
     let ceiling = match r.get("ceiling") {
                     Some(c) => format!(
-                        "\nceiling (the same rows by INSERT … SELECT in batches of {}): {:.0} events/s into event_log's shape, {:.0} into the shape before it, {:.0} with no indexes; this append reached {:.0} % of event_log's",
-                        r["batch"], c["event_log"]["events_per_second"].as_f64().unwrap_or(0.0),
+                        "\nceiling (the same rows by INSERT … SELECT in batches of {}, {} writer(s)): {:.0} events/s into event_log's shape, {:.0} into the shape before it, {:.0} with no indexes; this append reached {:.0} % of event_log's",
+                        r["batch"], r["writers"], c["event_log"]["events_per_second"].as_f64().unwrap_or(0.0),
                         c["before_lean"]["events_per_second"].as_f64().unwrap_or(0.0),
                         c["no_indexes"]["events_per_second"].as_f64().unwrap_or(0.0),
                         100.0 * r["share_of_ceiling"].as_f64().unwrap_or(0.0),

@@ -1,5 +1,6 @@
 //! The plain-SQL ceiling of the log's shape: rows like the append benchmark's, inserted
-//! server-side (`INSERT … SELECT`, nothing to parse or send) in batches of the same size, into a
+//! server-side (`INSERT … SELECT`, nothing to parse or send) in batches of the same size, by as
+//! many concurrent writers as the benchmark has (each on a connection of its own), into a
 //! copy of `event_log` with its constraints and indexes, into the shape the log had before it
 //! (text stream ids, a unique event-id key, `prev_hash`), and into one with no indexes. The
 //! store's own cost then reads as a ratio, measured on the same machine in the same run.
@@ -60,8 +61,15 @@ const SHAPES: &[Shape] = &[
     },
 ];
 
-/// Events per second for each shape; the append benchmark's rows must be there to copy from.
-pub async fn ceiling(pool: &PgPool, events: usize, batch: usize, streams: usize) -> Result<serde_json::Value> {
+/// Events per second for each shape, `writers` writing at once; the append benchmark's rows must
+/// be there to copy from.
+pub async fn ceiling(
+    pool: &PgPool,
+    events: usize,
+    batch: usize,
+    streams: usize,
+    writers: usize,
+) -> Result<serde_json::Value> {
     type Sample = (i16, String, i16, String, serde_json::Value, serde_json::Value, Vec<u8>);
     let sample: Option<Sample> = sqlx::query_as(
         "SELECT e.stream_type, st.name, e.event_type, et.name, e.payload, e.metadata, e.hash \
@@ -81,23 +89,36 @@ pub async fn ceiling(pool: &PgPool, events: usize, batch: usize, streams: usize)
         sqlx::raw_sql(AssertSqlSafe(shape.create)).execute(pool).await?;
         let insert = shape.insert.replace("{id}", TIME_ORDERED_ID).replace("{stream}", STREAM_UUID);
         let started = Instant::now();
-        let mut done = 0usize;
-        while done < events {
-            let n = batch.min(events - done);
-            let mut query = sqlx::query(AssertSqlSafe(insert.as_str()))
-                .bind(done as i64)
-                .bind((done + n - 1) as i64)
-                .bind(stream_type)
-                .bind(event_type)
-                .bind(streams as i64)
-                .bind(&payload)
-                .bind(&metadata)
-                .bind(&hash);
-            if shape.name == "before_lean" {
-                query = query.bind(&stream_type_name).bind(&event_type_name);
-            }
-            query.execute(pool).await?;
-            done += n;
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..writers {
+            // Writer w takes batches w, w + writers, …: rows numbered apart, never the same key.
+            let (pool, insert) = (pool.clone(), insert.clone());
+            let (payload, metadata, hash) = (payload.clone(), metadata.clone(), hash.clone());
+            let names = (shape.name == "before_lean").then(|| (stream_type_name.clone(), event_type_name.clone()));
+            tasks.spawn(async move {
+                let mut start = w * batch;
+                while start < events {
+                    let n = batch.min(events - start);
+                    let mut query = sqlx::query(AssertSqlSafe(insert.as_str()))
+                        .bind(start as i64)
+                        .bind((start + n - 1) as i64)
+                        .bind(stream_type)
+                        .bind(event_type)
+                        .bind(streams as i64)
+                        .bind(&payload)
+                        .bind(&metadata)
+                        .bind(&hash);
+                    if let Some((stream_type_name, event_type_name)) = &names {
+                        query = query.bind(stream_type_name).bind(event_type_name);
+                    }
+                    query.execute(&pool).await?;
+                    start += writers * batch;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
         }
         let seconds = started.elapsed().as_secs_f64();
         shapes.insert(shape.name.into(), json!({ "seconds": seconds, "events_per_second": events as f64 / seconds }));

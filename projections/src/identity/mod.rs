@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use unity_commands::store::RecordedEvent;
 use unity_domain::{
-    identity::{ApiKeyEvent, LoginEvent, SessionEvent, UserEvent},
+    identity::{username_stream_uuid, ApiKeyEvent, LoginEvent, SessionEvent, UserEvent},
     DomainEvent, SecretRef,
 };
 use uuid::Uuid;
@@ -21,7 +21,8 @@ impl Projection for UsersProjection {
     }
 
     fn model_version(&self) -> i32 {
-        2
+        // 3: each user's login stream, which the logins fold groups by.
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -41,6 +42,8 @@ impl Projection for UsersProjection {
                 updated_at    timestamptz NOT NULL,
                 last_login_at timestamptz,
                 failed_logins bigint      NOT NULL DEFAULT 0,
+                -- The UUID of the user's `login` stream (from the username, which never changes).
+                login_stream  uuid        NOT NULL UNIQUE,
                 version       bigint      NOT NULL)",
             "CREATE TABLE api_keys (
                 id           uuid        PRIMARY KEY,
@@ -89,21 +92,23 @@ async fn apply(conn: &mut PgConnection, batch: &Batch<'_>) -> Result<(), ApplyEr
             _ => {}
         }
     }
-    // Logins folded per user: one UPDATE per batch, however many attempts it holds (attempts
-    // with no user_id, for unknown usernames, group under NULL, which matches no user). Reads
+    // Logins folded per user: one UPDATE per batch, however many attempts it holds, grouped by
+    // login stream (no payload to read for the bulk of them). A failure counts only with a
+    // user_id: one recorded before the username was taken is no user's. Reads
     // `LoginSucceeded`/`LoginFailed` at schema version 1 (their only version so far); a new
     // version needs its shape handled here too.
     let [a, b, c, d] = batch.bounds();
     sqlx::query(AssertSqlSafe(format!(
         "UPDATE users u SET last_login_at = greatest(u.last_login_at, t.last_success), failed_logins = u.failed_logins + t.failures \
-         FROM (SELECT (payload->>'user_id')::uuid AS id, \
+         FROM (SELECT stream_uuid, \
                       max(recorded_at) FILTER (WHERE event_type = (SELECT key FROM event_types WHERE name = 'LoginSucceeded')) \
                           AS last_success, \
-                      count(*) FILTER (WHERE event_type = (SELECT key FROM event_types WHERE name = 'LoginFailed')) AS failures \
+                      count(*) FILTER (WHERE event_type = (SELECT key FROM event_types WHERE name = 'LoginFailed') \
+                                         AND payload->>'user_id' IS NOT NULL) AS failures \
                FROM event_log_permanent \
                WHERE stream_type = (SELECT key FROM stream_types WHERE name = '{login}') AND {IN_BATCH} \
                GROUP BY 1) t \
-         WHERE u.id = t.id",
+         WHERE u.login_stream = t.stream_uuid",
         login = LoginEvent::STREAM_TYPE
     )))
     .bind(a)
@@ -121,14 +126,15 @@ async fn apply_user(conn: &mut PgConnection, e: &RecordedEvent) -> Result<(), Ap
         .ok_or_else(|| ApplyError::Poison { event_id: e.event_id, reason: "malformed user stream id".into() })?;
     let query = match e.decode::<UserEvent>()? {
         UserEvent::UserCreated { user_id, username, role, password_hash } => sqlx::query(
-            "INSERT INTO users (id, username, role, password_hash, password_secret, created_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO users (id, username, role, password_hash, password_secret, login_stream, created_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(user_id)
         .bind(username.as_str().to_owned())
         .bind(role.as_str())
         .bind(serde_json::to_value(&password_hash).expect("secret refs serialize"))
-        .bind(password_hash.secret_id),
+        .bind(password_hash.secret_id)
+        .bind(username_stream_uuid(&username)),
         UserEvent::UserRoleChanged { role, .. } => {
             sqlx::query("UPDATE users SET role = $2, updated_at = $3, version = $4 WHERE id = $1 AND version < $4")
                 .bind(user_id)
